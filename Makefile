@@ -1,0 +1,38 @@
+# Entry points. Every target sets up .venv first (idempotent, ~1 min when new).
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+CONFIG ?=
+ARGS   ?=
+# One Keras everywhere: tf_keras (Keras 2), as in the official TFX image.
+export TF_USE_LEGACY_KERAS := 1
+export TF_CPP_MIN_LOG_LEVEL := 2
+
+.PHONY: setup run test test-fast compile report bench clean lock
+
+setup:
+	@bash scripts/setup.sh
+
+run: setup  ## Whole pipeline, locally, on the embedded taxi sample (or CONFIG=my.yaml).
+	$(PY) -m pipeline run $(if $(CONFIG),--config $(CONFIG)) $(ARGS)
+
+test: setup  ## The whole suite: unit, component and end-to-end tests.
+	$(PY) -m pytest -q -p no:cacheprovider $(ARGS)
+
+test-fast: setup  ## Unit tests only.
+	$(PY) -m pytest -q -p no:cacheprovider -m "not e2e and not slow" $(ARGS)
+
+compile: setup  ## Kubeflow V2 pipeline spec into build/.
+	$(PY) -m pipeline compile $(if $(CONFIG),--config $(CONFIG)) $(ARGS)
+
+report: setup  ## Regenerate the HTML run report from outputs/.
+	$(PY) -m pipeline report $(ARGS)
+
+bench: setup  ## Benchmarks; figures go to docs/performance.md.
+	$(PY) -m bench $(ARGS)
+
+lock:  ## Re-resolve requirements.lock from pyproject.toml (needs uv).
+	uv pip compile pyproject.toml --extra test --extra bench --python-version 3.10 \
+	  --python-platform x86_64-manylinux_2_36 --no-header -o requirements.lock
+
+clean:
+	rm -rf outputs build

@@ -1,0 +1,1 @@
+"""Custom TFX components and the user code (Transform, Trainer) they run."""

@@ -1,0 +1,1 @@
+"""Trainer user code, split by role: inputs, model, fit loop, export."""

@@ -1,0 +1,1 @@
+"""Kubeflow Pipelines: compile the pipeline with KubeflowV2DagRunner."""

@@ -1,0 +1,484 @@
+"""Typed, validated pipeline configuration.
+
+Everything a user sets lives here: one YAML file (``configs/default.yaml`` is the
+reference) plus dotted ``--set section.key=value`` overrides, parsed once by
+:func:`load_config` into frozen dataclasses.  Nothing downstream converts
+strings; every component receives these typed values (or their dict form, for
+the components that can only take JSON-serialisable execution properties).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any, Mapping, Optional, Sequence, Tuple
+
+import yaml
+
+
+class ConfigError(ValueError):
+  """A configuration value is missing, unknown or out of range."""
+
+
+# Metrics the trainer compiles and the gate evaluates, by their short name.
+# The value says whether higher is better.
+METRICS: Mapping[str, bool] = {
+    'accuracy': True,
+    'auc': True,
+    'log_loss': False,  # binary cross-entropy, without the regularization penalty
+}
+
+STRATEGIES = ('auto', 'one_device', 'mirrored', 'multi_worker', 'tpu')
+REGULARIZATION_TECHNIQUES = ('l1', 'l2', 'dropout', 'weight_decay', 'max_norm',
+                             'label_smoothing', 'early_stopping')
+
+
+def taxi_sample_path() -> str:
+  """The Chicago taxi sample that ships inside the tfx wheel (15,002 rows)."""
+  import tfx  # Local import: the config module itself must stay light.
+  return os.path.join(
+      os.path.dirname(tfx.__file__),
+      'examples/chicago_taxi_pipeline/data/simple/data.csv')
+
+
+@dataclass(frozen=True)
+class LabelConfig:
+  """The binary label and how it is derived from the raw columns.
+
+  Without ``column`` the CSV holds the label itself under ``name`` (0/1, or a
+  string compared with ``positive_value``).  With ``column`` the label is
+  ``column > threshold`` or, with ``relative_to``,
+  ``column > threshold * relative_to``; a missing source value gives 0.
+  """
+  name: str = 'big_tipper'
+  column: Optional[str] = 'tips'
+  threshold: float = 0.2
+  relative_to: Optional[str] = 'fare'
+  positive_value: Optional[str] = None
+
+  @property
+  def source_columns(self) -> Tuple[str, ...]:
+    if self.column is None:
+      return (self.name,)
+    return tuple(c for c in (self.column, self.relative_to) if c)
+
+
+@dataclass(frozen=True)
+class FeaturesConfig:
+  """Which raw columns feed the model, and how Transform encodes them."""
+  numeric: Tuple[str, ...] = ()
+  categorical: Tuple[str, ...] = ()
+  # Numeric columns compressed with sign(x)*log1p(|x|) before z-scoring.
+  log_scale: Tuple[str, ...] = ()
+  vocab_size: int = 1000
+  oov_buckets: int = 10
+
+  @property
+  def all(self) -> Tuple[str, ...]:
+    return self.numeric + self.categorical
+
+
+@dataclass(frozen=True)
+class SplitsConfig:
+  """Hash-based splits: train fits, eval drives early stopping and tuning,
+  test is held out for the gate."""
+  train: int = 14
+  eval: int = 3
+  test: int = 3
+
+  def as_buckets(self) -> Mapping[str, int]:
+    return {'train': self.train, 'eval': self.eval, 'test': self.test}
+
+
+@dataclass(frozen=True)
+class DataConfig:
+  path: Optional[str] = None  # None: the taxi sample inside the tfx wheel.
+  format: str = 'csv'
+  label: LabelConfig = field(default_factory=LabelConfig)
+  features: FeaturesConfig = field(default_factory=FeaturesConfig)
+  splits: SplitsConfig = field(default_factory=SplitsConfig)
+  schema_path: Optional[str] = None  # A curated schema (ImportSchemaGen).
+
+  @property
+  def resolved_path(self) -> str:
+    return self.path or taxi_sample_path()
+
+
+@dataclass(frozen=True)
+class EarlyStoppingConfig:
+  metric: str = 'auc'  # Monitored on the eval split as ``val_<metric>``.
+  patience: int = 4
+  min_delta: float = 1e-4
+
+  @property
+  def monitor(self) -> str:
+    return f'val_{self.metric}'
+
+  @property
+  def mode(self) -> str:
+    return 'max' if METRICS[self.metric] else 'min'
+
+
+@dataclass(frozen=True)
+class RegularizationConfig:
+  """Every technique is off at its zero value; ``none`` is all of them off."""
+  l1: float = 0.0
+  l2: float = 0.0
+  dropout: float = 0.0
+  weight_decay: float = 0.0  # Decoupled (AdamW); biases and norms excluded.
+  max_norm: Optional[float] = None
+  label_smoothing: float = 0.0
+  early_stopping: Optional[EarlyStoppingConfig] = None
+
+  @property
+  def active(self) -> Tuple[str, ...]:
+    """Names of the techniques in force, for reports."""
+    names = []
+    if self.l1 and self.l2:
+      names.append('elastic_net')
+    elif self.l1:
+      names.append('l1')
+    elif self.l2:
+      names.append('l2')
+    for name in ('dropout', 'weight_decay', 'max_norm', 'label_smoothing',
+                 'early_stopping'):
+      if getattr(self, name):
+        names.append(name)
+    return tuple(names)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+  hidden_units: Tuple[int, ...] = (64, 32)
+  learning_rate: float = 3e-3
+  batch_size: int = 256  # Per replica; the global batch scales with replicas.
+  epochs: int = 30
+  train_eval_sample: int = 4096  # Train rows re-evaluated each epoch.
+  seed: int = 42
+
+
+@dataclass(frozen=True)
+class TuningConfig:
+  """Optional KerasTuner search over regularization strengths."""
+  enabled: bool = False
+  max_trials: int = 6
+  epochs: int = 8
+  l1: Tuple[float, ...] = (0.0, 1e-5, 1e-4)
+  l2: Tuple[float, ...] = (0.0, 1e-5, 1e-4)
+  dropout: Tuple[float, ...] = (0.0, 0.1, 0.3)
+  weight_decay: Tuple[float, ...] = (0.0, 1e-4, 1e-3)
+
+
+@dataclass(frozen=True)
+class DistributionConfig:
+  strategy: str = 'auto'
+  devices: Tuple[str, ...] = ()  # For ``mirrored``; empty means all local.
+  tpu_address: Optional[str] = None  # For ``tpu``/``auto``: grpc://host:port or name.
+
+
+@dataclass(frozen=True)
+class GateConfig:
+  """The generalization gate.
+
+  ``max_gap`` bounds train metric minus held-out metric (sign flipped for
+  loss), per metric.  Absolute quality: held-out accuracy must beat the
+  majority-class rate of the held-out split by ``accuracy_margin`` and AUC must
+  reach ``min_auc``.  No regression: against the latest blessed model,
+  ``baseline_metric`` may not drop by more than ``baseline_tolerance``.
+  """
+  max_gap: Mapping[str, float] = field(default_factory=lambda: {
+      'accuracy': 0.03, 'auc': 0.03, 'log_loss': 0.05})
+  accuracy_margin: float = 0.05
+  min_auc: float = 0.75
+  baseline_metric: str = 'auc'
+  baseline_tolerance: float = 0.005
+  train_sample_size: int = 3000
+  slice_features: Tuple[str, ...] = ()
+  slice_max_gap: float = 0.08
+  slice_min_examples: int = 200
+
+
+@dataclass(frozen=True)
+class BeamConfig:
+  runner: str = 'DirectRunner'
+  # auto: in_memory below ``multi_processing_above_rows`` input rows.
+  direct_running_mode: str = 'auto'
+  direct_num_workers: int = 0  # 0: one per core.
+  multi_processing_above_rows: int = 200_000
+  extra_args: Tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+  root: str = 'outputs'
+  # Below root unless absolute.
+  pipeline_root: str = 'pipeline_root'
+  metadata_path: str = 'metadata.sqlite'
+  serving_dir: str = 'serving_model'
+
+  def resolve(self, path: str) -> str:
+    return path if os.path.isabs(path) or '://' in path else os.path.join(
+        self.root, path)
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+  pipeline_name: str = 'taxi-generalize'
+  data: DataConfig = field(default_factory=DataConfig)
+  model: ModelConfig = field(default_factory=ModelConfig)
+  regularization: RegularizationConfig = field(
+      default_factory=RegularizationConfig)
+  tuning: TuningConfig = field(default_factory=TuningConfig)
+  distribution: DistributionConfig = field(default_factory=DistributionConfig)
+  gate: GateConfig = field(default_factory=GateConfig)
+  beam: BeamConfig = field(default_factory=BeamConfig)
+  output: OutputConfig = field(default_factory=OutputConfig)
+
+  def to_dict(self) -> dict:
+    return _to_plain(self)
+
+
+# --------------------------------------------------------------------------
+# Parsing.
+
+
+def _to_plain(value: Any) -> Any:
+  if dataclasses.is_dataclass(value):
+    return {f.name: _to_plain(getattr(value, f.name))
+            for f in dataclasses.fields(value)}
+  if isinstance(value, (tuple, list)):
+    return [_to_plain(v) for v in value]
+  if isinstance(value, Mapping):
+    return {k: _to_plain(v) for k, v in value.items()}
+  return value
+
+
+def _coerce(value: Any, annotation: str, where: str) -> Any:
+  """Coerces a YAML value to the field's annotated type, or raises."""
+  optional = annotation.startswith('Optional[')
+  if optional:
+    if value is None:
+      return None
+    annotation = annotation[len('Optional['):-1]
+  if annotation in _DATACLASSES:
+    return _build(_DATACLASSES[annotation], value, where)
+  if annotation == 'bool':
+    if not isinstance(value, bool):
+      raise ConfigError(f'{where}: expected true or false, got {value!r}')
+    return value
+  if annotation == 'int':
+    if isinstance(value, bool) or not isinstance(value, int):
+      raise ConfigError(f'{where}: expected an integer, got {value!r}')
+    return value
+  if annotation == 'float':
+    if isinstance(value, str):
+      try:
+        value = float(value)
+      except ValueError:
+        raise ConfigError(f'{where}: expected a number, got {value!r}') from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+      raise ConfigError(f'{where}: expected a number, got {value!r}')
+    return float(value)
+  if annotation == 'str':
+    if not isinstance(value, str):
+      raise ConfigError(f'{where}: expected a string, got {value!r}')
+    return value
+  if annotation.startswith('Tuple['):
+    if isinstance(value, str):
+      value = [v.strip() for v in value.split(',') if v.strip()]
+    if not isinstance(value, (list, tuple)):
+      raise ConfigError(f'{where}: expected a list, got {value!r}')
+    item = annotation[len('Tuple['):-len(', ...]')]
+    return tuple(_coerce(v, item, f'{where}[{i}]') for i, v in enumerate(value))
+  if annotation.startswith('Mapping[str, float]'):
+    if not isinstance(value, Mapping):
+      raise ConfigError(f'{where}: expected a mapping, got {value!r}')
+    return {str(k): _coerce(v, 'float', f'{where}.{k}') for k, v in value.items()}
+  raise TypeError(f'unhandled annotation {annotation} at {where}')
+
+
+def _build(cls, raw: Any, where: str):
+  if dataclasses.is_dataclass(raw):
+    return raw
+  if cls is RegularizationConfig and raw == 'none':
+    return RegularizationConfig()
+  if cls is EarlyStoppingConfig and raw is True:
+    return EarlyStoppingConfig()
+  if raw is None:
+    raw = {}
+  if not isinstance(raw, Mapping):
+    raise ConfigError(f'{where}: expected a mapping, got {raw!r}')
+  fields = {f.name: f for f in dataclasses.fields(cls)}
+  unknown = sorted(set(raw) - set(fields))
+  if unknown:
+    kind = 'technique' if cls is RegularizationConfig else 'key'
+    raise ConfigError(
+        f'{where}: unknown {kind} {", ".join(map(repr, unknown))}; '
+        f'expected one of: {", ".join(fields)}')
+  kwargs = {name: _coerce(raw[name], fields[name].type, f'{where}.{name}'
+                          if where else name)
+            for name in raw}
+  return cls(**kwargs)
+
+
+_DATACLASSES = {cls.__name__: cls for cls in (
+    LabelConfig, FeaturesConfig, SplitsConfig, DataConfig, EarlyStoppingConfig,
+    RegularizationConfig, ModelConfig, TuningConfig, DistributionConfig,
+    GateConfig, BeamConfig, OutputConfig, PipelineConfig)}
+
+
+def validate(config: PipelineConfig) -> PipelineConfig:
+  """Raises ConfigError on the first value out of range."""
+  r = config.regularization
+  for name in ('l1', 'l2', 'weight_decay', 'label_smoothing'):
+    if getattr(r, name) < 0:
+      raise ConfigError(
+          f'regularization.{name}: strength must be >= 0, got {getattr(r, name)}')
+  if not 0.0 <= r.dropout < 1.0:
+    raise ConfigError(
+        f'regularization.dropout: rate must be in [0, 1), got {r.dropout}')
+  if r.label_smoothing >= 1.0:
+    raise ConfigError('regularization.label_smoothing: must be in [0, 1), '
+                      f'got {r.label_smoothing}')
+  if r.max_norm is not None and r.max_norm <= 0:
+    raise ConfigError(f'regularization.max_norm: must be > 0, got {r.max_norm}')
+  if r.early_stopping is not None:
+    es = r.early_stopping
+    if es.metric not in METRICS:
+      raise ConfigError(
+          f'regularization.early_stopping.metric: unknown metric {es.metric!r}; '
+          f'the model reports {", ".join(METRICS)} on the eval split')
+    if es.patience < 0 or es.min_delta < 0:
+      raise ConfigError('regularization.early_stopping: patience and min_delta '
+                        'must be >= 0')
+  m = config.model
+  if not m.hidden_units or any(u <= 0 for u in m.hidden_units):
+    raise ConfigError(
+        f'model.hidden_units: expected positive layer sizes, got {m.hidden_units}')
+  for name in ('batch_size', 'epochs', 'train_eval_sample'):
+    if getattr(m, name) <= 0:
+      raise ConfigError(f'model.{name}: must be > 0, got {getattr(m, name)}')
+  if m.learning_rate <= 0:
+    raise ConfigError(f'model.learning_rate: must be > 0, got {m.learning_rate}')
+  d = config.data
+  if d.format != 'csv':
+    raise ConfigError(f'data.format: only csv is supported, got {d.format!r}')
+  if not d.features.all:
+    raise ConfigError('data.features: list at least one numeric or '
+                      'categorical feature')
+  # The column a label is thresholded from gives the answer away; the
+  # column it is compared relative to (the taxi's fare) does not.
+  overlap = set(d.features.all) & {d.label.name, d.label.column}
+  if overlap:
+    raise ConfigError(
+        f'data.features: {sorted(overlap)} would leak the label '
+        f'{d.label.name!r} into the inputs')
+  unknown_log = set(d.features.log_scale) - set(d.features.numeric)
+  if unknown_log:
+    raise ConfigError(f'data.features.log_scale: {sorted(unknown_log)} are not '
+                      'numeric features')
+  for split, buckets in d.splits.as_buckets().items():
+    if buckets <= 0:
+      raise ConfigError(f'data.splits.{split}: must be > 0, got {buckets}')
+  if config.distribution.strategy not in STRATEGIES:
+    raise ConfigError(
+        f'distribution.strategy: unknown strategy '
+        f'{config.distribution.strategy!r}; expected one of {", ".join(STRATEGIES)}')
+  g = config.gate
+  for metric, gap in g.max_gap.items():
+    if metric not in METRICS:
+      raise ConfigError(f'gate.max_gap: unknown metric {metric!r}; expected '
+                        f'one of {", ".join(METRICS)}')
+    if gap < 0:
+      raise ConfigError(f'gate.max_gap.{metric}: must be >= 0, got {gap}')
+  if g.baseline_metric not in METRICS:
+    raise ConfigError(f'gate.baseline_metric: unknown metric '
+                      f'{g.baseline_metric!r}; expected one of {", ".join(METRICS)}')
+  if g.train_sample_size <= 0:
+    raise ConfigError('gate.train_sample_size: must be > 0')
+  if config.beam.direct_running_mode not in ('auto', 'in_memory',
+                                             'multi_threading',
+                                             'multi_processing'):
+    raise ConfigError(
+        'beam.direct_running_mode: expected auto, in_memory, multi_threading '
+        f'or multi_processing, got {config.beam.direct_running_mode!r}')
+  return config
+
+
+def _parse_scalar(text: str) -> Any:
+  """Parses the right-hand side of ``--set key=value`` as YAML."""
+  return yaml.safe_load(text) if text else None
+
+
+def apply_overrides(raw: dict, overrides: Sequence[str]) -> dict:
+  """Applies ``section.key=value`` overrides to the raw mapping, in order."""
+  for item in overrides:
+    if '=' not in item:
+      raise ConfigError(f'--set {item!r}: expected section.key=value')
+    dotted, value = item.split('=', 1)
+    keys = dotted.strip().split('.')
+    node = raw
+    for key in keys[:-1]:
+      child = node.get(key)
+      if not isinstance(child, dict):
+        child = {} if child is None or child == 'none' else child
+        if not isinstance(child, dict):
+          raise ConfigError(f'--set {item!r}: {key} is not a section')
+        node[key] = child
+      node = child
+    node[keys[-1]] = _parse_scalar(value)
+  return raw
+
+
+def default_config_text() -> str:
+  return resources.files('pipeline').joinpath('configs/default.yaml').read_text()
+
+
+def load_config(path: Optional[str] = None,
+                overrides: Sequence[str] = ()) -> PipelineConfig:
+  """Reads the default config, then ``path`` over it, then ``overrides``.
+
+  A user's file replaces whole top-level values it names inside a section
+  (a user's ``data.features`` list replaces the taxi's), so nothing of the
+  default dataset silently leaks into a user's configuration.
+  """
+  raw = yaml.safe_load(default_config_text()) or {}
+  if path is not None:
+    if not os.path.exists(path):
+      raise ConfigError(f'config file {path} does not exist')
+    with open(path, encoding='utf-8') as f:
+      try:
+        user = yaml.safe_load(f) or {}
+      except yaml.YAMLError as e:
+        raise ConfigError(f'{path}: not valid YAML: {e}') from None
+    if not isinstance(user, dict):
+      raise ConfigError(f'{path}: expected a mapping at the top level')
+    raw = _merge(raw, user)
+  raw = apply_overrides(raw, overrides)
+  return validate(_build(PipelineConfig, raw, ''))
+
+
+def from_dict(raw: Mapping[str, Any]) -> PipelineConfig:
+  """Rebuilds the typed config from :meth:`PipelineConfig.to_dict` output."""
+  return validate(_build(PipelineConfig, dict(raw), ''))
+
+
+def _merge(base: dict, user: dict) -> dict:
+  merged = dict(base)
+  for key, value in user.items():
+    if key == 'data' and isinstance(value, dict):
+      # A user's dataset shares nothing with the taxi default but what it
+      # leaves out entirely: splits and format.
+      data = {k: v for k, v in base.get('data', {}).items()
+              if k in ('splits', 'format')}
+      data.update(value)
+      merged[key] = data
+    elif key == 'regularization':
+      merged[key] = value  # Partial regularization means "only these".
+    elif isinstance(value, dict) and isinstance(base.get(key), dict):
+      merged[key] = _merge(base[key], value)
+    else:
+      merged[key] = value
+  return merged
