@@ -386,7 +386,17 @@ def validate(config: PipelineConfig) -> PipelineConfig:
     raise ConfigError(
         f'distribution.strategy: unknown strategy '
         f'{config.distribution.strategy!r}; expected one of {", ".join(STRATEGIES)}')
-  g = config.gate
+  _validate_gate(config.gate)
+  if config.beam.direct_running_mode not in ('auto', 'in_memory',
+                                             'multi_threading',
+                                             'multi_processing'):
+    raise ConfigError(
+        'beam.direct_running_mode: expected auto, in_memory, multi_threading '
+        f'or multi_processing, got {config.beam.direct_running_mode!r}')
+  return config
+
+
+def _validate_gate(g: GateConfig) -> None:
   for metric, gap in g.max_gap.items():
     if metric not in METRICS:
       raise ConfigError(f'gate.max_gap: unknown metric {metric!r}; expected '
@@ -398,13 +408,13 @@ def validate(config: PipelineConfig) -> PipelineConfig:
                       f'{g.baseline_metric!r}; expected one of {", ".join(METRICS)}')
   if g.train_sample_size <= 0:
     raise ConfigError('gate.train_sample_size: must be > 0')
-  if config.beam.direct_running_mode not in ('auto', 'in_memory',
-                                             'multi_threading',
-                                             'multi_processing'):
-    raise ConfigError(
-        'beam.direct_running_mode: expected auto, in_memory, multi_threading '
-        f'or multi_processing, got {config.beam.direct_running_mode!r}')
-  return config
+
+
+def parse_gate(raw: Mapping[str, Any]) -> GateConfig:
+  """The gate section alone, as the gate's executor receives it."""
+  gate = _build(GateConfig, dict(raw), 'gate')
+  _validate_gate(gate)
+  return gate
 
 
 def _parse_scalar(text: str) -> Any:

@@ -1,0 +1,1 @@
+"""The generalization gate: quality, baseline and train-vs-held-out gap checks."""

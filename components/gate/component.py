@@ -1,0 +1,69 @@
+"""The ``GeneralizationGate`` component: spec and component class.
+
+It replaces the stock Evaluator in this pipeline and is the only producer of
+the ``ModelBlessing`` that the Pusher and the latest-blessed-model resolver
+read, so a model that failed the gap check can never become a baseline.
+"""
+
+from typing import Optional
+
+from tfx import types
+from tfx import v1 as tfx
+from tfx.dsl.components.base import base_beam_component, executor_spec
+from tfx.types import standard_artifacts
+from tfx.types.component_spec import ChannelParameter, ExecutionParameter
+from tfx.utils import json_utils
+
+from components.gate import executor
+from pipeline import config as config_lib
+
+
+class GeneralizationGateSpec(types.ComponentSpec):
+  """Inputs, outputs and parameters of the gate."""
+  PARAMETERS = {
+      executor.GATE_CONFIG_KEY: ExecutionParameter(type=str),
+      executor.LABEL_KEY: ExecutionParameter(type=str),
+      executor.HELD_OUT_SPLIT_KEY: ExecutionParameter(type=str),
+      executor.TRAIN_SPLIT_KEY: ExecutionParameter(type=str),
+  }
+  INPUTS = {
+      executor.EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),
+      executor.MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
+      executor.BASELINE_MODEL_KEY: ChannelParameter(
+          type=standard_artifacts.Model, optional=True),
+      executor.SCHEMA_KEY: ChannelParameter(
+          type=standard_artifacts.Schema, optional=True),
+  }
+  OUTPUTS = {
+      executor.EVALUATION_KEY: ChannelParameter(
+          type=standard_artifacts.ModelEvaluation),
+      executor.BLESSING_KEY: ChannelParameter(
+          type=standard_artifacts.ModelBlessing),
+  }
+
+
+class GeneralizationGate(base_beam_component.BaseBeamComponent):
+  """Blesses the candidate only if it is good, no worse, and generalizes."""
+
+  SPEC_CLASS = GeneralizationGateSpec
+  EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
+
+  def __init__(self,
+               examples: types.BaseChannel,
+               model: types.BaseChannel,
+               gate: config_lib.GateConfig,
+               label_key: str,
+               baseline_model: Optional[types.BaseChannel] = None,
+               schema: Optional[types.BaseChannel] = None,
+               held_out_split: str = 'test',
+               train_split: str = 'train'):
+    spec = GeneralizationGateSpec(
+        examples=examples, model=model, baseline_model=baseline_model,
+        schema=schema,
+        gate_config=json_utils.dumps(config_lib.PipelineConfig(
+            gate=gate).to_dict()['gate']),
+        label_key=label_key, held_out_split=held_out_split,
+        train_split=train_split,
+        evaluation=types.Channel(type=standard_artifacts.ModelEvaluation),
+        blessing=types.Channel(type=standard_artifacts.ModelBlessing))
+    super().__init__(spec=spec)

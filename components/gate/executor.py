@@ -1,0 +1,233 @@
+"""Executor of the generalization gate.
+
+One Beam pipeline, two TFMA branches over the candidate model:
+
+* the held-out split, with the latest blessed model (when there is one) as
+  TFMA's baseline, so that both are scored on the same examples;
+* a bounded, deterministic sample of the train split (the examples with the
+  smallest fingerprints), so that the extra cost stays bounded.
+
+The metrics are then handed to :mod:`components.gate.decision`, and the
+blessing is written the way the stock Evaluator writes it (``BLESSED`` or
+``NOT_BLESSED`` file, ``blessed``/``current_model_id`` custom properties), so
+that the Pusher and ``LatestBlessedModelStrategy`` read it unchanged, plus
+``gate.json`` and flat custom properties that say why.
+"""
+
+import hashlib
+import json
+import os
+from typing import Any, Dict, List, Optional
+
+import apache_beam as beam
+import tensorflow_model_analysis as tfma
+from absl import logging
+from tensorflow_model_analysis.slicer import slicer_lib
+from tfx import types
+from tfx.components.util import tfxio_utils
+from tfx.dsl.components.base import base_beam_executor
+from tfx.types import artifact_utils
+from tfx.utils import io_utils, path_utils
+from tfx_bsl.tfxio import tensor_adapter
+
+from components.gate import decision as decision_lib
+from pipeline import config as config_lib
+
+# Artifact keys.
+EXAMPLES_KEY = 'examples'
+MODEL_KEY = 'model'
+BASELINE_MODEL_KEY = 'baseline_model'
+SCHEMA_KEY = 'schema'
+EVALUATION_KEY = 'evaluation'
+BLESSING_KEY = 'blessing'
+# Execution parameter keys.
+GATE_CONFIG_KEY = 'gate_config'
+LABEL_KEY = 'label_key'
+HELD_OUT_SPLIT_KEY = 'held_out_split'
+TRAIN_SPLIT_KEY = 'train_split'
+
+# Where each branch's TFMA output goes, below the evaluation artifact.
+HELD_OUT_DIR = 'held_out'
+TRAIN_DIR = 'train_sample'
+GATE_JSON = 'gate.json'
+CANDIDATE = 'candidate'
+BASELINE = 'baseline'
+
+# TFMA metric class and its default output name, per config short name.
+_TFMA_METRICS = {
+    'accuracy': ('BinaryAccuracy', 'binary_accuracy'),
+    'auc': ('AUC', 'auc'),
+    'log_loss': ('BinaryCrossentropy', 'binary_crossentropy'),
+    'example_count': ('ExampleCount', 'example_count'),
+    'mean_label': ('MeanLabel', 'mean_label'),
+}
+_BY_TFMA_NAME = {tfma_name: short for short, (_, tfma_name)
+                 in _TFMA_METRICS.items()}
+
+
+def eval_config(label_key: str, slice_features, with_baseline: bool
+                ) -> tfma.EvalConfig:
+  """TFMA config: metrics only; the thresholds live in the decision."""
+  def spec(name, is_baseline=False):
+    return tfma.ModelSpec(
+        name=name, signature_name='serving_default',
+        preprocessing_function_names=['transform_features'],
+        label_key=label_key, is_baseline=is_baseline)
+  models = [spec(CANDIDATE)]
+  if with_baseline:
+    models.append(spec(BASELINE, is_baseline=True))
+  return tfma.EvalConfig(
+      model_specs=models,
+      slicing_specs=[tfma.SlicingSpec()] + [
+          tfma.SlicingSpec(feature_keys=[f]) for f in slice_features],
+      metrics_specs=[tfma.MetricsSpec(metrics=[
+          tfma.MetricConfig(class_name=cls) for cls, _ in
+          _TFMA_METRICS.values()])])
+
+
+def _slice_name(slice_key) -> str:
+  key = slicer_lib.deserialize_slice_key(slice_key)
+  return '' if not key else slicer_lib.stringify_slice_key(key)
+
+
+def load_slice_metrics(output_path: str) -> Dict[str, Dict[str, Dict[str, float]]]:
+  """model name -> slice name -> short metric name -> value."""
+  result: Dict[str, Dict[str, Dict[str, float]]] = {}
+  for per_slice in tfma.load_metrics(output_path):
+    name = _slice_name(per_slice.slice_key)
+    for kv in per_slice.metric_keys_and_values:
+      short = _BY_TFMA_NAME.get(kv.key.name)
+      if short is None or kv.key.is_diff or not kv.value.HasField('double_value'):
+        continue
+      model = kv.key.model_name or CANDIDATE
+      result.setdefault(model, {}).setdefault(name, {})[short] = (
+          kv.value.double_value.value)
+  return result
+
+
+def _fingerprint(record: bytes) -> int:
+  return int.from_bytes(hashlib.blake2b(record, digest_size=8).digest(), 'big')
+
+
+@beam.ptransform_fn
+def _DeterministicSample(records, size: int):  # pylint: disable=invalid-name
+  """The ``size`` records with the smallest fingerprints: stable across runs."""
+  return (records
+          | 'Smallest' >> beam.combiners.Top.Smallest(size, key=_fingerprint)
+          | 'Flatten' >> beam.FlatMap(lambda batch: batch))
+
+
+class Executor(base_beam_executor.BaseBeamExecutor):
+  """Scores the candidate on held-out and train data, then blesses or not."""
+
+  def Do(self, input_dict: Dict[str, List[types.Artifact]],
+         output_dict: Dict[str, List[types.Artifact]],
+         exec_properties: Dict[str, Any]) -> None:
+    self._log_startup(input_dict, output_dict, exec_properties)
+    gate = config_lib.parse_gate(json.loads(exec_properties[GATE_CONFIG_KEY]))
+    model = artifact_utils.get_single_instance(input_dict[MODEL_KEY])
+    baseline = (input_dict.get(BASELINE_MODEL_KEY) or [None])[0]
+    evaluation_uri = artifact_utils.get_single_uri(output_dict[EVALUATION_KEY])
+    blessing = artifact_utils.get_single_instance(output_dict[BLESSING_KEY])
+
+    metrics = self.evaluate(
+        examples=input_dict[EXAMPLES_KEY],
+        schema_artifacts=input_dict.get(SCHEMA_KEY),
+        model_uri=model.uri,
+        baseline_uri=baseline.uri if baseline else None,
+        label_key=exec_properties[LABEL_KEY],
+        held_out_split=exec_properties[HELD_OUT_SPLIT_KEY],
+        train_split=exec_properties[TRAIN_SPLIT_KEY],
+        gate=gate, output_uri=evaluation_uri)
+    result = decision_lib.decide(
+        metrics['held_out'][CANDIDATE], metrics['train'][CANDIDATE],
+        metrics['held_out'].get(BASELINE, {}).get(decision_lib.OVERALL)
+        if baseline else None, gate)
+    for check in result.checks:
+      logging.info('gate: %s', check.describe())
+    write_blessing(blessing, result, model, baseline)
+    io_utils.write_string_file(os.path.join(evaluation_uri, GATE_JSON),
+                               json.dumps(result.to_dict(), indent=2))
+
+  def evaluate(self, *, examples, schema_artifacts, model_uri: str,
+               baseline_uri: Optional[str], label_key: str,
+               held_out_split: str, train_split: Optional[str],
+               gate: config_lib.GateConfig, output_uri: str) -> Dict[str, Any]:
+    """Runs TFMA; ``train_split=None`` skips the train branch (benchmarks)."""
+    schema = None
+    if schema_artifacts:
+      schema = io_utils.SchemaReader().read(io_utils.get_only_uri_in_dir(
+          artifact_utils.get_single_uri(schema_artifacts)))
+    tfxio_factory = tfxio_utils.get_tfxio_factory_from_artifact(
+        examples=examples, telemetry_descriptors=['GeneralizationGate'],
+        schema=schema, raw_record_column_name=tfma.ARROW_INPUT_COLUMN)
+
+    def models(config):
+      return [tfma.default_eval_shared_model(
+          eval_saved_model_path=path_utils.serving_model_path(uri),
+          model_name=spec.name, eval_config=config)
+              for spec, uri in zip(config.model_specs,
+                                   [model_uri, baseline_uri])]
+
+    def split_tfxio(split):
+      uris = artifact_utils.get_split_uris(examples, split)
+      return tfxio_factory([io_utils.all_files_pattern(u) for u in uris])
+
+    held_out_config = eval_config(label_key, gate.slice_features,
+                                  with_baseline=baseline_uri is not None)
+    train_config = eval_config(label_key, gate.slice_features,
+                               with_baseline=False)
+    paths = {'held_out': os.path.join(output_uri, HELD_OUT_DIR),
+             'train': os.path.join(output_uri, TRAIN_DIR)}
+    with self._make_beam_pipeline() as p:
+      held_out = split_tfxio(held_out_split)
+      _ = (p | 'ReadHeldOut' >> held_out.BeamSource()
+           | 'EvaluateHeldOut' >> tfma.ExtractEvaluateAndWriteResults(
+               eval_shared_model=_one_or_many(models(held_out_config)),
+               eval_config=held_out_config, output_path=paths['held_out'],
+               tensor_adapter_config=_adapter(held_out)))
+      if train_split:
+        train = split_tfxio(train_split)
+        _ = (p | 'ReadTrain' >> train.RawRecordBeamSource()
+             | 'SampleTrain' >> _DeterministicSample(gate.train_sample_size)
+             | 'DecodeTrain' >> train.RawRecordToRecordBatch()
+             | 'EvaluateTrain' >> tfma.ExtractEvaluateAndWriteResults(
+                 eval_shared_model=_one_or_many(models(train_config)),
+                 eval_config=train_config, output_path=paths['train'],
+                 tensor_adapter_config=_adapter(train)))
+    return {name: load_slice_metrics(path) for name, path in paths.items()
+            if name == 'held_out' or train_split}
+
+
+def _one_or_many(models):
+  return models[0] if len(models) == 1 else models
+
+
+def _adapter(tfxio):
+  return tensor_adapter.TensorAdapterConfig(
+      arrow_schema=tfxio.ArrowSchema(),
+      tensor_representations=tfxio.TensorRepresentations())
+
+
+def write_blessing(blessing: types.Artifact, result: decision_lib.Decision,
+                   model: types.Artifact,
+                   baseline: Optional[types.Artifact]) -> None:
+  """Writes the blessing exactly as the stock Evaluator does, plus the why."""
+  blessing.set_string_custom_property('current_model', model.uri)
+  blessing.set_int_custom_property('current_model_id', model.id)
+  if baseline is not None:
+    blessing.set_string_custom_property('baseline_model', baseline.uri)
+    blessing.set_int_custom_property('baseline_model_id', baseline.id)
+  blessing.set_int_custom_property('blessed', 1 if result.blessed else 0)
+  blessing.set_string_custom_property('blessing_message', result.reason)
+  blessing.set_string_custom_property(
+      'failed_checks', ','.join(sorted({c.kind for c in result.failed})))
+  for check in result.checks:
+    if not check.slice:
+      blessing.set_float_custom_property(
+          f'{check.kind}_{check.metric}', float(check.value))
+  io_utils.write_string_file(
+      os.path.join(blessing.uri, 'BLESSED' if result.blessed else 'NOT_BLESSED'),
+      '')
+  io_utils.write_string_file(os.path.join(blessing.uri, GATE_JSON),
+                             json.dumps(result.to_dict(), indent=2))

@@ -1,0 +1,1 @@
+"""A crash-safe Pusher: smoke-test the SavedModel, then publish it atomically."""

@@ -1,0 +1,133 @@
+"""Publishing a SavedModel into a TF Serving base directory, crash-safely.
+
+The model is copied into a hidden temporary directory beside the destination
+and renamed into a new numbered version. ``rename`` is atomic on a POSIX
+filesystem, and TF Serving ignores non-numeric directories, so a server never
+sees a partial model, and a crash leaves at most a ``.incoming-*`` directory
+that the next push removes. Two pushers racing for the same version number
+both succeed: the loser's rename fails and it takes the next number.
+"""
+
+import errno
+import os
+import shutil
+import tempfile
+import time
+from typing import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+INCOMING_PREFIX = '.incoming-'
+# Written into each pushed version (TF Serving ignores assets.extra/ files):
+# the URI of the model it came from, so that a model is never pushed twice.
+SOURCE_MARKER = os.path.join('assets.extra', 'source_model_uri.txt')
+STALE_INCOMING_SECONDS = 3600
+
+
+class PushError(RuntimeError):
+  """The candidate model failed its pre-push check; nothing was pushed."""
+
+
+def versions(base_dir: str) -> list:
+  if not os.path.isdir(base_dir):
+    return []
+  return sorted(int(n) for n in os.listdir(base_dir) if n.isdigit())
+
+
+def find_pushed(base_dir: str, source_uri: str):
+  """The version directory already holding the model from ``source_uri``."""
+  for version in versions(base_dir):
+    marker = os.path.join(base_dir, str(version), SOURCE_MARKER)
+    if os.path.exists(marker):
+      with open(marker, encoding='utf-8') as f:
+        if f.read() == source_uri:
+          return os.path.join(base_dir, str(version))
+  return None
+
+
+def verify_serving(model_dir: str, serialized_examples: Sequence[bytes],
+                   signature: str = 'serving_default') -> np.ndarray:
+  """Loads the SavedModel and calls its serving signature on raw examples.
+
+  Returns the predictions; raises PushError when the model cannot serve them
+  (missing signature, an exception, wrong shape, or values that are not
+  probabilities).
+  """
+  if not serialized_examples:
+    raise PushError('no examples to smoke-test the serving signature with')
+  try:
+    loaded = tf.saved_model.load(model_dir)
+    fn = loaded.signatures[signature]
+    outputs = fn(examples=tf.constant(list(serialized_examples)))
+  except Exception as e:  # Anything at all means the model cannot serve.
+    raise PushError(f'{model_dir}: serving signature {signature!r} failed on '
+                    f'{len(serialized_examples)} raw examples: {e}') from e
+  if len(outputs) != 1:
+    raise PushError(f'{model_dir}: expected one output, got {sorted(outputs)}')
+  values = next(iter(outputs.values())).numpy()
+  if values.shape[0] != len(serialized_examples):
+    raise PushError(f'{model_dir}: {values.shape[0]} predictions for '
+                    f'{len(serialized_examples)} examples')
+  if not np.all(np.isfinite(values)) or values.min() < 0 or values.max() > 1:
+    raise PushError(f'{model_dir}: predictions are not probabilities: '
+                    f'min {values.min()}, max {values.max()}')
+  return values
+
+
+def _remove_stale_incoming(base_dir: str) -> None:
+  now = time.time()
+  for name in os.listdir(base_dir):
+    path = os.path.join(base_dir, name)
+    if (name.startswith(INCOMING_PREFIX)
+        and now - os.path.getmtime(path) > STALE_INCOMING_SECONDS):
+      shutil.rmtree(path, ignore_errors=True)
+
+
+def _push_remote(model_dir: str, base_dir: str) -> str:
+  """Object stores have no atomic rename: copy ``saved_model.pb`` last, the
+  file TF Serving waits for, as the stock Pusher does."""
+  target = f'{base_dir.rstrip("/")}/{int(time.time())}'
+  for root, _, files in tf.io.gfile.walk(model_dir):
+    rel = os.path.relpath(root, model_dir)
+    dest = target if rel == '.' else f'{target}/{rel}'
+    tf.io.gfile.makedirs(dest)
+    for name in files:
+      if rel == '.' and name == 'saved_model.pb':
+        continue
+      tf.io.gfile.copy(os.path.join(root, name), f'{dest}/{name}', overwrite=True)
+  tf.io.gfile.copy(os.path.join(model_dir, 'saved_model.pb'),
+                   f'{target}/saved_model.pb', overwrite=True)
+  return target
+
+
+def atomic_push(model_dir: str, base_dir: str,
+                source_uri: str = '') -> str:
+  """Publishes ``model_dir`` as a new version below ``base_dir``; returns it.
+
+  ``source_uri`` (the model artifact's URI) is recorded inside the version.
+  """
+  if '://' in base_dir:
+    return _push_remote(model_dir, base_dir)
+  os.makedirs(base_dir, exist_ok=True)
+  _remove_stale_incoming(base_dir)
+  incoming = tempfile.mkdtemp(prefix=INCOMING_PREFIX, dir=base_dir)
+  try:
+    shutil.copytree(model_dir, incoming, dirs_exist_ok=True)
+    os.makedirs(os.path.join(incoming, 'assets.extra'), exist_ok=True)
+    with open(os.path.join(incoming, SOURCE_MARKER), 'w', encoding='utf-8') as f:
+      f.write(source_uri)
+    while True:
+      existing = versions(base_dir)
+      version = max([int(time.time())] + [v + 1 for v in existing])
+      target = os.path.join(base_dir, str(version))
+      try:
+        os.rename(incoming, target)
+        return target
+      except OSError as e:
+        if e.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+          raise
+        # Another pusher took this number first: take the next one.
+  finally:
+    if os.path.exists(incoming):
+      shutil.rmtree(incoming, ignore_errors=True)

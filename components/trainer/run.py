@@ -1,0 +1,101 @@
+"""The Trainer's entry point: ``run_fn(fn_args)``.
+
+Referenced by module path (``components.trainer.run.run_fn``). It parses the
+typed configuration once, applies tuned hyperparameters when the Tuner ran,
+builds everything inside the distribution strategy's scope, fits, and has the
+chief export the model plus a ``training.json`` with the curves, the
+regularization settings and the weight statistics for the run report.
+"""
+
+import dataclasses
+import os
+from typing import Any, Dict
+
+import tensorflow as tf
+import tensorflow_transform as tft
+import tf_keras as keras
+from absl import logging
+from tfx import v1 as tfx
+
+from components.trainer import export, fit, inputs, model as model_lib
+from components.trainer import strategy as strategy_lib
+from pipeline import config as config_lib
+
+TRAINING_JSON = 'training.json'
+# Hyperparameter names the Tuner searches; they override regularization.
+TUNABLE = ('l1', 'l2', 'dropout', 'weight_decay')
+
+
+def label_columns(label: config_lib.LabelConfig):
+  """Raw columns serving requests do not carry."""
+  return tuple(c for c in (label.name, label.column) if c)
+
+
+def regularization_with(reg: config_lib.RegularizationConfig,
+                        hyperparameters: Dict[str, Any]) -> config_lib.RegularizationConfig:
+  """The configured regularization with the Tuner's best values applied."""
+  values = {k: float(v) for k, v in hyperparameters.items() if k in TUNABLE}
+  return dataclasses.replace(reg, **values)
+
+
+def _best_hyperparameters(fn_args) -> Dict[str, Any]:
+  hp = fn_args.hyperparameters
+  if not hp:
+    return {}
+  # The Tuner hands over a keras_tuner.HyperParameters config dict.
+  return dict(hp.get('values', hp))
+
+
+def run_fn(fn_args: tfx.components.FnArgs) -> None:
+  cfg = config_lib.from_dict(fn_args.custom_config['config'])
+  reg = regularization_with(cfg.regularization, _best_hyperparameters(fn_args))
+  keras.utils.set_random_seed(cfg.model.seed)
+  strategy = strategy_lib.create_strategy(cfg.distribution)
+  tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+  label = cfg.data.label.name
+  batch = strategy_lib.global_batch_size(cfg.model.batch_size, strategy)
+  logging.info('Training with %s, %d replica(s), global batch %d, '
+               'regularization %s', type(strategy).__name__,
+               strategy.num_replicas_in_sync, batch, reg)
+
+  def dataset(files, **kwargs):
+    ds = inputs.make_dataset(files, fn_args.data_accessor, tf_transform_output,
+                             label, batch, seed=cfg.model.seed, **kwargs)
+    return strategy_lib.apply_sharding(ds, strategy,
+                                       strategy_lib.count_files(files))
+
+  steps = fn_args.train_steps or None
+  steps_per_epoch = max(1, steps // cfg.model.epochs) if steps else None
+  train_ds = dataset(fn_args.train_files, shuffle=True,
+                     num_epochs=None if steps else 1)
+  eval_ds = dataset(fn_args.eval_files, shuffle=False)
+  train_sample = dataset(fn_args.train_files, shuffle=False,
+                         take_batches=max(1, cfg.model.train_eval_sample // batch))
+
+  with strategy.scope():
+    model = model_lib.build_model(
+        model_lib.input_specs(tf_transform_output, cfg.data.features),
+        cfg.model.hidden_units, l1=reg.l1, l2=reg.l2, dropout=reg.dropout,
+        max_norm=reg.max_norm, seed=cfg.model.seed)
+    fit.compile_model(model, cfg.model, reg)
+
+  run_dir = strategy_lib.writable_dir(fn_args.model_run_dir, strategy)
+  serving_dir = strategy_lib.writable_dir(fn_args.serving_model_dir, strategy)
+  backup = strategy_lib.backup_callback(
+      os.path.join(fn_args.model_run_dir, 'backup'), strategy)
+  result = fit.fit(model, train_ds, eval_ds, train_sample,
+                   epochs=cfg.model.epochs, steps_per_epoch=steps_per_epoch,
+                   reg=reg, log_dir=os.path.join(run_dir, 'logs'),
+                   extra_callbacks=[backup])
+  result.update(
+      regularization={**config_lib.PipelineConfig(regularization=reg).to_dict()
+                      ['regularization'], 'active': list(reg.active)},
+      weights=model_lib.weight_summary(model),
+      strategy={'name': type(strategy).__name__,
+                'replicas': strategy.num_replicas_in_sync,
+                'global_batch_size': batch})
+  export.export(model, tf_transform_output, serving_dir,
+                label_columns(cfg.data.label))
+  fit.write_json(os.path.join(run_dir, TRAINING_JSON), result)
+  strategy_lib.cleanup(run_dir, strategy)
+  strategy_lib.cleanup(serving_dir, strategy)

@@ -1,0 +1,205 @@
+"""Runs the pipeline locally: LocalDagRunner, Beam DirectRunner, SQLite MLMD.
+
+This thin runner resolves paths and Beam arguments, checks the input file,
+calls the pure factory, runs it and reads the outcome back from the metadata
+store. It is the only place that touches the local filesystem layout.
+"""
+
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import sys
+import time
+from typing import Dict, List, Optional, Sequence
+
+from tfx import v1 as tfx
+
+from components.gate import executor as gate_executor
+from components.trainer import run as trainer_run
+from pipeline import config as config_lib
+from pipeline import factory, metadata, preflight
+
+
+@dataclasses.dataclass
+class RunResult:
+  """What a run did, read back from the metadata store."""
+  run_id: str
+  nodes: Dict[str, str]  # node id -> COMPLETE / CACHED / FAILED
+  seconds: Dict[str, float]
+  blessed: bool
+  gate: Optional[dict]  # gate.json: every check with its numbers
+  training: Optional[dict]  # training.json: curves, regularization, weights
+  pushed_to: Optional[str]
+  pipeline_root: str
+  metadata_path: str
+  wall_seconds: float
+
+
+def beam_args(beam: config_lib.BeamConfig, rows: Optional[int]) -> List[str]:
+  """Beam flags for this input size.
+
+  Small inputs run in memory, where worker start-up would cost more than the
+  work. Then no flag is passed at all: TFX repackages itself as an sdist for
+  every Beam component whenever any Beam argument is set (for remote
+  workers), which costs seconds per component and buys nothing locally.
+  """
+  mode = beam.direct_running_mode
+  if mode == 'auto':
+    mode = ('multi_processing' if rows and
+            rows > beam.multi_processing_above_rows else 'in_memory')
+  args = list(beam.extra_args)
+  if beam.runner != 'DirectRunner':
+    return [f'--runner={beam.runner}'] + args
+  if mode != 'in_memory':
+    args += [f'--direct_running_mode={mode}',
+             f'--direct_num_workers={beam.direct_num_workers}']
+  return args
+
+
+def paths(config: config_lib.PipelineConfig) -> Dict[str, str]:
+  out = config.output
+  return {name: os.path.abspath(out.resolve(getattr(out, name)))
+          for name in ('pipeline_root', 'metadata_path', 'serving_dir')}
+
+
+class _Progress(logging.Handler):
+  """Prints each component as it starts and finishes, with its time."""
+
+  def __init__(self, stream):
+    super().__init__(logging.INFO)
+    self._stream = stream
+    self._started: Dict[str, float] = {}
+
+  def emit(self, record):
+    message = record.getMessage()
+    if not message.startswith('Component '):
+      return
+    node = message.split()[1]
+    if message.endswith('is running.'):
+      self._started[node] = time.monotonic()
+      print(f'  > {node} ...', file=self._stream, flush=True)
+    elif message.endswith('is finished.') and node in self._started:
+      took = time.monotonic() - self._started.pop(node)
+      print(f'  < {node} done in {took:.1f} s', file=self._stream, flush=True)
+
+
+@contextlib.contextmanager
+def _progress(stream):
+  handler = _Progress(stream)
+  logger = logging.getLogger('absl')
+  logger.addHandler(handler)
+  try:
+    yield
+  finally:
+    logger.removeHandler(handler)
+
+
+def run_local(config: config_lib.PipelineConfig, *,
+              enable_cache: bool = True,
+              progress_stream=sys.stderr) -> RunResult:
+  """Runs the whole pipeline; raises InputDataError before anything runs."""
+  summary = preflight.check_csv(config)
+  where = paths(config)
+  data_path = os.path.abspath(config.data.resolved_path)
+  pipeline = factory.create_pipeline(
+      config,
+      pipeline_root=where['pipeline_root'],
+      data_root=os.path.dirname(data_path),
+      data_file_pattern=os.path.basename(data_path),
+      serving_dir=where['serving_dir'],
+      beam_pipeline_args=beam_args(config.beam, summary.rows_total),
+      metadata_connection_config=tfx.orchestration.metadata
+      .sqlite_metadata_connection_config(where['metadata_path']),
+      enable_cache=enable_cache)
+  os.makedirs(os.path.dirname(where['metadata_path']), exist_ok=True)
+  start = time.monotonic()
+  with _progress(progress_stream):
+    tfx.orchestration.LocalDagRunner().run(pipeline)
+  return read_result(where['metadata_path'], where['pipeline_root'],
+                     time.monotonic() - start)
+
+
+def _read_json(uri: str, name: str) -> Optional[dict]:
+  path = os.path.join(uri, name)
+  if not os.path.exists(path):
+    return None
+  with open(path, encoding='utf-8') as f:
+    return json.load(f)
+
+
+def read_result(metadata_path: str, pipeline_root: str,
+                wall_seconds: float = 0.0,
+                run_id: Optional[str] = None) -> RunResult:
+  store = metadata.connect_sqlite(metadata_path)
+  runs = metadata.node_runs(store, run_id)
+  run_id = run_id or metadata.run_ids(store)[-1]
+  gate = training = pushed_to = None
+  blessed = False
+  if factory.NodeIds.GATE in runs:
+    blessing = runs[factory.NodeIds.GATE].outputs['blessing'][0]
+    blessed = metadata.custom(blessing, 'blessed') == 1
+    gate = _read_json(blessing.uri, gate_executor.GATE_JSON)
+  if factory.NodeIds.TRAINER in runs:
+    model_run = runs[factory.NodeIds.TRAINER].outputs['model_run'][0]
+    training = _read_json(model_run.uri, trainer_run.TRAINING_JSON)
+  if factory.NodeIds.PUSHER in runs:
+    pushed = runs[factory.NodeIds.PUSHER].outputs['pushed_model'][0]
+    if metadata.custom(pushed, 'pushed') == 1:
+      pushed_to = metadata.custom(pushed, 'pushed_destination')
+  return RunResult(
+      run_id=run_id, nodes={k: v.state for k, v in runs.items()},
+      seconds={k: v.seconds for k, v in runs.items()}, blessed=blessed,
+      gate=gate, training=training, pushed_to=pushed_to,
+      pipeline_root=pipeline_root, metadata_path=metadata_path,
+      wall_seconds=wall_seconds)
+
+
+def format_summary(result: RunResult) -> str:
+  """The short summary printed at the end of a run."""
+  lines = [f'Run {result.run_id}: {result.wall_seconds:.0f} s wall']
+  lines.append('  node                  state      seconds')
+  for node, state in result.nodes.items():
+    lines.append(f'  {node:<21} {state:<10} {result.seconds[node]:7.1f}')
+  if result.training:
+    t = result.training
+    es = t.get('early_stopping')
+    lines.append(
+        f"Training: {t['epochs_run']} epochs, regularization "
+        f"{', '.join(t['regularization']['active']) or 'none'}"
+        + (f", best epoch {es['best_epoch']} restored ({es['monitor']})"
+           if es else ''))
+  if result.gate:
+    metrics = result.gate['metrics']
+    held_out, train = metrics['held_out'][''], metrics['train']['']
+    eval_split = {}
+    if result.training and result.training.get('epochs'):
+      best = (result.training.get('early_stopping') or {}).get(
+          'best_epoch', result.training['epochs_run'])
+      eval_split = result.training['epochs'][best - 1]['eval']
+    lines.append('  metric      train    eval     test     gap(train-test)')
+    for m in config_lib.METRICS:
+      gap = result.gate and next(
+          (c['value'] for c in result.gate['checks']
+           if c['kind'] == 'gap' and c['metric'] == m and not c['slice']),
+          None)
+      ev = eval_split.get(m)
+      lines.append(
+          f'  {m:<10} {train[m]:7.4f}  {ev if ev is not None else float("nan"):7.4f}'
+          f'  {held_out[m]:7.4f}  ' + (f'{gap:+.4f}' if gap is not None else ''))
+    lines.append(f"  (train: {int(train['example_count'])} sampled rows; test: "
+                 f"{int(held_out['example_count'])} rows; majority class "
+                 f"{result.gate['majority_rate']:.4f})")
+    for check in result.gate['checks']:
+      if not check['slice'] or not check['passed']:
+        where = f" [{check['slice']}]" if check['slice'] else ''
+        lines.append(
+            f"  {'ok  ' if check['passed'] else 'FAIL'} {check['kind']:<8} "
+            f"{check['metric']}{where}: {check['value']:.4f} "
+            f"{check['comparison']} {check['threshold']:.4f}")
+  lines.append(f"Blessed: {'yes' if result.blessed else 'NO'}"
+               + ('' if result.blessed or not result.gate
+                  else f" ({result.gate['reason']})"))
+  lines.append(f"Pushed: {result.pushed_to or 'nothing'}")
+  return '\n'.join(lines)

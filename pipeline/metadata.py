@@ -1,0 +1,88 @@
+"""Reading what a run did from the ML Metadata store.
+
+Used by the run summary, the report and the tests: which nodes ran or were
+cached in a pipeline run, what each produced, what was blessed and pushed.
+"""
+
+import dataclasses
+from typing import Dict, List, Optional
+
+from ml_metadata import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+
+PIPELINE_RUN = 'pipeline_run'
+NODE = 'node'
+
+
+def connect_sqlite(path: str) -> metadata_store.MetadataStore:
+  config = metadata_store_pb2.ConnectionConfig()
+  config.sqlite.filename_uri = path
+  config.sqlite.connection_mode = (
+      metadata_store_pb2.SqliteMetadataSourceConfig.READONLY)
+  return metadata_store.MetadataStore(config)
+
+
+@dataclasses.dataclass
+class NodeRun:
+  node_id: str
+  state: str  # COMPLETE, CACHED, FAILED, RUNNING, ...
+  execution: metadata_store_pb2.Execution
+  outputs: Dict[str, List[metadata_store_pb2.Artifact]]
+
+  @property
+  def seconds(self) -> float:
+    return (self.execution.last_update_time_since_epoch -
+            self.execution.create_time_since_epoch) / 1000.0
+
+
+def run_ids(store: metadata_store.MetadataStore) -> List[str]:
+  """Pipeline run ids, oldest first."""
+  contexts = store.get_contexts_by_type(PIPELINE_RUN)
+  return [c.name for c in sorted(contexts, key=lambda c: c.id)]
+
+
+def node_runs(store: metadata_store.MetadataStore,
+              run_id: Optional[str] = None) -> Dict[str, NodeRun]:
+  """node id -> what happened to it in the run (default: the latest run)."""
+  if run_id is None:
+    ids = run_ids(store)
+    if not ids:
+      return {}
+    run_id = ids[-1]
+  run = store.get_context_by_type_and_name(PIPELINE_RUN, run_id)
+  result = {}
+  for execution in store.get_executions_by_context(run.id):
+    node = next(c for c in store.get_contexts_by_execution(execution.id)
+                if store.get_context_types_by_id([c.type_id])[0].name == NODE)
+    events = store.get_events_by_execution_ids([execution.id])
+    outputs: Dict[str, List[metadata_store_pb2.Artifact]] = {}
+    output_events = [e for e in events
+                     if e.type == metadata_store_pb2.Event.OUTPUT]
+    artifacts = {a.id: a for a in store.get_artifacts_by_id(
+        [e.artifact_id for e in output_events])}
+    for event in output_events:
+      key = event.path.steps[0].key if event.path.steps else ''
+      outputs.setdefault(key, []).append(artifacts[event.artifact_id])
+    result[node.name.split('.', 1)[-1]] = NodeRun(
+        node_id=node.name.split('.', 1)[-1],
+        state=metadata_store_pb2.Execution.State.Name(
+            execution.last_known_state),
+        execution=execution, outputs=outputs)
+  return result
+
+
+def custom(artifact: metadata_store_pb2.Artifact, key: str):
+  """A custom property's value, whatever its type; None when absent."""
+  if key not in artifact.custom_properties:
+    return None
+  value = artifact.custom_properties[key]
+  return getattr(value, value.WhichOneof('value'))
+
+
+def blessed_model_ids(store: metadata_store.MetadataStore) -> List[int]:
+  """Ids of every model any ModelBlessing marked blessed, in any run."""
+  ids = []
+  for blessing in store.get_artifacts_by_type('ModelBlessing'):
+    if custom(blessing, 'blessed') == 1:
+      ids.append(custom(blessing, 'current_model_id'))
+  return ids

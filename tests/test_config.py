@@ -1,0 +1,90 @@
+"""Configuration: parsing, overrides and the errors a user sees."""
+
+import pytest
+
+from pipeline import config as config_lib
+from pipeline.config import ConfigError, load_config
+
+
+def test_default_config_is_the_taxi_sample_with_regularization():
+  config = load_config()
+  assert config.data.path is None
+  assert config.data.resolved_path.endswith(
+      'chicago_taxi_pipeline/data/simple/data.csv')
+  assert config.data.label.name == 'big_tipper'
+  assert 'tips' not in config.data.features.all  # The label's source leaks.
+  assert config.regularization.active == ('l2', 'dropout', 'early_stopping')
+  assert config.data.splits.as_buckets() == {'train': 14, 'eval': 3, 'test': 3}
+
+
+def test_overrides_are_typed_and_applied_in_order():
+  config = load_config(overrides=[
+      'regularization.l1=1e-5', 'model.hidden_units=[8, 4]',
+      'model.epochs=2', 'model.epochs=5', 'gate.max_gap.auc=0.1'])
+  assert config.regularization.l1 == 1e-5
+  assert config.regularization.active[0] == 'elastic_net'
+  assert config.model.hidden_units == (8, 4)
+  assert config.model.epochs == 5
+  assert config.gate.max_gap['auc'] == 0.1
+  assert config.gate.max_gap['accuracy'] == 0.03  # Others kept.
+
+
+def test_none_turns_every_technique_off():
+  config = load_config(overrides=['regularization=none'])
+  assert config.regularization == config_lib.RegularizationConfig()
+  assert config.regularization.active == ()
+
+
+def test_round_trip_through_dict():
+  config = load_config(overrides=['regularization.weight_decay=1e-3'])
+  assert config_lib.from_dict(config.to_dict()) == config
+
+
+def test_user_file_replaces_the_dataset(tmp_path):
+  path = tmp_path / 'my.yaml'
+  path.write_text(
+      'data:\n  path: /data/penguins.csv\n'
+      '  label: {name: is_adelie, column: null, positive_value: Adelie}\n'
+      '  features: {numeric: [bill_length_mm], categorical: [island]}\n'
+      'regularization: {dropout: 0.2}\n')
+  config = load_config(str(path))
+  assert config.data.features.numeric == ('bill_length_mm',)
+  assert config.data.features.log_scale == ()  # Nothing of the taxi leaks in.
+  assert config.data.splits.train == 14  # Left out entirely: default kept.
+  assert config.regularization.active == ('dropout',)
+
+
+@pytest.mark.parametrize('override, message', [
+    ('regularization.l2=-1e-4', 'regularization.l2: strength must be >= 0'),
+    ('regularization.l1=-1', 'regularization.l1: strength must be >= 0'),
+    ('regularization.weight_decay=-0.1', 'weight_decay: strength must be >= 0'),
+    ('regularization.dropout=1.0', 'dropout: rate must be in [0, 1)'),
+    ('regularization.dropout=-0.1', 'dropout: rate must be in [0, 1)'),
+    ('regularization.l3=0.1', "unknown technique 'l3'"),
+    ('regularization.early_stopping.metric=f1', "unknown metric 'f1'"),
+    ('regularization.max_norm=0', 'max_norm: must be > 0'),
+    ('model.hidden_units=[]', 'model.hidden_units'),
+    ('model.epochs=two', 'expected an integer'),
+    ('distribution.strategy=gpu_cluster', "unknown strategy 'gpu_cluster'"),
+    ('gate.max_gap.f1=0.1', "gate.max_gap: unknown metric 'f1'"),
+    ('gate.max_gap.auc=-0.1', 'gate.max_gap.auc: must be >= 0'),
+    ('data.features.numeric=[tips]', "would leak the label"),
+    ('data.format=parquet', 'only csv is supported'),
+    ('nonsense', 'expected section.key=value'),
+])
+def test_bad_configuration_is_a_clear_error(override, message):
+  with pytest.raises(ConfigError, match=None) as info:
+    load_config(overrides=[override])
+  assert message in str(info.value)
+
+
+def test_missing_config_file_is_named(tmp_path):
+  with pytest.raises(ConfigError, match='does not exist'):
+    load_config(str(tmp_path / 'nope.yaml'))
+
+
+def test_parse_gate_validates_alone():
+  gate = config_lib.parse_gate({'max_gap': {'accuracy': 0.01}})
+  assert gate.max_gap == {'accuracy': 0.01}
+  with pytest.raises(ConfigError):
+    config_lib.parse_gate({'baseline_metric': 'f1'})

@@ -1,0 +1,142 @@
+"""End to end: LocalDagRunner on a taxi sample, checked in the metadata store.
+
+One pipeline root, four runs in order (each test builds on the previous):
+
+1. a regularized model: every node runs, the model is blessed and pushed;
+2. the same again: everything up to the Trainer is cached; the gate re-runs
+   because the resolver now finds run 1's blessed model, and the Pusher sees
+   the model is already served and pushes nothing new. A third identical
+   run is cached from end to end;
+3. a deliberately overfit model (large, unregularized, trained long on the
+   same small sample): not blessed because of the gap, not pushed;
+4. a weaker model: not blessed because of the baseline check, and its
+   baseline is run 1's model, never the gap-failed one from run 3.
+"""
+
+import csv
+import io
+import os
+
+import pytest
+
+from pipeline import config as config_lib
+from pipeline import local_runner, metadata
+from pipeline.factory import NodeIds
+
+pytestmark = pytest.mark.e2e
+
+SAMPLE_ROWS = 3000
+FAST = ['model.epochs=12', 'model.train_eval_sample=1024',
+        'gate.train_sample_size=1000']
+OVERFIT = ['regularization=none', 'model.hidden_units=[256, 256]',
+           'model.batch_size=32', 'model.epochs=40', 'model.learning_rate=0.003',
+           'model.train_eval_sample=1024', 'gate.train_sample_size=1000']
+# Fewer epochs and a small learning rate: still decent, clearly weaker.
+WEAKER = ['model.epochs=1', 'model.learning_rate=0.0003',
+          'regularization.early_stopping=null', 'model.train_eval_sample=1024',
+          'gate.train_sample_size=1000',
+          # Loosen quality so that the baseline check is what decides.
+          'gate.accuracy_margin=-1', 'gate.min_auc=0']
+
+
+@pytest.fixture(scope='module')
+def workdir(tmp_path_factory):
+  root = tmp_path_factory.mktemp('e2e')
+  source = config_lib.taxi_sample_path()
+  with open(source, newline='') as f:
+    lines = [next(f) for _ in range(SAMPLE_ROWS + 1)]
+  (root / 'taxi.csv').write_text(''.join(lines))
+  return root
+
+
+def _config(workdir, overrides):
+  return config_lib.load_config(overrides=[
+      f'data.path={workdir / "taxi.csv"}', f'output.root={workdir / "out"}',
+      *overrides])
+
+
+def _run(workdir, overrides):
+  return local_runner.run_local(_config(workdir, overrides),
+                                progress_stream=io.StringIO())
+
+
+def _serving_versions(workdir):
+  path = workdir / 'out' / 'serving_model'
+  return sorted(os.listdir(path)) if path.exists() else []
+
+
+@pytest.fixture(scope='module')
+def first(workdir):
+  return _run(workdir, FAST)
+
+
+def test_first_run_blesses_and_pushes(first, workdir):
+  expected = {NodeIds.EXAMPLE_GEN, NodeIds.STATISTICS_GEN, NodeIds.SCHEMA_GEN,
+              NodeIds.EXAMPLE_VALIDATOR, NodeIds.ANOMALY_GATE,
+              NodeIds.TRANSFORM, NodeIds.TRAINER, NodeIds.LATEST_BLESSED,
+              NodeIds.GATE, NodeIds.PUSHER}
+  assert set(first.nodes) == expected
+  assert all(state == 'COMPLETE' for state in first.nodes.values()), first.nodes
+  assert first.blessed, first.gate['checks']
+  assert first.gate['metrics']['baseline'] is None  # Nothing blessed before.
+  assert first.pushed_to and os.path.exists(
+      os.path.join(first.pushed_to, 'saved_model.pb'))
+  assert _serving_versions(workdir) == [os.path.basename(first.pushed_to)]
+  # The report's inputs exist: curves measured in this run.
+  assert first.training['epochs_run'] >= 1
+  assert set(first.training['epochs'][0]['train']) == set(config_lib.METRICS)
+
+
+def test_rerun_is_cached_and_pushes_nothing_new(first, workdir):
+  second = _run(workdir, FAST)
+  assert second.run_id != first.run_id
+  upstream = {NodeIds.EXAMPLE_GEN, NodeIds.STATISTICS_GEN, NodeIds.SCHEMA_GEN,
+              NodeIds.EXAMPLE_VALIDATOR, NodeIds.ANOMALY_GATE,
+              NodeIds.TRANSFORM, NodeIds.TRAINER}
+  assert {n: second.nodes[n] for n in upstream} == dict.fromkeys(
+      upstream, 'CACHED')
+  assert second.blessed
+  assert second.gate['metrics']['baseline'] is not None  # Itself, now.
+  assert second.pushed_to == first.pushed_to
+  assert _serving_versions(workdir) == [os.path.basename(first.pushed_to)]
+  third = _run(workdir, FAST)
+  executed = {n: s for n, s in third.nodes.items()
+              if s != 'CACHED' and n != NodeIds.LATEST_BLESSED}
+  assert executed == {}, third.nodes
+
+
+@pytest.fixture(scope='module')
+def overfit(first, workdir):
+  return _run(workdir, OVERFIT)
+
+
+def test_overfit_model_is_blocked_by_the_gap(overfit, workdir, first):
+  assert overfit.nodes[NodeIds.TRANSFORM] == 'CACHED'  # Upstream reused.
+  assert overfit.nodes[NodeIds.TRAINER] == 'COMPLETE'
+  assert not overfit.blessed
+  assert 'gap' in overfit.gate['failed_checks'], overfit.gate['checks']
+  gap = next(c for c in overfit.gate['checks']
+             if c['kind'] == 'gap' and c['metric'] == 'accuracy'
+             and not c['slice'])
+  assert gap['value'] > gap['threshold']
+  assert overfit.pushed_to is None
+  assert _serving_versions(workdir) == [os.path.basename(first.pushed_to)]
+
+
+def test_weaker_model_is_blocked_by_the_baseline(overfit, first, workdir):
+  weaker = _run(workdir, WEAKER)
+  assert not weaker.blessed
+  assert weaker.gate['failed_checks'] == ['baseline'], weaker.gate['checks']
+  assert weaker.pushed_to is None
+  # The baseline it was compared with is run 1's model, not run 3's.
+  store = metadata.connect_sqlite(str(workdir / 'out' / 'metadata.sqlite'))
+  runs = metadata.node_runs(store)
+  blessing = runs[NodeIds.GATE].outputs['blessing'][0]
+  first_model = metadata.node_runs(store, first.run_id)[
+      NodeIds.TRAINER].outputs['model'][0]
+  overfit_model = metadata.node_runs(store, overfit.run_id)[
+      NodeIds.TRAINER].outputs['model'][0]
+  assert metadata.custom(blessing, 'baseline_model_id') == first_model.id
+  assert overfit_model.id not in metadata.blessed_model_ids(store)
+  assert first_model.id in metadata.blessed_model_ids(store)
+  assert _serving_versions(workdir) == [os.path.basename(first.pushed_to)]
