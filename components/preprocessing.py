@@ -67,8 +67,9 @@ def _categorical(x, name: str, features: config_lib.FeaturesConfig) -> tf.Tensor
   if values.dtype != tf.string:
     values = tf.strings.as_string(values)
   return _column(tft.compute_and_apply_vocabulary(
-      values, top_k=features.vocab_size, num_oov_buckets=features.oov_buckets,
-      vocab_filename=name))
+      values, top_k=features.vocab_size,
+      frequency_threshold=features.min_frequency,
+      num_oov_buckets=features.oov_buckets, vocab_filename=name))
 
 
 def derive_label(inputs: Mapping[str, Any],

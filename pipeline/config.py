@@ -73,6 +73,9 @@ class FeaturesConfig:
   # Numeric columns compressed with sign(x)*log1p(|x|) before z-scoring.
   log_scale: Tuple[str, ...] = ()
   vocab_size: int = 1000
+  # Rarer tokens share the OOV buckets: a category seen a handful of times is
+  # memorised, not learnt.
+  min_frequency: int = 10
   oov_buckets: int = 10
 
   @property
@@ -375,6 +378,10 @@ def validate(config: PipelineConfig) -> PipelineConfig:
     raise ConfigError(
         f'data.features: {sorted(overlap)} would leak the label '
         f'{d.label.name!r} into the inputs')
+  for name in ('vocab_size', 'min_frequency', 'oov_buckets'):
+    if getattr(d.features, name) < 1:
+      raise ConfigError(f'data.features.{name}: must be >= 1, got '
+                        f'{getattr(d.features, name)}')
   unknown_log = set(d.features.log_scale) - set(d.features.numeric)
   if unknown_log:
     raise ConfigError(f'data.features.log_scale: {sorted(unknown_log)} are not '

@@ -102,7 +102,10 @@ def create_pipeline(config: config_lib.PipelineConfig,
       preprocessing_fn=PREPROCESSING_FN,
       custom_config=transform_config,
       splits_config=tfx.proto.SplitsConfig(
-          analyze=[TRAIN], transform=[TRAIN, EVAL, TEST])
+          analyze=[TRAIN], transform=[TRAIN, EVAL, TEST]),
+      # StatisticsGen already described the raw data; Transform's own pre-
+      # and post-transform statistics would be TFDV passes done twice.
+      disable_statistics=True,
   ).with_id(NodeIds.TRANSFORM)
   # No features are computed from data that failed validation.
   transform.add_upstream_node(anomaly_gate)

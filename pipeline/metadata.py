@@ -51,7 +51,9 @@ def node_runs(store: metadata_store.MetadataStore,
     run_id = ids[-1]
   run = store.get_context_by_type_and_name(PIPELINE_RUN, run_id)
   result = {}
-  for execution in store.get_executions_by_context(run.id):
+  executions = sorted(store.get_executions_by_context(run.id),
+                      key=lambda e: e.id)  # Pipeline order.
+  for execution in executions:
     node = next(c for c in store.get_contexts_by_execution(execution.id)
                 if store.get_context_types_by_id([c.type_id])[0].name == NODE)
     events = store.get_events_by_execution_ids([execution.id])
