@@ -424,6 +424,10 @@ class LocalPipelineRunner:
     os.makedirs(task_root, exist_ok=True)
     log_path = os.path.join(task_root, 'local_run.log')
     serialized = json.dumps(executor_input, sort_keys=True)
+    # Kept for inspection: what the task was handed, as on a cluster's logs.
+    with open(os.path.join(task_root, 'executor_input.json'), 'w',
+              encoding='utf-8') as f:
+      f.write(serialized)
     steps = []
     if container.HasField('lifecycle') and container.lifecycle.HasField(
         'pre_cache_check'):

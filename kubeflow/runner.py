@@ -35,15 +35,14 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 from tfx import v1 as tfx
 from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
 
+from kubeflow import dockerfile
 from pipeline import config as config_lib
 from pipeline import factory
 from pipeline import local_runner
 
-# Where the Dockerfile puts the virtualenv; the taxi sample ships inside tfx.
-IMAGE_VENV = '/opt/venv'
-IMAGE_TAXI_DATA_ROOT = (
-    f'{IMAGE_VENV}/lib/python3.10/site-packages/'
-    'tfx/examples/chicago_taxi_pipeline/data/simple')
+# The taxi sample inside the image (it ships in the tfx wheel).
+IMAGE_VENV = dockerfile.IMAGE_VENV
+IMAGE_TAXI_DATA_ROOT = dockerfile.IMAGE_TAXI_DATA_ROOT
 
 # Pipeline parameters that TFX RuntimeParameters provide.
 DATA_ROOT_PARAM = 'data_root'
