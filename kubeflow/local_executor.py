@@ -175,18 +175,23 @@ def _as_float(value: Any) -> Optional[float]:
 # The runner.
 
 
+def _upstream(task: pipeline_spec_pb2.PipelineTaskSpec) -> set:
+  d = set(task.dependent_tasks)
+  for spec in task.inputs.artifacts.values():
+    if spec.HasField('task_output_artifact'):
+      d.add(spec.task_output_artifact.producer_task)
+  for spec in task.inputs.parameters.values():
+    if spec.HasField('task_output_parameter'):
+      d.add(spec.task_output_parameter.producer_task)
+  return d
+
+
 def _topological_order(tasks: Mapping[str, pipeline_spec_pb2.PipelineTaskSpec]
                       ) -> List[str]:
   """Tasks in dependency order; ties broken by name for reproducible runs."""
   deps = {}
   for name, task in tasks.items():
-    d = set(task.dependent_tasks)
-    for spec in task.inputs.artifacts.values():
-      if spec.HasField('task_output_artifact'):
-        d.add(spec.task_output_artifact.producer_task)
-    for spec in task.inputs.parameters.values():
-      if spec.HasField('task_output_parameter'):
-        d.add(spec.task_output_parameter.producer_task)
+    d = _upstream(task)
     unknown = d - set(tasks)
     if unknown:
       raise LocalRunError(f'task {name} depends on unknown tasks {sorted(unknown)}')
@@ -331,12 +336,25 @@ class LocalPipelineRunner:
 
   # -- tasks ---------------------------------------------------------------
 
-  def run(self) -> Dict[str, TaskResult]:
+  def run(self, only: Optional[Sequence[str]] = None
+         ) -> Dict[str, TaskResult]:
+    """Runs every task, or ``only`` these (their upstream tasks must be
+    among them or have run in this runner already)."""
     if self._spec.root.WhichOneof('implementation') != 'dag':
       raise LocalRunError('the root component is not a DAG')
     tasks = self._spec.root.dag.tasks
-    for name in _topological_order(tasks):
+    order = _topological_order(tasks)
+    if only is not None:
+      unknown = set(only) - set(tasks)
+      if unknown:
+        raise LocalRunError(f'no such tasks: {sorted(unknown)}')
+      order = [n for n in order if n in only]
+    for name in order:
       task = tasks[name]
+      missing = [d for d in _upstream(task)
+                 if d not in self.results and d not in order]
+      if missing:
+        raise LocalRunError(f'{name}: upstream tasks {missing} have not run')
       if task.HasField('trigger_policy') and task.trigger_policy.condition:
         raise LocalRunError(f'{name}: conditions are not emulated')
       if task.HasField('artifact_iterator') or task.HasField(
