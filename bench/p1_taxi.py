@@ -20,6 +20,7 @@ import statistics
 from typing import Dict, List, Sequence
 
 from bench import common, official_taxi, ours
+from pipeline.factory import NodeIds
 
 TITLE = 'P1: end to end against the official taxi example'
 WALL_TARGET = 0.5
@@ -27,18 +28,18 @@ ACCURACY_TARGET = 0.89
 
 # One row per role: (label, official component id, our node id).
 ROLES = (
-    ('ExampleGen', 'CsvExampleGen', 'example_gen'),
-    ('StatisticsGen', 'StatisticsGen', 'statistics_gen'),
-    ('SchemaGen', 'SchemaGen', 'schema_gen'),
-    ('ExampleValidator', 'ExampleValidator', 'example_validator'),
-    ('Anomaly gate', None, 'anomaly_gate'),
-    ('Transform', 'Transform', 'transform'),
-    ('Tuner', None, 'tuner'),
-    ('Trainer', 'Trainer', 'trainer'),
+    ('ExampleGen', 'CsvExampleGen', NodeIds.EXAMPLE_GEN),
+    ('StatisticsGen', 'StatisticsGen', NodeIds.STATISTICS_GEN),
+    ('SchemaGen', 'SchemaGen', NodeIds.SCHEMA_GEN),
+    ('ExampleValidator', 'ExampleValidator', NodeIds.EXAMPLE_VALIDATOR),
+    ('Anomaly gate', None, NodeIds.ANOMALY_GATE),
+    ('Transform', 'Transform', NodeIds.TRANSFORM),
+    ('Tuner', None, NodeIds.TUNER),
+    ('Trainer', 'Trainer', NodeIds.TRAINER),
     ('Latest blessed model', 'latest_blessed_model_resolver',
-     'latest_blessed_model'),
-    ('Evaluator / our gate', 'Evaluator', 'gate'),
-    ('Pusher', 'Pusher', 'pusher'),
+     NodeIds.LATEST_BLESSED),
+    ('Evaluator / our gate', 'Evaluator', NodeIds.GATE),
+    ('Pusher', 'Pusher', NodeIds.PUSHER),
 )
 
 

