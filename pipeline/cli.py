@@ -8,6 +8,7 @@ Exit codes (documented in the README; schedulers and CI gate on them):
 """
 
 import argparse
+import logging
 import os
 import sys
 import warnings
@@ -49,8 +50,17 @@ def build_parser() -> argparse.ArgumentParser:
       formatter_class=argparse.RawDescriptionHelpFormatter)
   sub = parser.add_subparsers(dest='command', required=True)
 
-  run = sub.add_parser('run', help='run the pipeline locally (LocalDagRunner, '
-                       'Beam DirectRunner, SQLite metadata)')
+  run = sub.add_parser(
+      'run', help='run the pipeline locally (LocalDagRunner, Beam '
+      'DirectRunner, SQLite metadata)',
+      description='Checks the input file, then runs every component locally, '
+      'printing each as it starts ("  > node ...") and finishes ("  < node '
+      'done in N s"), then a summary table, and writes the HTML report to '
+      '<output.root>/reports/<run id>/report.html. Outputs go below '
+      'output.root: pipeline_root/, metadata.sqlite, serving_model/<version>/.',
+      epilog='Exit codes: 0 pushed (or already served), 1 a component failed '
+      '(e.g. blocking data anomalies), 2 bad config or input data (nothing '
+      'ran, nothing written), 3 not blessed (nothing pushed).')
   _add_config_args(run)
   run.add_argument('--no-cache', action='store_true',
                    help='re-run every component even if its inputs are '
@@ -73,10 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help='default serving destination, e.g. gs://bucket/serving')
 
   rep = sub.add_parser('report', help='(re)generate the HTML run report from '
-                       'a pipeline root and its metadata store')
+                       'a pipeline root and its metadata store, into '
+                       '<output.root>/reports/<run id>/report.html')
   _add_config_args(rep)
   rep.add_argument('--run-id', default=None,
-                   help='which run (default: the latest)')
+                   help='which pipeline run, by the id the run summary prints '
+                   '(default: the latest run in the metadata store)')
   return parser
 
 
@@ -85,18 +97,57 @@ def _load(args):
   return config_lib.load_config(args.config, args.overrides)
 
 
+def _write_report(result, config) -> None:
+  """Writes the HTML report; a failure here never changes the exit code."""
+  from pipeline import report
+  try:
+    print(f'Report: {report.write_report(result, config)}')
+  except Exception as e:  # pylint: disable=broad-except
+    # The run's outcome (pushed or not) stands whatever the report does.
+    print(f'warning: could not write the report: {type(e).__name__}: {e}',
+          file=sys.stderr)
+
+
+def _failed_result(config):
+  """What a failed run did, when it got as far as the metadata store."""
+  from pipeline import local_runner, metadata
+  where = local_runner.paths(config)
+  if not os.path.exists(where['metadata_path']):
+    return None
+  if not metadata.run_ids(metadata.connect_sqlite(where['metadata_path'])):
+    return None
+  return local_runner.read_result(where['metadata_path'],
+                                  where['pipeline_root'])
+
+
 def _run(args) -> int:
   from pipeline import local_runner, preflight
   import absl.logging
-  absl.logging.set_verbosity(
-      absl.logging.WARNING if args.quiet else absl.logging.INFO)
+  # The progress lines are INFO records of the absl logger, so it stays at
+  # INFO; --quiet raises the level of the handlers that print everything else.
+  absl.logging.set_verbosity(absl.logging.INFO)
+  if args.quiet:
+    absl.logging.get_absl_handler().setLevel(logging.WARNING)
+    for handler in logging.getLogger().handlers:
+      handler.setLevel(logging.WARNING)
   config = _load(args)
   try:
     result = local_runner.run_local(config, enable_cache=not args.no_cache)
   except preflight.InputDataError as e:
     print(f'error: {e}', file=sys.stderr)
     return EXIT_BAD_INPUT
+  except Exception as e:  # pylint: disable=broad-except
+    # LocalDagRunner re-raises whatever a component raised (a blocking data
+    # anomaly, a failed smoke test, ...): say which, and report what ran.
+    print(f'error: the pipeline failed: {type(e).__name__}: {e}',
+          file=sys.stderr)
+    result = _failed_result(config)
+    if result is not None:
+      print(local_runner.format_summary(result))
+      _write_report(result, config)
+    return EXIT_FAILED
   print(local_runner.format_summary(result))
+  _write_report(result, config)
   if not result.blessed:
     print('Model NOT blessed: nothing was pushed (exit code 3).',
           file=sys.stderr)
@@ -116,9 +167,19 @@ def _compile(args) -> int:
 
 
 def _report(args) -> int:
-  from pipeline import local_runner, report
+  from pipeline import local_runner, metadata, report
   config = _load(args)
   where = local_runner.paths(config)
+  if not os.path.exists(where['metadata_path']):
+    print(f"error: no metadata store at {where['metadata_path']}; run the "
+          'pipeline first, or point --config/--set output.root at its outputs',
+          file=sys.stderr)
+    return EXIT_BAD_INPUT
+  ids = metadata.run_ids(metadata.connect_sqlite(where['metadata_path']))
+  if not ids or (args.run_id and args.run_id not in ids):
+    print(f"error: no run {args.run_id or ''} in {where['metadata_path']}; "
+          f'runs: {ids}', file=sys.stderr)
+    return EXIT_BAD_INPUT
   result = local_runner.read_result(where['metadata_path'],
                                     where['pipeline_root'], run_id=args.run_id)
   print(f'Report: {report.write_report(result, config)}')
