@@ -137,17 +137,21 @@ def read_result(metadata_path: str, pipeline_root: str,
   run_id = run_id or metadata.run_ids(store)[-1]
   gate = training = pushed_to = None
   blessed = False
-  if factory.NodeIds.GATE in runs:
-    blessing = runs[factory.NodeIds.GATE].outputs['blessing'][0]
+
+  def output(node, key):
+    # A failed or killed execution (FAILED, RUNNING) published no outputs.
+    found = runs[node].outputs.get(key) if node in runs else None
+    return found[0] if found else None
+  blessing = output(factory.NodeIds.GATE, 'blessing')
+  if blessing is not None:
     blessed = metadata.custom(blessing, 'blessed') == 1
     gate = _read_json(blessing.uri, gate_executor.GATE_JSON)
-  if factory.NodeIds.TRAINER in runs:
-    model_run = runs[factory.NodeIds.TRAINER].outputs['model_run'][0]
+  model_run = output(factory.NodeIds.TRAINER, 'model_run')
+  if model_run is not None:
     training = _read_json(model_run.uri, trainer_run.TRAINING_JSON)
-  if factory.NodeIds.PUSHER in runs:
-    pushed = runs[factory.NodeIds.PUSHER].outputs['pushed_model'][0]
-    if metadata.custom(pushed, 'pushed') == 1:
-      pushed_to = metadata.custom(pushed, 'pushed_destination')
+  pushed = output(factory.NodeIds.PUSHER, 'pushed_model')
+  if pushed is not None and metadata.custom(pushed, 'pushed') == 1:
+    pushed_to = metadata.custom(pushed, 'pushed_destination')
   return RunResult(
       run_id=run_id, nodes={k: v.state for k, v in runs.items()},
       seconds={k: v.seconds for k, v in runs.items()}, blessed=blessed,
