@@ -106,6 +106,9 @@ def create_pipeline(config: config_lib.PipelineConfig,
       # StatisticsGen already described the raw data; Transform's own pre-
       # and post-transform statistics would be TFDV passes done twice.
       disable_statistics=True,
+      # The analyzer cache pays off for incremental spans; we re-analyze
+      # whole datasets, where writing the cache is pure overhead.
+      disable_analyzer_cache=True,
   ).with_id(NodeIds.TRANSFORM)
   # No features are computed from data that failed validation.
   transform.add_upstream_node(anomaly_gate)

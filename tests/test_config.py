@@ -14,6 +14,7 @@ def test_default_config_is_the_taxi_sample_with_regularization():
   assert config.data.label.name == 'big_tipper'
   assert 'tips' not in config.data.features.all  # The label's source leaks.
   assert config.regularization.active == ('l2', 'dropout', 'early_stopping')
+  assert config.data.features.min_frequency == 20
   assert config.data.splits.as_buckets() == {'train': 14, 'eval': 3, 'test': 3}
 
 

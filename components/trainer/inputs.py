@@ -11,6 +11,8 @@ from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 import tensorflow_transform as tft
 
+SHUFFLE_BUFFER = 16_384  # Examples; the whole taxi train split.
+
 
 def make_dataset(file_pattern: List[str],
                  data_accessor: tfx.components.DataAccessor,
@@ -41,11 +43,15 @@ def make_dataset(file_pattern: List[str],
   if take_batches is not None:
     dataset = dataset.take(take_batches)
   if cache:
-    # Small tabular splits fit in memory: parse once, not every epoch. Records
-    # were shuffled before batching; later epochs reshuffle the batch order.
+    # Tabular splits fit in memory: parse once, not every epoch.
     dataset = dataset.cache()
     if shuffle:
-      dataset = dataset.shuffle(1024, seed=seed, reshuffle_each_iteration=True)
+      # New batches every epoch, not just a new batch order: reshuffling the
+      # same batches measurably widened the overfitting gap on the taxi data.
+      dataset = (dataset.unbatch()
+                 .shuffle(SHUFFLE_BUFFER, seed=seed,
+                          reshuffle_each_iteration=True)
+                 .batch(batch_size))
   if num_epochs != 1:
     dataset = dataset.repeat(num_epochs)
   return dataset.prefetch(tf.data.AUTOTUNE)

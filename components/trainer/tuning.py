@@ -15,6 +15,22 @@ from tfx import v1 as tfx
 from components.trainer import fit, inputs, model as model_lib
 from pipeline import config as config_lib
 
+OBJECTIVE = 'val_auc'
+
+
+class RegularizationSearch(keras_tuner.RandomSearch):
+  """RandomSearch whose trials are tf_keras models, fitted here.
+
+  KerasTuner 1.4 binds itself to Keras 3 whenever that is installed (TF 2.16
+  installs it) and rejects tf_keras models in its default trial loop, so each
+  trial builds, fits and reports its best eval AUC itself.
+  """
+
+  def run_trial(self, trial, *args, **kwargs):
+    model = self.hypermodel.build(trial.hyperparameters)
+    history = model.fit(*args, **kwargs)
+    return {OBJECTIVE: max(history.history[OBJECTIVE])}
+
 
 def search_space(tuning: config_lib.TuningConfig) -> keras_tuner.HyperParameters:
   hp = keras_tuner.HyperParameters()
@@ -38,9 +54,9 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
     fit.compile_model(model, cfg.model, reg)
     return model
 
-  tuner = keras_tuner.RandomSearch(
+  tuner = RegularizationSearch(
       build, hyperparameters=search_space(cfg.tuning),
-      objective=keras_tuner.Objective('val_auc', 'max'),
+      objective=keras_tuner.Objective(OBJECTIVE, 'max'),
       max_trials=cfg.tuning.max_trials, seed=cfg.model.seed,
       directory=fn_args.working_dir, project_name='regularization')
 
