@@ -195,14 +195,25 @@ def gap_figure(training: dict, gate: Optional[dict], config,
     gaps = [e['gap'].get(metric, np.nan) for e in epochs]
     ax.plot(x, gaps, 'o-', color='#9467bd', label='gap, train - eval')
     ax.axhline(0, color='black', linewidth=0.6)
-    if metric in limits:
-      ax.axhline(limits[metric], color=FAIL_COLOR, linestyle='--',
-                 label=f'max_gap {limits[metric]:g}')
-      top = max([limits[metric] * 1.5] + [g for g in gaps if np.isfinite(g)])
-      ax.axhspan(limits[metric], top, color=FAIL_COLOR, alpha=0.08)
     if metric in final:
       ax.plot([_best_epoch(training)], [final[metric]], '*', markersize=13,
               color=TEST_COLOR, label='gate: train sample - test')
+    if metric in limits:
+      limit = limits[metric]
+      seen = [abs(g) for g in gaps + [final.get(metric, 0.0)]
+              if np.isfinite(g)] + [1e-3]
+      if limit <= 4 * max(seen):
+        ax.axhline(limit, color=FAIL_COLOR, linestyle='--',
+                   label=f'max_gap {limit:g}')
+        ax.axhspan(limit, max([limit * 1.5] + seen), color=FAIL_COLOR,
+                   alpha=0.08)
+      else:
+        # A limit far above the gaps would flatten them to a line: keep the
+        # gaps readable and say where the limit is.
+        ax.set_ylim(-1.5 * max(seen), 1.5 * max(seen))
+        ax.annotate(f'max_gap {limit:g} (far above)', (0.98, 0.96),
+                    xycoords='axes fraction', ha='right', va='top',
+                    color=FAIL_COLOR, fontsize=9)
     ax.set_title(f'{metric} gap' + (' (sign flipped: loss)'
                                     if not config_lib.METRICS[metric] else ''))
     ax.set_xlabel('epoch')
@@ -224,7 +235,8 @@ def _headroom(check: dict) -> float:
 def gate_figure(gate: dict, directory: str) -> str:
   checks = gate['checks']
   labels = [f"{c['kind']} {c['metric']}" + (f" [{c['slice']}]" if c['slice']
-                                             else '') for c in checks]
+                                             else '')
+            + ('' if c['passed'] else ' FAILED') for c in checks]
   values = [_headroom(c) for c in checks]
   fig = Figure(figsize=(8, 0.45 * len(checks) + 1.4))
   ax = fig.add_subplot(1, 1, 1)
