@@ -19,6 +19,7 @@ import sys
 from typing import Dict, List, Optional, Sequence
 
 import tensorflow as tf
+from absl import logging
 from tfx.components.trainer import executor as trainer_executor
 from tfx.components.trainer import fn_args_utils
 from tfx.components.util import udf_utils
@@ -132,6 +133,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
   args = parse_args(sys.argv[1:] if argv is None else argv)
+  # Pod logs then show the strategy, replicas, batch and sharding decisions.
+  logging.set_verbosity(logging.INFO)
   cfg = config_lib.load_config(args.config, args.set)
   fn_args = build_fn_args(
       examples=args.examples, transform_graph=args.transform_graph,
