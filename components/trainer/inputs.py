@@ -51,7 +51,10 @@ def make_dataset(file_pattern: List[str],
       dataset = (dataset.unbatch()
                  .shuffle(SHUFFLE_BUFFER, seed=seed,
                           reshuffle_each_iteration=True)
-                 .batch(batch_size))
+                 # Full batches only: tf.distribute splits a short last batch
+                 # unevenly between replicas (e.g. 8 -> 8 + 0), which weights
+                 # its per-replica mean losses wrongly.
+                 .batch(batch_size, drop_remainder=True))
   if num_epochs != 1:
     dataset = dataset.repeat(num_epochs)
   return dataset.prefetch(tf.data.AUTOTUNE)
