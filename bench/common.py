@@ -172,7 +172,7 @@ def time_repeated(fn: Callable[[], object], repeats: int,
 def run_logged(cmd: Sequence[str], log_path: str,
                env: Optional[Mapping[str, str]] = None,
                cwd: str = REPO_ROOT,
-               ok_codes: Sequence[int] = (0,)) -> Tuple[float, int]:
+               ok_codes: Sequence[int] = (0,)) -> 'ProcessRun':
   """Runs ``cmd`` with output to ``log_path``; its wall time and exit code.
 
   Whole pipelines run in a child process so that each starts from a fresh
@@ -183,6 +183,7 @@ def run_logged(cmd: Sequence[str], log_path: str,
   full_env.update(env or {})
   os.makedirs(os.path.dirname(log_path), exist_ok=True)
   with open(log_path, 'w', encoding='utf-8') as log:
+    started_at = time.time()  # Epoch time, comparable with MLMD's.
     start = time.perf_counter()
     proc = subprocess.run(list(cmd), stdout=log, stderr=subprocess.STDOUT,
                           env=full_env, cwd=cwd, check=False)
@@ -190,7 +191,16 @@ def run_logged(cmd: Sequence[str], log_path: str,
   if proc.returncode not in ok_codes:
     raise RuntimeError(f'{shlex.join(cmd)} failed with exit code '
                        f'{proc.returncode}; see {log_path}')
-  return wall, proc.returncode
+  return ProcessRun(wall, proc.returncode, started_at, started_at + wall)
+
+
+@dataclasses.dataclass
+class ProcessRun:
+  """A child process's wall time (monotonic clock) and its epoch bounds."""
+  wall_seconds: float
+  exit_code: int
+  started_at: float
+  ended_at: float
 
 
 # --------------------------------------------------------------------------

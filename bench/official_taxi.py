@@ -92,10 +92,11 @@ def run(workdir: str) -> Dict[str, object]:
   cmd = [sys.executable, '-m', 'bench.official_taxi']
   for key, value in paths.items():
     cmd += [f'--{key}', value]
-  wall, _ = common.run_logged(cmd, os.path.join(workdir, 'run.log'), env=env)
+  proc = common.run_logged(cmd, os.path.join(workdir, 'run.log'), env=env)
   times = common.component_times(paths['metadata_path'])
   return {
-      'wall_seconds': wall,
+      'wall_seconds': proc.wall_seconds,
+      'process': proc,
       'components': times,
       'eval_accuracy': eval_accuracy(paths['metadata_path']),
       'user_module': ('TFX-built wheel, installed by TFX with the venv\'s pip'

@@ -32,8 +32,8 @@ def run(workdir: str, *, config_path: Optional[str] = None,
     cmd += ['--config', config_path]
   for item in (*overrides, f'output.root={out_root}'):
     cmd += ['--set', item]
-  wall, code = common.run_logged(cmd, os.path.join(workdir, 'run.log'),
-                                 ok_codes=FINISHED)
+  proc = common.run_logged(cmd, os.path.join(workdir, 'run.log'),
+                           ok_codes=FINISHED)
   # The runner's own reader: what the gate measured on the held-out split.
   from pipeline import config as config_lib  # Heavy; after the timed run.
   from pipeline import local_runner
@@ -44,8 +44,9 @@ def run(workdir: str, *, config_path: Optional[str] = None,
                                     where['pipeline_root'])
   held_out = ((result.gate or {}).get('metrics') or {}).get('held_out', {})
   return {
-      'wall_seconds': wall,
-      'exit_code': code,
+      'wall_seconds': proc.wall_seconds,
+      'process': proc,
+      'exit_code': proc.exit_code,
       'blessed': result.blessed,
       'components': common.component_times(where['metadata_path']),
       'test_metrics': held_out.get('', {}),
