@@ -406,9 +406,10 @@ def _gate_section(gate: Optional[dict], directory: str) -> str:
 def _training_section(result, config, directory) -> str:
   training = result.training
   if not training:
-    state = result.nodes.get(NodeIds.TRAINER, 'did not run')
-    return (f'<p class="muted">No training record: the Trainer\'s state in '
-            f'this run is {_esc(state)}.</p>')
+    state = result.nodes.get(NodeIds.TRAINER)
+    return ('<p class="muted">No training record: '
+            + (f'the Trainer\'s state in this run is {_esc(state)}.</p>'
+               if state else 'the Trainer did not run in this run.</p>'))
   es = training.get('early_stopping')
   parts = [f"<p>{training['epochs_run']} epoch(s) run"
            + (f"; early stopping on {_esc(es['monitor'])} restored epoch "
