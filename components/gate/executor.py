@@ -24,8 +24,8 @@ import tensorflow_model_analysis as tfma
 from absl import logging
 from tensorflow_model_analysis.slicer import slicer_lib
 from tfx import types
+from tfx.components.evaluator import executor as evaluator_executor
 from tfx.components.util import tfxio_utils
-from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils
 from tfx.utils import io_utils, path_utils
 from tfx_bsl.tfxio import tensor_adapter
@@ -117,8 +117,15 @@ def _DeterministicSample(records, size: int):  # pylint: disable=invalid-name
           | 'Flatten' >> beam.FlatMap(lambda batch: batch))
 
 
-class Executor(base_beam_executor.BaseBeamExecutor):
-  """Scores the candidate on held-out and train data, then blesses or not."""
+class Executor(evaluator_executor.Executor):
+  """Scores the candidate on held-out and train data, then blesses or not.
+
+  ``Do`` is our own; the stock Evaluator's executor is the base class because
+  orchestrators key on it: TFX's Kubeflow V2 entrypoint rewrites a blessing's
+  ``current_model_id`` into the artifact name its resolver matches only for
+  Evaluator executors, and without that no run on Kubeflow would ever find
+  its baseline.
+  """
 
   def Do(self, input_dict: Dict[str, List[types.Artifact]],
          output_dict: Dict[str, List[types.Artifact]],
