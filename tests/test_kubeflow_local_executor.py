@@ -408,14 +408,10 @@ def test_compiled_pipeline_runs_task_by_task_and_pushes(e2e):
 
 
 @pytest.mark.e2e
-@pytest.mark.xfail(strict=True, reason=(
-    'components/gate/executor.py writes current_model_id as the int MLMD id; '
-    'on Kubeflow the entrypoint turns it into the artifact name only for '
-    'Evaluator executors, so KFP\'s resolver never matches a Model'))
 def test_next_run_resolves_this_runs_blessed_model(e2e):
   # KFP's model resolver matches the Model whose artifact *name* the blessing
-  # records in current_model_id (TFX's entrypoint rewrites the id into that
-  # name only for Evaluator executors).
+  # records in current_model_id: TFX's entrypoint rewrites the integer id into
+  # that name only for Evaluator executors, which the gate's extends.
   later = lx.LocalPipelineRunner(e2e['job'], pipeline_root=e2e['pipeline_root'],
                                  env=e2e['env']).run(only=RESOLVERS)
   found = later[RESOLVERS[1]].artifacts['model']
