@@ -158,9 +158,13 @@ def test_multi_worker_two_processes_only_chief_exports(transformed_data,
                if '-worker1-' in name]
   assert not leftovers, leftovers
   assert 'Epoch 2/2' in logs[1]
-  # Two train files, two workers: each read its own file.
-  for text in logs:
+  # Two train files, two workers: each reads its own file; the eval split's
+  # single file is shared out by batches.
+  for index in range(2):
+    with open(tmp_path / f'worker{index}.log', encoding='utf-8') as f:
+      text = f.read()
     assert 'Auto-shard policy FILE: 2 file(s), 2 worker(s)' in text
+    assert 'Auto-shard policy DATA: 1 file(s), 2 worker(s)' in text
 
 
 @pytest.mark.slow
