@@ -197,7 +197,7 @@ class GateConfig:
   min_auc: float = 0.75
   baseline_metric: str = 'auc'
   baseline_tolerance: float = 0.005
-  train_sample_size: int = 3000
+  train_sample_size: int = 2000
   slice_features: Tuple[str, ...] = ()
   slice_max_gap: float = 0.08
   slice_min_examples: int = 200

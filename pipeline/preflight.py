@@ -105,11 +105,16 @@ def check_csv(config: config_lib.PipelineConfig) -> DataSummary:
         f'{path}: data row {bad_width + 1} has {len(rows[bad_width])} fields, '
         f'the header has {len(header)}')
   total = len(rows) + rest
-  if total < config.model.batch_size:
+  splits = data.splits
+  train_share = splits.train / (splits.train + splits.eval + splits.test)
+  # Training drops the last partial batch, so the train split needs one.
+  needed = math.ceil(config.model.batch_size / train_share)
+  if total < needed:
     raise InputDataError(
-        f'{path}: {total} data rows, fewer than one batch '
-        f'(model.batch_size={config.model.batch_size}); the splits would be '
-        'too small to train and judge a model')
+        f'{path}: {total} data rows, fewer than one batch in the train split '
+        f'(model.batch_size={config.model.batch_size}, train share '
+        f'{train_share:.0%}: at least {needed} rows); the splits would be too '
+        'small to train and judge a model')
 
   label = data.label
   for column in label.source_columns:

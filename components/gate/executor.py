@@ -20,6 +20,7 @@ import os
 from typing import Any, Dict, List, Optional
 
 import apache_beam as beam
+from google.protobuf import wrappers_pb2
 import tensorflow_model_analysis as tfma
 from absl import logging
 from tensorflow_model_analysis.slicer import slicer_lib
@@ -82,7 +83,12 @@ def eval_config(label_key: str, slice_features, with_baseline: bool
           tfma.SlicingSpec(feature_keys=[f]) for f in slice_features],
       metrics_specs=[tfma.MetricsSpec(metrics=[
           tfma.MetricConfig(class_name=cls) for cls, _ in
-          _TFMA_METRICS.values()])])
+          _TFMA_METRICS.values()])],
+      # No "default" metrics: for Keras models TFMA would re-create the model's
+      # compiled metrics by loading the Keras model in every combiner (most of
+      # the gate's time, measured); ours are computed from predictions.
+      options=tfma.Options(
+          include_default_metrics=wrappers_pb2.BoolValue(value=False)))
 
 
 def _slice_name(slice_key) -> str:
@@ -172,7 +178,8 @@ class Executor(evaluator_executor.Executor):
     def models(config):
       return [tfma.default_eval_shared_model(
           eval_saved_model_path=path_utils.serving_model_path(uri),
-          model_name=spec.name, eval_config=config)
+          model_name=spec.name, eval_config=config,
+          include_default_metrics=False)
               for spec, uri in zip(config.model_specs,
                                    [model_uri, baseline_uri])]
 
@@ -186,11 +193,15 @@ class Executor(evaluator_executor.Executor):
                                with_baseline=False)
     paths = {'held_out': os.path.join(output_uri, HELD_OUT_DIR),
              'train': os.path.join(output_uri, TRAIN_DIR)}
+    held_out_models = models(held_out_config)
+    # The train branch scores the same candidate with the same shared model
+    # (TFMA names a lone model ''), so the SavedModel is not loaded again.
+    train_model = held_out_models[0]
     with self._make_beam_pipeline() as p:
       held_out = split_tfxio(held_out_split)
       _ = (p | 'ReadHeldOut' >> held_out.BeamSource()
            | 'EvaluateHeldOut' >> tfma.ExtractEvaluateAndWriteResults(
-               eval_shared_model=_one_or_many(models(held_out_config)),
+               eval_shared_model=_one_or_many(held_out_models),
                eval_config=held_out_config, output_path=paths['held_out'],
                tensor_adapter_config=_adapter(held_out)))
       if train_split:
@@ -199,7 +210,7 @@ class Executor(evaluator_executor.Executor):
              | 'SampleTrain' >> _DeterministicSample(gate.train_sample_size)
              | 'DecodeTrain' >> train.RawRecordToRecordBatch()
              | 'EvaluateTrain' >> tfma.ExtractEvaluateAndWriteResults(
-                 eval_shared_model=_one_or_many(models(train_config)),
+                 eval_shared_model=train_model,
                  eval_config=train_config, output_path=paths['train'],
                  tensor_adapter_config=_adapter(train)))
     return {name: load_slice_metrics(path) for name, path in paths.items()
