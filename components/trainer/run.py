@@ -91,7 +91,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
       regularization={**config_lib.PipelineConfig(regularization=reg).to_dict()
                       ['regularization'], 'active': list(reg.active)},
       weights=model_lib.weight_summary(model),
-      strategy={'name': type(strategy).__name__,
+      strategy={'configured': cfg.distribution.strategy,
+                'name': type(strategy).__name__,
+                'workers': strategy_lib.worker_count(strategy),
                 'replicas': strategy.num_replicas_in_sync,
                 'global_batch_size': batch})
   export.export(model, tf_transform_output, serving_dir,
