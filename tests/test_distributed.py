@@ -82,7 +82,8 @@ def test_mirrored_two_cpus_matches_single_device(transformed_data, tmp_path):
             for name in runs}
   assert result['single']['strategy']['replicas'] == 1
   assert result['mirrored']['strategy'] == {
-      'name': 'MirroredStrategy', 'replicas': 2, 'global_batch_size': 32}
+      'configured': 'mirrored', 'name': 'MirroredStrategy', 'workers': 1,
+      'replicas': 2, 'global_batch_size': 32}
   for name in runs:
     assert os.path.exists(tmp_path / name / 'model' / SERVING / 'saved_model.pb')
 
@@ -147,8 +148,10 @@ def test_multi_worker_two_processes_only_chief_exports(transformed_data,
   assert os.path.exists(os.path.join(model, SERVING, 'saved_model.pb'))
   result = _read_json(os.path.join(model_run, TRAINING_JSON))
   # (tf.distribute.MultiWorkerMirroredStrategy's class name.)
-  assert result['strategy'] == {'name': 'CollectiveAllReduceStrategy',
-                                'replicas': 2, 'global_batch_size': 32}
+  assert result['strategy'] == {'configured': 'multi_worker',
+                                'name': 'CollectiveAllReduceStrategy',
+                                'workers': 2, 'replicas': 2,
+                                'global_batch_size': 32}
   assert result['epochs_run'] == 2
   assert os.path.isdir(os.path.join(model_run, 'logs'))
   # The finished run's backup is gone, the chief's and the worker's.
