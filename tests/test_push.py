@@ -56,8 +56,9 @@ def test_concurrent_pushes_all_land_complete(tmp_path):
                             range(8)))
   assert len(set(targets)) == 8
   assert len(push.versions(serving)) == 8
-  expected = sorted(os.path.relpath(os.path.join(r, f), model)
-                    for r, _, fs in os.walk(model) for f in fs)
+  expected = sorted([push.SOURCE_MARKER] + [
+      os.path.relpath(os.path.join(r, f), model)
+      for r, _, fs in os.walk(model) for f in fs])
   for target in targets:
     got = sorted(os.path.relpath(os.path.join(r, f), target)
                  for r, _, fs in os.walk(target) for f in fs)
@@ -74,6 +75,15 @@ def test_a_failed_copy_leaves_no_version_and_no_temp(tmp_path, monkeypatch):
   with pytest.raises(OSError, match='disk full'):
     push.atomic_push(model, str(serving))
   assert os.listdir(serving) == []
+
+
+def test_a_model_is_found_where_it_was_pushed(tmp_path):
+  model = _saved_model(tmp_path / 'model')
+  serving = str(tmp_path / 'serving')
+  assert push.find_pushed(serving, '/models/a') is None
+  target = push.atomic_push(model, serving, source_uri='/models/a')
+  push.atomic_push(model, serving, source_uri='/models/b')
+  assert push.find_pushed(serving, '/models/a') == target
 
 
 def test_stale_incoming_directories_are_cleaned(tmp_path):

@@ -78,9 +78,14 @@ def verify_serving(model_dir: str, serialized_examples: Sequence[bytes],
 def _remove_stale_incoming(base_dir: str) -> None:
   now = time.time()
   for name in os.listdir(base_dir):
+    if not name.startswith(INCOMING_PREFIX):
+      continue
     path = os.path.join(base_dir, name)
-    if (name.startswith(INCOMING_PREFIX)
-        and now - os.path.getmtime(path) > STALE_INCOMING_SECONDS):
+    try:
+      age = now - os.path.getmtime(path)
+    except FileNotFoundError:
+      continue  # A concurrent pusher just renamed it into a version.
+    if age > STALE_INCOMING_SECONDS:
       shutil.rmtree(path, ignore_errors=True)
 
 
