@@ -240,21 +240,22 @@ class PipelineConfig:
   output: OutputConfig = field(default_factory=OutputConfig)
 
   def to_dict(self) -> dict:
-    return _to_plain(self)
+    return to_plain(self)
 
 
 # --------------------------------------------------------------------------
 # Parsing.
 
 
-def _to_plain(value: Any) -> Any:
+def to_plain(value: Any) -> Any:
+  """Any config value (a whole config or one section) as plain JSON types."""
   if dataclasses.is_dataclass(value):
-    return {f.name: _to_plain(getattr(value, f.name))
+    return {f.name: to_plain(getattr(value, f.name))
             for f in dataclasses.fields(value)}
   if isinstance(value, (tuple, list)):
-    return [_to_plain(v) for v in value]
+    return [to_plain(v) for v in value]
   if isinstance(value, Mapping):
-    return {k: _to_plain(v) for k, v in value.items()}
+    return {k: to_plain(v) for k, v in value.items()}
   return value
 
 

@@ -184,7 +184,7 @@ def format_summary(result: RunResult) -> str:
       eval_split = result.training['epochs'][best - 1]['eval']
     lines.append('  metric      train    eval     test     gap(train-test)')
     for m in config_lib.METRICS:
-      gap = result.gate and next(
+      gap = next(
           (c['value'] for c in result.gate['checks']
            if c['kind'] == 'gap' and c['metric'] == m and not c['slice']),
           None)

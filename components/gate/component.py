@@ -60,8 +60,7 @@ class GeneralizationGate(base_beam_component.BaseBeamComponent):
     spec = GeneralizationGateSpec(
         examples=examples, model=model, baseline_model=baseline_model,
         schema=schema,
-        gate_config=json_utils.dumps(config_lib.PipelineConfig(
-            gate=gate).to_dict()['gate']),
+        gate_config=json_utils.dumps(config_lib.to_plain(gate)),
         label_key=label_key, held_out_split=held_out_split,
         train_split=train_split,
         evaluation=types.Channel(type=standard_artifacts.ModelEvaluation),

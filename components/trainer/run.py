@@ -88,8 +88,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                    reg=reg, log_dir=os.path.join(run_dir, 'logs'),
                    extra_callbacks=[backup])
   result.update(
-      regularization={**config_lib.PipelineConfig(regularization=reg).to_dict()
-                      ['regularization'], 'active': list(reg.active)},
+      regularization={**config_lib.to_plain(reg),
+                      'active': list(reg.active)},
       weights=model_lib.weight_summary(model),
       strategy={'configured': cfg.distribution.strategy,
                 'name': type(strategy).__name__,
