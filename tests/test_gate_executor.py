@@ -1,0 +1,117 @@
+"""The gate's one TFMA pass, checked against the model called directly.
+
+The gate scores the held-out split and a sample of the train split in a single
+TFMA pass, telling the rows apart by a split tag it adds.  If rows leaked from
+one side to the other, or the sample were not the one documented, the gap would
+be computed on the wrong data while every downstream test still passed.  So
+this recomputes, outside TFMA, the accuracy and label mean on exactly the rows
+each side should hold (the whole held-out split; the train rows with the
+smallest fingerprints) by calling the exported signatures, and compares.
+
+Runs on the shared small run of tests/small_run.py.
+"""
+
+import dataclasses
+import hashlib
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tfx.types import artifact_utils
+from tfx.utils import io_utils, path_utils
+
+import small_run
+from components.gate import executor as gate_executor
+from pipeline import metadata
+from pipeline.factory import NodeIds
+
+SAMPLE = 200
+SLICE_FEATURE = 'payment_type'
+
+
+def _split_records(examples, split):
+  uri = artifact_utils.get_split_uris([examples], split)[0]
+  files = sorted(tf.io.gfile.glob(io_utils.all_files_pattern(uri)))
+  return [r.numpy() for r in
+          tf.data.TFRecordDataset(files, compression_type='GZIP')]
+
+
+def _direct_metrics(model_dir, records, label_key):
+  """Accuracy and label mean from the exported signatures themselves."""
+  loaded = tf.saved_model.load(model_dir)
+  batch = tf.constant(records)
+  probability = next(iter(
+      loaded.signatures['serving_default'](examples=batch).values()))
+  label = loaded.signatures['transform_features'](examples=batch)[label_key]
+  probability = np.reshape(probability.numpy(), -1)
+  label = np.reshape(label.numpy(), -1).astype(float)
+  return {'accuracy': float(np.mean((probability > 0.5) == (label > 0.5))),
+          'mean_label': float(label.mean()), 'example_count': len(records)}
+
+
+@pytest.fixture(scope='module')
+def evaluated(tmp_path_factory):
+  crashed = small_run.crashed_and_resumed(tmp_path_factory)
+  path = crashed.result.metadata_path
+  store = metadata.connect_sqlite(path)
+  runs = metadata.node_runs(store)
+  schema_proto = runs[NodeIds.SCHEMA_GEN].outputs['schema'][0]
+  schema = artifact_utils.deserialize_artifact(
+      store.get_artifact_types_by_id([schema_proto.type_id])[0], schema_proto)
+  model, _, examples = small_run.run_artifacts(path)
+  gate = dataclasses.replace(crashed.config.gate, train_sample_size=SAMPLE,
+                             slice_features=(SLICE_FEATURE,),
+                             slice_min_examples=1)
+  out = str(tmp_path_factory.mktemp('gate_eval'))
+  executor = gate_executor.Executor(gate_executor.Executor.Context(
+      tmp_dir=out, unique_id='test'))
+  label_key = crashed.config.data.label.name
+  metrics = executor.evaluate(
+      examples=[examples], schema_artifacts=[schema], model_uri=model.uri,
+      baseline_uri=model.uri, label_key=label_key, held_out_split='test',
+      train_split='train', gate=gate, output_uri=out)
+  return {'metrics': metrics, 'examples': examples, 'label_key': label_key,
+          'model_dir': path_utils.serving_model_path(model.uri)}
+
+
+def _expected(evaluated, records):
+  return _direct_metrics(evaluated['model_dir'], records,
+                         evaluated['label_key'])
+
+
+def _assert_same(tfma_metrics, expected):
+  assert tfma_metrics['example_count'] == expected['example_count']
+  assert tfma_metrics['accuracy'] == pytest.approx(expected['accuracy'],
+                                                   abs=1e-6)
+  assert tfma_metrics['mean_label'] == pytest.approx(expected['mean_label'],
+                                                     abs=1e-6)
+
+
+def test_held_out_side_is_exactly_the_held_out_split(evaluated):
+  records = _split_records(evaluated['examples'], 'test')
+  _assert_same(evaluated['metrics']['held_out']['candidate'][''],
+               _expected(evaluated, records))
+
+
+def test_train_side_is_the_documented_deterministic_sample(evaluated):
+  records = _split_records(evaluated['examples'], 'train')
+  assert len(records) > SAMPLE
+  sample = sorted(records, key=lambda r: hashlib.blake2b(
+      r, digest_size=8).digest())[:SAMPLE]
+  _assert_same(evaluated['metrics']['train']['candidate'][''],
+               _expected(evaluated, sample))
+
+
+def test_slices_partition_each_side(evaluated):
+  for side in ('held_out', 'train'):
+    per_slice = evaluated['metrics'][side]['candidate']
+    slices = [name for name in per_slice if name]
+    assert slices and all(s.startswith(f'{SLICE_FEATURE}:') for s in slices)
+    assert sum(per_slice[s]['example_count'] for s in slices) == (
+        per_slice['']['example_count'])
+
+
+def test_baseline_is_scored_on_the_held_out_rows(evaluated):
+  # The run's own model as baseline: identical figures on the same rows.
+  held_out = evaluated['metrics']['held_out']
+  assert held_out['baseline'][''] == pytest.approx(held_out['candidate'][''])
