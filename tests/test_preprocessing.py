@@ -1,0 +1,94 @@
+"""``preprocessing_fn`` run by tf.Transform itself, on a few hand-made rows.
+
+Checks what each encoding promises: z-scores over the present values with
+missing values at 0 plus an indicator, the log scale, rare categories in the
+OOV buckets, and the derived label.
+"""
+
+import functools
+import json
+import math
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_transform.beam as tft_beam
+from tensorflow_transform.tf_metadata import dataset_metadata
+
+from components import preprocessing
+from pipeline import config as config_lib
+
+FARES = [4.0, 8.0, None, 10.0, 30.0, None, 6.0, 12.0]
+MILES = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
+TIPS = [1.0, 0.5, 0.0, 3.0, 9.0, 1.0, 0.0, 2.0]
+PAYMENT = ['Cash', 'Card', 'Card', 'Card', 'Cash', 'Card', 'Dispute', 'Cash']
+
+
+def _config():
+  return config_lib.load_config(None, [
+      'data.features={numeric: [fare, trip_miles], log_scale: [trip_miles], '
+      'categorical: [payment_type], min_frequency: 2, oov_buckets: 1}',
+      'data.label={name: big_tipper, column: tips, threshold: 0.2, '
+      'relative_to: fare}'])
+
+
+@pytest.fixture(scope='module')
+def transformed(tmp_path_factory):
+  rows = [{'fare': [] if f is None else [f], 'trip_miles': [m], 'tips': [t],
+           'payment_type': [p]}
+          for f, m, t, p in zip(FARES, MILES, TIPS, PAYMENT)]
+  spec = {'fare': tf.io.VarLenFeature(tf.float32),
+          'trip_miles': tf.io.VarLenFeature(tf.float32),
+          'tips': tf.io.VarLenFeature(tf.float32),
+          'payment_type': tf.io.VarLenFeature(tf.string)}
+  metadata = dataset_metadata.DatasetMetadata.from_feature_spec(spec)
+  fn = functools.partial(preprocessing.preprocessing_fn,
+                         custom_config={'config': _config().to_dict()})
+  out_prefix = str(tmp_path_factory.mktemp('out') / 'rows')
+  options = PipelineOptions(['--direct_running_mode=in_memory'])
+  with beam.Pipeline(options=options) as p, tft_beam.Context(
+      temp_dir=str(tmp_path_factory.mktemp('tft'))):
+    (data, _), _ = ((p | beam.Create(rows), metadata)
+                    | tft_beam.AnalyzeAndTransformDataset(
+                        fn, output_record_batches=False))
+    _ = (data
+         | beam.Map(lambda row: json.dumps(
+             {k: np.ravel(v).tolist()[0] for k, v in row.items()}))
+         | beam.io.WriteToText(out_prefix, num_shards=1))
+  with open(f'{out_prefix}-00000-of-00001', encoding='utf-8') as f:
+    out = [json.loads(line) for line in f]
+  # Beam keeps no order: put the rows back in input order, by trip_miles.
+  out.sort(key=lambda row: row['trip_miles_xf'])
+  return {k: np.array([row[k] for row in out]) for k in out[0]}
+
+
+def test_z_scores_use_the_present_values_and_missing_is_zero(transformed):
+  present = np.array([f is not None for f in FARES])
+  fares = np.array([f for f in FARES if f is not None])
+  expected = (fares - fares.mean()) / fares.std()
+  z = transformed['fare_xf']
+  np.testing.assert_allclose(z[present], expected, rtol=1e-5)
+  assert np.all(z[~present] == 0)
+  np.testing.assert_array_equal(transformed['fare_missing_xf'],
+                                (~present).astype(np.float32))
+
+
+def test_log_scale_before_the_z_score(transformed):
+  logs = np.log1p(np.array(MILES))
+  np.testing.assert_allclose(transformed['trip_miles_xf'],
+                             (logs - logs.mean()) / logs.std(), rtol=1e-5)
+
+
+def test_rare_categories_share_the_oov_bucket(transformed):
+  ids = dict(zip(PAYMENT, transformed['payment_type_xf']))
+  # Card (4 rows) and Cash (3) reach min_frequency 2; Dispute (1) does not.
+  assert sorted([ids['Card'], ids['Cash']]) == [0, 1]
+  assert ids['Dispute'] == 2  # The one OOV bucket, after the vocabulary.
+
+
+def test_label_is_tips_above_a_fifth_of_the_fare(transformed):
+  expected = [int(f is not None and t > 0.2 * f) for f, t in zip(FARES, TIPS)]
+  np.testing.assert_array_equal(transformed['big_tipper'], expected)
+  assert not math.isnan(float(transformed['fare_xf'].sum()))
