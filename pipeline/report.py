@@ -28,6 +28,7 @@ from tensorflow_metadata.proto.v0 import statistics_pb2
 from tfx.types import artifact_utils
 
 from components import preprocessing, validation
+from components.trainer import run as trainer_run
 from pipeline import config as config_lib
 from pipeline import local_runner, metadata
 from pipeline.factory import NodeIds, TRAIN, EVAL, TEST
@@ -90,10 +91,12 @@ def _label_balance(examples, label: config_lib.LabelConfig
         os.path.join(examples.uri, f'Split-{split}', '*')))
     if not files:
       continue
-    records = [r.numpy() for r in tf.data.TFRecordDataset(
-        files, compression_type='GZIP').take(LABEL_SAMPLE)]
-    if not records:
+    # One batch: iterating record by record in eager mode took seconds.
+    batch = next(iter(tf.data.TFRecordDataset(
+        files, compression_type='GZIP').batch(LABEL_SAMPLE)), None)
+    if batch is None:
       continue
+    records = batch.numpy().tolist()
     # A column's type is whatever ExampleGen inferred from the CSV; a value
     # missing in one example says nothing, so look until one is present.
     dtypes = {}
@@ -119,14 +122,11 @@ def _anomalies(anomalies) -> Tuple[List[str], List[str]]:
   return validation.describe(by_split)
 
 
-def _kernels(model) -> Dict[str, np.ndarray]:
-  """Dense kernels of the trained model, by layer name."""
-  path = os.path.join(model.uri, 'Format-Serving')
-  if not tf.io.gfile.exists(os.path.join(path, 'saved_model.pb')):
-    return {}
-  loaded = tf.saved_model.load(path)
-  return {v.name.split('/')[0]: v.numpy() for v in loaded.variables
-          if v.name.endswith('kernel:0') and len(v.shape) == 2}
+def _kernels(model_run) -> Dict[str, np.ndarray]:
+  """Dense kernels of the trained model, by layer name, as the Trainer saved
+  them beside training.json (loading the SavedModel took seconds)."""
+  return trainer_run.read_kernels(
+      os.path.join(model_run.uri, trainer_run.KERNELS_NPZ))
 
 
 # --------------------------------------------------------------------------
@@ -512,8 +512,8 @@ def write_report(result: local_runner.RunResult,
   os.makedirs(directory, exist_ok=True)
   store = metadata.connect_sqlite(result.metadata_path)
   runs = metadata.node_runs(store, result.run_id)
-  model = _artifact(runs, NodeIds.TRAINER, 'model')
-  kernels = _kernels(model) if model and result.training else {}
+  model_run = _artifact(runs, NodeIds.TRAINER, 'model_run')
+  kernels = _kernels(model_run) if model_run and result.training else {}
   css, message = _verdict(result)
   body = [
       f'<h1>{_esc(config.pipeline_name)}: run report</h1>',

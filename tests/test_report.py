@@ -97,7 +97,7 @@ def test_regularization_and_weights(page, crashed):
   weights = training['weights']
   assert f"kernel L2 norm {weights['kernel_l2_norm']:.4f}" in text
   assert f"near zero (|w| < 0.001) {weights['near_zero_fraction']:.2%}" in text
-  # Per-layer norms from the exported model add up to the trainer's total.
+  # Per-layer norms from the saved kernels add up to the trainer's total.
   norms = [float(x) for x in re.findall(r'hidden_\d L2 norm (\d+\.\d+)', text)]
   norms += [float(x) for x in re.findall(r'probability L2 norm (\d+\.\d+)', text)]
   assert len(norms) == 3

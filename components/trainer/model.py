@@ -7,8 +7,9 @@ Decoupled weight decay and label smoothing belong to the optimizer and loss
 """
 
 import dataclasses
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
@@ -92,12 +93,15 @@ def build_model(specs: Sequence[InputSpec],
   return keras.Model(inputs=inputs, outputs=output)
 
 
+def kernels(model: keras.Model) -> Dict[str, np.ndarray]:
+  """The Dense layers' kernels, by layer name."""
+  return {layer.name: layer.kernel.numpy() for layer in model.layers
+          if isinstance(layer, keras.layers.Dense)}
+
+
 def weight_summary(model: keras.Model, zero_tolerance: float = 1e-3) -> dict:
   """Kernel norm and sparsity: how regularization shaped the weights."""
-  kernels = [w.numpy().ravel() for layer in model.layers
-             if isinstance(layer, keras.layers.Dense)
-             for w in [layer.kernel]]
-  flat = tf.concat(kernels, axis=0).numpy()
+  flat = np.concatenate([k.ravel() for k in kernels(model).values()])
   return {
       'kernel_l2_norm': float((flat ** 2).sum() ** 0.5),
       'kernel_l1_norm': float(abs(flat).sum()),

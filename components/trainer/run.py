@@ -8,9 +8,11 @@ regularization settings and the weight statistics for the run report.
 """
 
 import dataclasses
+import io
 import os
 from typing import Any, Dict
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
@@ -22,6 +24,8 @@ from components.trainer import strategy as strategy_lib
 from pipeline import config as config_lib
 
 TRAINING_JSON = 'training.json'
+# The Dense kernels, for the report's weight figure without loading the model.
+KERNELS_NPZ = 'kernels.npz'
 # Hyperparameter names the Tuner searches; they override regularization.
 TUNABLE = ('l1', 'l2', 'dropout', 'weight_decay')
 
@@ -99,5 +103,22 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   export.export(model, tf_transform_output, serving_dir,
                 label_columns(cfg.data.label))
   fit.write_json(os.path.join(run_dir, TRAINING_JSON), result)
+  write_kernels(os.path.join(run_dir, KERNELS_NPZ), model_lib.kernels(model))
   strategy_lib.cleanup(run_dir, strategy)
   strategy_lib.cleanup(serving_dir, strategy)
+
+
+def write_kernels(path: str, kernels) -> None:
+  buffer = io.BytesIO()
+  np.savez_compressed(buffer, **kernels)
+  with tf.io.gfile.GFile(path, 'wb') as f:
+    f.write(buffer.getvalue())
+
+
+def read_kernels(path: str):
+  """Layer name -> kernel, as written by ``write_kernels``; {} if absent."""
+  if not tf.io.gfile.exists(path):
+    return {}
+  with tf.io.gfile.GFile(path, 'rb') as f:
+    with np.load(io.BytesIO(f.read())) as data:
+      return {name: data[name] for name in data.files}
