@@ -101,8 +101,10 @@ def create_pipeline(config: config_lib.PipelineConfig,
       schema=schema_gen.outputs['schema'],
       preprocessing_fn=PREPROCESSING_FN,
       custom_config=transform_config,
+      # Only the Trainer (and Tuner) read transformed examples; the gate and
+      # the Pusher's check feed raw test examples to the exported model.
       splits_config=tfx.proto.SplitsConfig(
-          analyze=[TRAIN], transform=[TRAIN, EVAL, TEST]),
+          analyze=[TRAIN], transform=[TRAIN, EVAL]),
       # StatisticsGen already described the raw data; Transform's own pre-
       # and post-transform statistics would be TFDV passes done twice.
       disable_statistics=True,
