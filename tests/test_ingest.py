@@ -1,0 +1,416 @@
+"""The vectorized CSV ExampleGen (components/ingest) against stock CsvExampleGen.
+
+The stock executor and ours run on the same CSVs with the project's split
+config; per split, the multisets of examples (deterministically
+re-serialized) must be identical, and so must the artifact properties. Also:
+type inference and the wire format against tfx_bsl and protobuf directly,
+the fallbacks to the stock Beam executor, no partial output on failure, and
+errors that name the file.
+"""
+
+import collections
+import glob
+import os
+import random
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import tensorflow as tf
+from tfx.components.example_gen import base_example_gen_executor
+from tfx.components.example_gen.csv_example_gen import executor as stock
+from tfx.dsl.components.base import executor_spec
+from tfx.proto import example_gen_pb2
+from tfx.types import artifact_utils
+from tfx.types import standard_artifacts
+from tfx.types import standard_component_specs as specs
+from tfx.utils import proto_utils
+from tfx_bsl.coders import csv_decoder
+
+from components.ingest import component, csv_fast
+from pipeline import config as config_lib
+
+ColumnType = csv_decoder.ColumnType
+SPLITS = config_lib.SplitsConfig().as_buckets()  # train/eval/test 14/3/3
+
+
+def _props(input_base, splits, output_splits=SPLITS, partition_feature=None):
+  output = example_gen_pb2.Output()
+  if output_splits:
+    output.split_config.CopyFrom(example_gen_pb2.SplitConfig(splits=[
+        example_gen_pb2.SplitConfig.Split(name=name, hash_buckets=buckets)
+        for name, buckets in output_splits.items()]))
+    if partition_feature:
+      output.split_config.partition_feature_name = partition_feature
+  return {
+      specs.INPUT_BASE_KEY: input_base,
+      specs.INPUT_CONFIG_KEY: proto_utils.proto_to_json(example_gen_pb2.Input(
+          splits=[example_gen_pb2.Input.Split(name=name, pattern=pattern)
+                  for name, pattern in splits.items()])),
+      specs.OUTPUT_CONFIG_KEY: proto_utils.proto_to_json(output),
+      # What the CsvExampleGen component passes.
+      specs.OUTPUT_DATA_FORMAT_KEY: example_gen_pb2.FORMAT_TF_EXAMPLE,
+      specs.OUTPUT_FILE_FORMAT_KEY: example_gen_pb2.FORMAT_TFRECORDS_GZIP,
+  }
+
+
+def _run(executor_class, uri, props):
+  examples = standard_artifacts.Examples()
+  examples.uri = uri
+  os.makedirs(uri, exist_ok=True)
+  executor_class().Do({}, {specs.EXAMPLES_KEY: [examples]}, dict(props))
+  return examples
+
+
+def _splits(examples):
+  """Split name -> multiset of deterministically serialized examples."""
+  result = {}
+  for name in artifact_utils.decode_split_names(examples.split_names):
+    files = sorted(glob.glob(os.path.join(examples.uri, f'Split-{name}',
+                                          'data_tfrecord-*.gz')))
+    assert files, f'no shards in Split-{name}'
+    records = tf.data.TFRecordDataset(files, compression_type='GZIP')
+    result[name] = collections.Counter(
+        tf.train.Example.FromString(r.numpy()).SerializeToString(
+            deterministic=True) for r in records)
+  return result
+
+
+def _properties(examples):
+  return (examples.split_names,
+          {k: v.string_value
+           for k, v in examples.mlmd_artifact.custom_properties.items()})
+
+
+def _assert_same(stock_examples, ours):
+  assert _properties(ours) == _properties(stock_examples)
+  expected, actual = _splits(stock_examples), _splits(ours)
+  assert set(actual) == set(expected)
+  for name in expected:
+    assert sum(expected[name].values()) > 0, f'split {name} is empty'
+    assert actual[name] == expected[name], f'split {name} differs'
+
+
+# ---------------------------------------------------------------------------
+# A CSV with every case the type inference distinguishes
+
+
+def _tricky_rows(n=400):
+  rng = random.Random(7)
+  strings = ['plain', 'with, comma', 'with "quotes"', 'multi\nline', 'ünï',
+             ' padded ', 'NA', 'null', '0x1F', 'nan(1)', '1_0', '+5']
+  rows = []
+  for i in range(n):
+    def maybe(value, p_empty=0.1):
+      return '' if rng.random() < p_empty else value
+    rows.append({
+        'int_col': maybe(str(rng.randint(-2**63, 2**63 - 1) if i % 7 == 0
+                             else rng.randint(-500, 500))),
+        # int in most rows, float in some: FLOAT.
+        'int_or_float': maybe(str(rng.randint(0, 99)) if i % 5
+                              else f'{rng.random() * 100:.3f}'),
+        'float_col': maybe(rng.choice([
+            f'{rng.uniform(-1e6, 1e6):.6f}', f'{rng.random():.17g}', '1e39',
+            '-0.0', 'nan', 'NaN', '-inf', 'Infinity', '.5', '5.', '1E-46',
+            f'{rng.random():.3e}'])),
+        'string_col': maybe(rng.choice(strings)),
+        'quoted_number': maybe('"1,5"'),  # A comma inside quotes: STRING.
+        'empty_col': '',                  # No type: an empty Feature.
+        'spaced_int': maybe(f' {rng.randint(0, 9)} '),  # int(' 5 ') is 5.
+        'big_int': maybe(str(2**63 + rng.randint(0, 10))),  # STRING.
+        'python_only_float': maybe(rng.choice(['+1.5', '1_000.5', '+nan'])),
+        'hex_like': maybe(rng.choice(['0x1F', '12'])),  # STRING: not int().
+        'nan_paren': maybe(rng.choice(['nan(1)', '1.5'])),  # STRING.
+        'long_digits': maybe(rng.choice(['1234567890123456789012', '1.5'])),
+        'long_int_in_range': maybe(rng.choice(['9223372036854775807', '3'])),
+        'all_present': str(i),
+    })
+  return rows
+
+
+def _write_csv(path, rows, newline='\n', encoding='utf-8', last_newline=True):
+  columns = list(rows[0])
+
+  def cell(value):
+    if value.startswith('"'):
+      return value  # Already quoted.
+    if any(c in value for c in ',"\n'):
+      return '"' + value.replace('"', '""') + '"'
+    return value
+
+  lines = [','.join(columns)] + [','.join(cell(row[c]) for c in columns)
+                                 for row in rows]
+  lines.insert(len(lines) // 2, '')  # A blank line: skipped by both.
+  with open(path, 'w', encoding=encoding, newline='') as f:
+    f.write(newline.join(lines) + (newline if last_newline else ''))
+
+
+@pytest.fixture(scope='module')
+def tricky(tmp_path_factory):
+  """Two CSV files (one split pattern) and stock's output for them."""
+  root = tmp_path_factory.mktemp('tricky')
+  data = root / 'data'
+  data.mkdir()
+  rows = _tricky_rows()
+  _write_csv(data / 'part-0.csv', rows[:250])
+  _write_csv(data / 'part-1.csv', rows[250:])
+  props = _props(str(data), {'all': 'part-*.csv'})
+  return root, props, _run(stock.Executor, str(root / 'stock'), props)
+
+
+def test_same_examples_in_same_splits_as_stock(tricky):
+  root, props, stock_examples = tricky
+  ours = _run(component.ArrowCsvExecutor, str(root / 'ours'), props)
+  _assert_same(stock_examples, ours)
+  # No staging directory left behind.
+  assert sorted(os.listdir(ours.uri)) == ['Split-eval', 'Split-test',
+                                          'Split-train']
+
+
+def test_the_fixture_meets_every_stock_type(tricky):
+  """What stock made of each column, so the equality above covers them all
+  (an empty cell keeps its column's list type; no type is an empty
+  Feature)."""
+  _, _, stock_examples = tricky
+  example = tf.train.Example.FromString(next(iter(
+      _splits(stock_examples)['train'])))
+  assert {name: f.WhichOneof('kind')
+          for name, f in example.features.feature.items()} == {
+              'int_col': 'int64_list',
+              'int_or_float': 'float_list',
+              'float_col': 'float_list',
+              'string_col': 'bytes_list',
+              'quoted_number': 'bytes_list',
+              'empty_col': None,
+              'spaced_int': 'int64_list',
+              'big_int': 'bytes_list',
+              'python_only_float': 'float_list',
+              'hex_like': 'bytes_list',
+              'nan_paren': 'bytes_list',
+              'long_digits': 'bytes_list',
+              'long_int_in_range': 'int64_list',
+              'all_present': 'int64_list',
+          }
+
+
+def test_input_splits_without_hashing_match_stock(tmp_path):
+  data = tmp_path / 'data'
+  data.mkdir()
+  rows = _tricky_rows(120)
+  _write_csv(data / 'train.csv', rows[:80])
+  # Windows line ends, a byte order mark, no newline at the end.
+  _write_csv(data / 'eval.csv', rows[80:], newline='\r\n',
+             encoding='utf-8-sig', last_newline=False)
+  props = _props(str(data), {'train': 'train.csv', 'eval': 'eval.csv'},
+                 output_splits=None)
+  _assert_same(_run(stock.Executor, str(tmp_path / 'stock'), props),
+               _run(component.ArrowCsvExecutor, str(tmp_path / 'ours'),
+                    props))
+
+
+@pytest.mark.slow  # Stock takes about 6 s on the 15,002 rows.
+def test_taxi_sample_gives_identical_splits(tmp_path):
+  taxi = config_lib.taxi_sample_path()  # 15,002 rows, inside the tfx wheel.
+  props = _props(os.path.dirname(taxi), {'all': os.path.basename(taxi)})
+  _assert_same(_run(stock.Executor, str(tmp_path / 'stock'), props),
+               _run(component.ArrowCsvExecutor, str(tmp_path / 'ours'),
+                    props))
+
+
+# ---------------------------------------------------------------------------
+# Units, against tfx_bsl and protobuf directly
+
+TRICKY_CELLS = [
+    '0', '-0', '007', '+5', ' 5', '5 ', '1_000', '0x1F', '0X1f', '0b1', '1e3',
+    '1.', '.5', '-.5e2', 'nan', 'NaN', '-nan', '+nan', 'inf', '-Infinity',
+    'nan(1)', 'in', '1e', '.', '-', 'e5', '1,5', 'abc', 'ünï', '١',
+    '9223372036854775807', '9223372036854775808', '-9223372036854775808',
+    '-9223372036854775809', '12345678901234567890123', '1.5f', '1d5',
+    '1e400', '4.9e-325', '0.1', '3.4028236e38',
+]
+
+
+@pytest.mark.parametrize('cell', TRICKY_CELLS)
+def test_a_cell_gets_tfx_bsl_type_and_python_value(cell):
+  # Next to integers, the cell's type decides the column's (a max).
+  column = pa.array([cell, '1', None] * 1000)
+  converted = csv_fast.convert_column('c', column)
+  expected = max(ColumnType.INT,
+                 csv_decoder._InferValueType(cell.encode()))  # pylint: disable=protected-access
+  assert converted.type == expected
+  assert converted.present.tolist() == [True, True, False] * 1000
+  if expected == ColumnType.INT:
+    assert converted.values[0] == int(cell.encode())
+  elif expected == ColumnType.FLOAT:
+    with np.errstate(over='ignore'):  # Beyond float32: inf, as protobuf.
+      expected_value = np.float32(float(cell.encode()))
+    assert (converted.values[0].tobytes() == expected_value.tobytes()
+            or (np.isnan(converted.values[0]) and np.isnan(expected_value)))
+  else:
+    assert converted.values[0].as_py() == cell.encode()
+
+
+def test_encoding_is_protobuf_deterministic_serialization():
+  rng = random.Random(3)
+  n = 500
+  ints = [rng.choice([0, 1, -1, 127, 128, 16384, 2**63 - 1, -2**63,
+                      rng.randint(-2**40, 2**40)]) for _ in range(n)]
+  floats = [rng.choice([0.1, -0.0, float('nan'), 1e39, 1e-46,
+                        rng.random() * 1e10]) for _ in range(n)]
+  strings = [''.join(rng.choice('aé€😀, "') for _ in range(
+      rng.choice([0, 1, 127, 128, 20000]))).encode() for _ in range(n)]
+  present = [[rng.random() < 0.8 for _ in range(n)] for _ in range(3)]
+  long_key = 'k' * 200  # Key length needs a two-byte varint.
+  columns = [
+      csv_fast._numeric(long_key, ColumnType.INT, np.array(ints),  # pylint: disable=protected-access
+                        np.array(present[0])),
+      csv_fast._numeric('f', ColumnType.FLOAT, np.array(floats),  # pylint: disable=protected-access
+                        np.array(present[1])),
+      csv_fast.Column('é', ColumnType.STRING, np.array(present[2]),
+                      pa.array([s if p else None
+                                for s, p in zip(strings, present[2])],
+                               pa.large_binary())),
+      csv_fast.Column('a_none', ColumnType.UNKNOWN, np.zeros(n, bool)),
+  ]
+  encoded = [csv_fast.encode_column(c) for c in columns]
+  rows = np.array([rng.randrange(n) for _ in range(n)])
+  actual = csv_fast.encode_examples(encoded, rows).to_pylist()
+  for i, row in enumerate(rows):
+    feature = {
+        long_key: tf.train.Feature(int64_list=tf.train.Int64List(
+            value=[ints[row]] if present[0][row] else [])),
+        'f': tf.train.Feature(float_list=tf.train.FloatList(
+            value=[floats[row]] if present[1][row] else [])),
+        'é': tf.train.Feature(bytes_list=tf.train.BytesList(
+            value=[strings[row]] if present[2][row] else [])),
+        'a_none': tf.train.Feature(),
+    }
+    expected = tf.train.Example(features=tf.train.Features(
+        feature=feature)).SerializeToString(deterministic=True)
+    assert actual[i] == expected, f'row {row}'
+
+
+def test_buckets_are_stocks_partition():
+  records = [os.urandom(random.Random(i).randrange(1, 300)) for i in range(300)]
+  array = pa.array(records, pa.large_binary())
+  buckets, _ = csv_fast.hashes_and_crcs(array, 20)
+  splits = csv_fast.split_indices(buckets, [14, 3, 3])
+  expected = [base_example_gen_executor._PartitionFn(  # pylint: disable=protected-access
+      r, 3, [14, 17, 20], example_gen_pb2.SplitConfig()) for r in records]
+  assert splits.tolist() == expected
+
+
+# ---------------------------------------------------------------------------
+# Fallbacks, failures and errors
+
+
+@pytest.fixture
+def beam_calls(monkeypatch):
+  """Records each call of the stock Beam executor's Do and runs it."""
+  calls = []
+  original = base_example_gen_executor.BaseExampleGenExecutor.Do
+
+  def spy(self, *args, **kwargs):
+    calls.append(type(self).__name__)
+    return original(self, *args, **kwargs)
+
+  monkeypatch.setattr(base_example_gen_executor.BaseExampleGenExecutor, 'Do',
+                      spy)
+  return calls
+
+
+def _small_csv(tmp_path, rows=60):
+  data = tmp_path / 'data'
+  data.mkdir(exist_ok=True)
+  _write_csv(data / 'data.csv', _tricky_rows(rows))
+  return data
+
+
+def test_large_input_falls_back_to_the_beam_executor(tmp_path, monkeypatch,
+                                                     beam_calls):
+  data = _small_csv(tmp_path)
+  props = _props(str(data), {'all': 'data.csv'})
+  ours = _run(component.ArrowCsvExecutor, str(tmp_path / 'fast'), props)
+  assert beam_calls == []  # Below the threshold: no Beam.
+
+  size = os.path.getsize(data / 'data.csv')
+  monkeypatch.setattr(component, 'MAX_IN_MEMORY_BYTES', size - 1)
+  fallback = _run(component.ArrowCsvExecutor, str(tmp_path / 'beam'), props)
+  assert beam_calls == ['ArrowCsvExecutor']
+  _assert_same(fallback, ours)
+
+
+@pytest.mark.parametrize('change, reason', [
+    (lambda p: p.update({specs.OUTPUT_DATA_FORMAT_KEY:
+                         example_gen_pb2.FORMAT_TF_SEQUENCE_EXAMPLE}),
+     'payload format'),
+    (lambda p: p.update({specs.OUTPUT_FILE_FORMAT_KEY: 99}), 'file format'),
+    (lambda p: p.update(_props(p[specs.INPUT_BASE_KEY], {'all': 'data.csv'},
+                               partition_feature='string_col')),
+     'partition_feature_name'),
+])
+def test_unsupported_configs_go_to_beam(tmp_path, change, reason):
+  data = _small_csv(tmp_path)
+  props = _props(str(data), {'all': 'data.csv'})
+  change(props)
+  output_config = example_gen_pb2.Output()
+  proto_utils.json_to_proto(props[specs.OUTPUT_CONFIG_KEY], output_config)
+  found = component._beam_reason(  # pylint: disable=protected-access
+      {'all': [str(data / 'data.csv')]}, output_config, props)
+  assert reason in found
+
+
+def test_duplicate_column_names_go_to_beam(tmp_path):
+  (tmp_path / 'd.csv').write_text('a,b,a\n1,2,3\n')
+  found = component._beam_reason(  # pylint: disable=protected-access
+      {'all': [str(tmp_path / 'd.csv')]}, example_gen_pb2.Output(),
+      _props(str(tmp_path), {'all': 'd.csv'}))
+  assert 'duplicate column names' in found and 'd.csv' in found
+
+
+def test_failure_leaves_no_partial_output(tmp_path, monkeypatch):
+  data = _small_csv(tmp_path, rows=300)
+  monkeypatch.setattr(component, 'BATCH_ROWS', 50)  # Several batches.
+  frames = csv_fast.tfrecord_frames
+  calls = []
+
+  def fail_later(*args):
+    calls.append(1)
+    if len(calls) == 5:
+      raise OSError('disk full')
+    return frames(*args)
+
+  monkeypatch.setattr(csv_fast, 'tfrecord_frames', fail_later)
+  uri = tmp_path / 'out'
+  with pytest.raises(OSError, match='disk full'):
+    _run(component.ArrowCsvExecutor, str(uri),
+         _props(str(data), {'all': 'data.csv'}))
+  assert os.listdir(uri) == []  # Neither splits nor the staging directory.
+
+
+def test_bad_csv_error_names_the_file(tmp_path):
+  data = tmp_path / 'data'
+  data.mkdir()
+  (data / 'bad.csv').write_text('a,b,c\n1,2,3\n4,5\n')
+  with pytest.raises(csv_fast.CsvInputError, match=r'bad\.csv.*3 columns'):
+    _run(component.ArrowCsvExecutor, str(tmp_path / 'out'),
+         _props(str(data), {'all': 'bad.csv'}))
+  with pytest.raises(RuntimeError, match='does not match any files'):
+    _run(component.ArrowCsvExecutor, str(tmp_path / 'out2'),
+         _props(str(data), {'all': 'missing-*.csv'}))
+
+
+def test_component_is_csv_example_gen_with_our_executor():
+  gen = component.ArrowCsvExampleGen(
+      input_base='/data',
+      input_config=example_gen_pb2.Input(splits=[
+          example_gen_pb2.Input.Split(name='all', pattern='x.csv')]))
+  from tfx.components.example_gen.csv_example_gen.component import CsvExampleGen  # pylint: disable=g-import-not-at-top
+  assert isinstance(gen, CsvExampleGen)
+  assert gen.DRIVER_CLASS is CsvExampleGen.DRIVER_CLASS
+  assert isinstance(gen.executor_spec, executor_spec.BeamExecutorSpec)
+  assert gen.executor_spec.executor_class is component.ArrowCsvExecutor
+  # Kubeflow names the executor by this path in the compiled spec.
+  assert (component.ArrowCsvExecutor.__module__ + '.'
+          + component.ArrowCsvExecutor.__qualname__
+          == 'components.ingest.component.ArrowCsvExecutor')
