@@ -56,7 +56,10 @@ def _row(name, result, overrides):
   gaps = {c['metric']: c['value'] for c in gate['checks']
           if c['kind'] == 'gap' and not c['slice']}
   es = (result.training or {}).get('early_stopping') or {}
-  return (f"| {name} | `{' '.join(overrides) or 'defaults'}` | "
+  # The sample's path is a fresh temporary directory: name the file only.
+  shown = [f'data.path=<workdir>/{os.path.basename(o.split("=", 1)[1])}'
+           if o.startswith('data.path=') else o for o in overrides]
+  return (f"| {name} | `{' '.join(shown) or 'defaults'}` | "
           f"{int(test['example_count'])} | {gate['majority_rate']:.4f} | "
           f"{test['accuracy']:.4f} | {test['auc']:.4f} | "
           f"{train['accuracy']:.4f} | {gaps['accuracy']:+.4f} | "
