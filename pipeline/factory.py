@@ -5,7 +5,7 @@ returns a ``tfx.dsl.Pipeline``; it never reads the environment or the
 filesystem, so the local runner and the Kubeflow compiler build the very same
 graph. Locations may be ``RuntimeParameter``s on Kubeflow.
 
-CsvExampleGen -> StatisticsGen -> SchemaGen | ImportSchemaGen
+ArrowCsvExampleGen -> StatisticsGen -> SchemaGen | ImportSchemaGen
   -> ExampleValidator -> AnomalyGate -> Transform -> [Tuner] -> Trainer
   -> GeneralizationGate (with the latest blessed model) -> SafePusher
 """
@@ -16,6 +16,7 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
 from components.gate.component import GeneralizationGate
+from components.ingest.component import ArrowCsvExampleGen
 from components.pusher.component import SafePusher
 from components.validation import AnomalyGate
 from pipeline import config as config_lib
@@ -68,7 +69,7 @@ def create_pipeline(config: config_lib.PipelineConfig,
   trainer_config = {'config': {k: sections[k] for k in (
       'data', 'model', 'regularization', 'tuning', 'distribution')}}
 
-  example_gen = tfx.components.CsvExampleGen(
+  example_gen = ArrowCsvExampleGen(
       input_base=data_root,
       input_config=tfx.proto.Input(splits=[
           tfx.proto.Input.Split(name='all', pattern=data_file_pattern)]),
