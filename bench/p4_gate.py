@@ -2,7 +2,8 @@
 
 Our gate replaces the stock Evaluator.  It scores the candidate with TFMA on
 the held-out split and, for the overfitting gap, on a bounded deterministic
-sample of the train split, in one Beam pipeline.  This benchmark times the
+sample of the train split, in one TFMA pass over both (rows tagged with
+their split, metrics sliced by it).  This benchmark times the
 gate executor's evaluation (``components.gate.executor.Executor.evaluate``)
 with the train branch (``train_split='train'``, as the pipeline runs it)
 against without it (``train_split=None``), on the artifacts of a finished
