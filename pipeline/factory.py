@@ -5,7 +5,7 @@ returns a ``tfx.dsl.Pipeline``; it never reads the environment or the
 filesystem, so the local runner and the Kubeflow compiler build the very same
 graph. Locations may be ``RuntimeParameter``s on Kubeflow.
 
-ArrowCsvExampleGen -> StatisticsGen -> SchemaGen | ImportSchemaGen
+ArrowCsvExampleGen -> StatisticsGen (in memory) -> SchemaGen | ImportSchemaGen
   -> ExampleValidator -> AnomalyGate -> Transform -> [Tuner] -> Trainer
   -> GeneralizationGate (with the latest blessed model) -> SafePusher
 """
@@ -18,6 +18,7 @@ from tfx import v1 as tfx
 from components.gate.component import GeneralizationGate
 from components.ingest.component import ArrowCsvExampleGen
 from components.pusher.component import SafePusher
+from components.statistics.component import StatisticsGen
 from components.validation import AnomalyGate
 from pipeline import config as config_lib
 
@@ -78,7 +79,7 @@ def create_pipeline(config: config_lib.PipelineConfig,
                   for name, buckets in splits.as_buckets().items()]))
   ).with_id(NodeIds.EXAMPLE_GEN)
 
-  statistics_gen = tfx.components.StatisticsGen(
+  statistics_gen = StatisticsGen(
       examples=example_gen.outputs['examples']).with_id(NodeIds.STATISTICS_GEN)
 
   if config.data.schema_path:
