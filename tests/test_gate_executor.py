@@ -14,6 +14,8 @@ Runs on the shared small run of tests/small_run.py.
 import dataclasses
 import hashlib
 
+import apache_beam as beam
+from apache_beam.testing import util as beam_testing
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -49,8 +51,7 @@ def _direct_metrics(model_dir, records, label_key):
           'mean_label': float(label.mean()), 'example_count': len(records)}
 
 
-@pytest.fixture(scope='module')
-def evaluated(tmp_path_factory):
+def _evaluate(tmp_path_factory):
   crashed = small_run.crashed_and_resumed(tmp_path_factory)
   path = crashed.result.metadata_path
   store = metadata.connect_sqlite(path)
@@ -72,6 +73,11 @@ def evaluated(tmp_path_factory):
       train_split='train', gate=gate, output_uri=out)
   return {'metrics': metrics, 'examples': examples, 'label_key': label_key,
           'model_dir': path_utils.serving_model_path(model.uri)}
+
+
+@pytest.fixture(scope='module')
+def evaluated(tmp_path_factory):
+  return _evaluate(tmp_path_factory)  # A small train split: sampled in process.
 
 
 def _expected(evaluated, records):
@@ -115,3 +121,19 @@ def test_baseline_is_scored_on_the_held_out_rows(evaluated):
   # The run's own model as baseline: identical figures on the same rows.
   held_out = evaluated['metrics']['held_out']
   assert held_out['baseline'][''] == pytest.approx(held_out['candidate'][''])
+
+
+def test_a_large_train_split_is_sampled_in_beam_with_the_same_result(
+    evaluated, tmp_path_factory, monkeypatch):
+  monkeypatch.setattr(gate_executor, 'IN_PROCESS_SAMPLE_MAX_BYTES', 0)
+  in_beam = _evaluate(tmp_path_factory)
+  assert in_beam['metrics']['train'] == evaluated['metrics']['train']
+
+
+def test_beam_sample_equals_the_in_process_one():
+  records = [f'example {i}'.encode() for i in range(300)]
+  expected = gate_executor.smallest_fingerprints(records, 40)
+  with beam.Pipeline() as p:
+    sample = (p | beam.Create(records)
+              | gate_executor._DeterministicSample(40))  # pylint: disable=protected-access
+    beam_testing.assert_that(sample, beam_testing.equal_to(expected))

@@ -19,13 +19,16 @@ that the Pusher and ``LatestBlessedModelStrategy`` read it unchanged, plus
 """
 
 import hashlib
+import heapq
 import json
 import os
-from typing import Any, Dict, List, Optional, Tuple
+from typing import (Any, Dict, Iterable, Iterator, List, Optional, Sequence,
+                    Tuple)
 
 import apache_beam as beam
 from google.protobuf import wrappers_pb2
 import pyarrow as pa
+import tensorflow as tf
 import tensorflow_model_analysis as tfma
 from absl import logging
 from tensorflow_model_analysis.slicer import slicer_lib
@@ -57,6 +60,10 @@ TFMA_DIR = 'tfma'
 # The column the gate adds to tell held-out rows from train rows in its one
 # TFMA pass; an input feature of this name is rejected.
 SPLIT_FEATURE = '__gate_split__'
+# Train splits up to this size (gzipped TFRecords) are sampled in this process
+# with a heap; larger ones in Beam, which can spread the reading. The sample
+# is the same either way.
+IN_PROCESS_SAMPLE_MAX_BYTES = 256 * 1024 ** 2
 GATE_JSON = 'gate.json'
 CANDIDATE = 'candidate'
 BASELINE = 'baseline'
@@ -65,7 +72,7 @@ BASELINE = 'baseline'
 _TFMA_METRICS = {
     'accuracy': ('BinaryAccuracy', 'binary_accuracy'),
     'auc': ('AUC', 'auc'),
-    'log_loss': ('BinaryCrossentropy', 'binary_crossentropy'),
+    'log_loss': ('BinaryCrossEntropy', 'binary_crossentropy'),
     'example_count': ('ExampleCount', 'example_count'),
     'mean_label': ('MeanLabel', 'mean_label'),
 }
@@ -147,6 +154,25 @@ def _DeterministicSample(records, size: int):  # pylint: disable=invalid-name
   return (records
           | 'Smallest' >> beam.combiners.Top.Smallest(size, key=_fingerprint)
           | 'Flatten' >> beam.FlatMap(lambda batch: batch))
+
+
+def smallest_fingerprints(records: Iterable[bytes], size: int) -> List[bytes]:
+  """What ``_DeterministicSample`` picks, computed in this process."""
+  return heapq.nsmallest(size, records, key=_fingerprint)
+
+
+def _read_small_split(uris: Sequence[str]) -> Optional[Iterator[bytes]]:
+  """The split's serialized records if it is small gzipped TFRecords (as
+  ExampleGen writes them), else None: the caller then samples in Beam."""
+  files = [f for uri in uris
+           for f in tf.io.gfile.glob(io_utils.all_files_pattern(uri))]
+  if not files or not all(f.endswith('.gz') for f in files):
+    return None
+  if sum(tf.io.gfile.stat(f).length for f in files) > IN_PROCESS_SAMPLE_MAX_BYTES:
+    return None
+  batches = tf.data.TFRecordDataset(sorted(files), compression_type='GZIP'
+                                    ).batch(4096)
+  return (record for batch in batches.as_numpy_iterator() for record in batch)
 
 
 class Executor(evaluator_executor.Executor):
@@ -232,10 +258,19 @@ class Executor(evaluator_executor.Executor):
                  | 'TagHeldOut' >> beam.Map(_tag_split, held_out_split)]
       if train_split:
         train = split_tfxio(train_split)
+        records = _read_small_split(
+            artifact_utils.get_split_uris(examples, train_split))
+        if records is not None:
+          # A small split is sampled here: in Beam, reading it and the
+          # Top-k's shuffle cost more stages than the sample's TFMA work.
+          sample = (p | 'SampleTrain' >> beam.Create(smallest_fingerprints(
+              records, gate.train_sample_size)))
+        else:
+          sample = (p | 'ReadTrain' >> train.RawRecordBeamSource()
+                    | 'SampleTrain' >> _DeterministicSample(
+                        gate.train_sample_size))
         batches.append(
-            p | 'ReadTrain' >> train.RawRecordBeamSource()
-            | 'SampleTrain' >> _DeterministicSample(gate.train_sample_size)
-            | 'DecodeTrain' >> train.RawRecordToRecordBatch()
+            sample | 'DecodeTrain' >> train.RawRecordToRecordBatch()
             | 'TagTrain' >> beam.Map(_tag_split, train_split))
       # One TFMA pass over both, sliced by split: extraction, model calls and
       # metric combiners are set up once (a second pass cost 1.6x, measured).
