@@ -100,3 +100,36 @@ def test_decision_serializes_with_every_number():
   assert {c['metric'] for c in payload['checks'] if c['kind'] == 'gap'} == {
       'accuracy', 'auc', 'log_loss'}
   assert payload['metrics']['train']['']['accuracy'] == 0.99
+
+
+def test_a_nan_metric_fails_its_check_and_is_recorded():
+  # E.g. a log loss that is not finite: the check fails, it never passes.
+  nan = float('nan')
+  result = decision.decide({'': metrics(0.90, 0.95, 0.25)},
+                           {'': metrics(0.91, 0.955, nan)}, None, GATE)
+  assert not result.blessed
+  assert {(c.kind, c.metric) for c in result.failed} == {('gap', 'log_loss')}
+
+
+def test_a_non_finite_check_value_reaches_the_metadata_store(tmp_path):
+  from ml_metadata.metadata_store import metadata_store
+  from ml_metadata.proto import metadata_store_pb2
+  from tfx.types import standard_artifacts
+
+  from components.gate import executor
+  result = decision.decide({'': metrics(0.90, 0.95, 0.25)},
+                           {'': metrics(0.91, 0.955, float('nan'))}, None,
+                           GATE)
+  blessing, model = standard_artifacts.ModelBlessing(), standard_artifacts.Model()
+  blessing.uri, model.uri = str(tmp_path / 'blessing'), str(tmp_path / 'model')
+  executor.write_blessing(blessing, result, model, None)
+  assert blessing.get_string_custom_property('gap_log_loss') == 'nan'
+  assert blessing.get_float_custom_property('gap_accuracy') == pytest.approx(
+      0.01)
+  # SQLite MLMD stores it (it rejects a NaN double).
+  config = metadata_store_pb2.ConnectionConfig()
+  config.sqlite.filename_uri = str(tmp_path / 'mlmd.sqlite')
+  store = metadata_store.MetadataStore(config)
+  [type_id] = [store.put_artifact_type(blessing.artifact_type)]
+  blessing.mlmd_artifact.type_id = type_id
+  store.put_artifacts([blessing.mlmd_artifact])

@@ -21,6 +21,7 @@ that the Pusher and ``LatestBlessedModelStrategy`` read it unchanged, plus
 import hashlib
 import heapq
 import json
+import math
 import os
 from typing import (Any, Dict, Iterable, Iterator, List, Optional, Sequence,
                     Tuple)
@@ -72,7 +73,10 @@ BASELINE = 'baseline'
 _TFMA_METRICS = {
     'accuracy': ('BinaryAccuracy', 'binary_accuracy'),
     'auc': ('AUC', 'auc'),
-    'log_loss': ('BinaryCrossEntropy', 'binary_crossentropy'),
+    # The Keras metric, as in training: it clips probabilities to [1e-7,
+    # 1 - 1e-7]. TFMA's native BinaryCrossEntropy is cheaper but gives NaN
+    # for a saturated model (0 * log 0), exactly the overfit case.
+    'log_loss': ('BinaryCrossentropy', 'binary_crossentropy'),
     'example_count': ('ExampleCount', 'example_count'),
     'mean_label': ('MeanLabel', 'mean_label'),
 }
@@ -307,8 +311,14 @@ def write_blessing(blessing: types.Artifact, result: decision_lib.Decision,
       'failed_checks', ','.join(sorted({c.kind for c in result.failed})))
   for check in result.checks:
     if not check.slice:
-      blessing.set_float_custom_property(
-          f'{check.kind}_{check.metric}', float(check.value))
+      value = float(check.value)
+      # MLMD's SQLite store rejects NaN and infinities (a saturated model's
+      # log loss, a one-class slice's AUC); such a check has already failed.
+      if math.isfinite(value):
+        blessing.set_float_custom_property(f'{check.kind}_{check.metric}', value)
+      else:
+        blessing.set_string_custom_property(f'{check.kind}_{check.metric}',
+                                            str(value))
   io_utils.write_string_file(
       os.path.join(blessing.uri, 'BLESSED' if result.blessed else 'NOT_BLESSED'),
       '')
