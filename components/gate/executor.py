@@ -41,6 +41,7 @@ from tfx.utils import io_utils, path_utils
 from tfx_bsl.tfxio import tensor_adapter
 
 from components.gate import decision as decision_lib
+from components.gate import metrics as gate_metrics
 from pipeline import config as config_lib
 
 # Artifact keys.
@@ -73,13 +74,12 @@ BASELINE = 'baseline'
 _TFMA_METRICS = {
     'accuracy': ('BinaryAccuracy', 'binary_accuracy'),
     'auc': ('AUC', 'auc'),
-    # The Keras metric, as in training: it clips probabilities to [1e-7,
-    # 1 - 1e-7]. TFMA's native BinaryCrossEntropy is cheaper but gives NaN
-    # for a saturated model (0 * log 0), exactly the overfit case.
-    'log_loss': ('BinaryCrossentropy', 'binary_crossentropy'),
+    # Clipped as Keras clips it in training; see components/gate/metrics.py.
+    'log_loss': ('ClippedBinaryCrossEntropy', gate_metrics.NAME),
     'example_count': ('ExampleCount', 'example_count'),
     'mean_label': ('MeanLabel', 'mean_label'),
 }
+_CUSTOM_METRICS = {'ClippedBinaryCrossEntropy': gate_metrics.__name__}
 _BY_TFMA_NAME = {tfma_name: short for short, (_, tfma_name)
                  in _TFMA_METRICS.items()}
 
@@ -103,8 +103,9 @@ def eval_config(label_key: str, slice_features, with_baseline: bool
           tfma.SlicingSpec(feature_keys=[SPLIT_FEATURE, f])
           for f in slice_features],
       metrics_specs=[tfma.MetricsSpec(metrics=[
-          tfma.MetricConfig(class_name=cls) for cls, _ in
-          _TFMA_METRICS.values()])],
+          tfma.MetricConfig(class_name=cls,
+                            module=_CUSTOM_METRICS.get(cls, ''))
+          for cls, _ in _TFMA_METRICS.values()])],
       # No "default" metrics: for Keras models TFMA would re-create the model's
       # compiled metrics by loading the Keras model in every combiner (most of
       # the gate's time, measured); ours are computed from predictions.
