@@ -160,6 +160,13 @@ class ModelConfig:
   epochs: int = 30
   train_eval_sample: int = 4096  # Train rows re-evaluated each epoch.
   seed: int = 42
+  # Splits whose (compressed) files total at most this are parsed once into
+  # memory; larger ones are streamed from disk every epoch.
+  in_memory_max_mb: int = 256
+
+  @property
+  def in_memory_max_bytes(self) -> int:
+    return self.in_memory_max_mb << 20
 
 
 @dataclass(frozen=True)
@@ -366,6 +373,10 @@ def validate(config: PipelineConfig) -> PipelineConfig:
       raise ConfigError(f'model.{name}: must be > 0, got {getattr(m, name)}')
   if m.learning_rate <= 0:
     raise ConfigError(f'model.learning_rate: must be > 0, got {m.learning_rate}')
+  if m.in_memory_max_mb < 0:
+    raise ConfigError(
+        f'model.in_memory_max_mb: must be >= 0 (0 streams every split), got '
+        f'{m.in_memory_max_mb}')
   d = config.data
   if d.format != 'csv':
     raise ConfigError(f'data.format: only csv is supported, got {d.format!r}')

@@ -116,11 +116,14 @@ def _launch(data, model, model_run, overrides, env, log_path):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize('in_memory', [True, False],
+                         ids=['in_memory', 'streamed'])
 def test_multi_worker_two_processes_only_chief_exports(transformed_data,
-                                                        tmp_path):
+                                                        tmp_path, in_memory):
   ports = fixtures.free_ports(2)
   model, model_run = str(tmp_path / 'model'), str(tmp_path / 'model_run')
-  overrides = {'distribution.strategy': 'multi_worker', 'model.epochs': '2'}
+  overrides = {'distribution.strategy': 'multi_worker', 'model.epochs': '2',
+               'model.in_memory_max_mb': '256' if in_memory else '0'}
   workers = []
   for index in range(2):
     tmp_dir = tmp_path / f'tmp{index}'
@@ -163,13 +166,16 @@ def test_multi_worker_two_processes_only_chief_exports(transformed_data,
                if '-worker1-' in name]
   assert not leftovers, leftovers
   assert 'Epoch 2/2' in logs[1]
-  # Two train files, two workers: each reads its own file; the eval split's
-  # single file is shared out by batches.
+  # In memory, every worker holds both splits and takes its share of the
+  # batches. Streamed, two train files for two workers: each reads its own
+  # file; the eval split's single file is shared out by batches.
+  expected = ([('DATA', '2 file(s) in memory'), ('DATA', '1 file(s) in memory')]
+              if in_memory else [('FILE', '2 file(s)'), ('DATA', '1 file(s)')])
   for index in range(2):
     with open(tmp_path / f'worker{index}.log', encoding='utf-8') as f:
       text = f.read()
-    assert 'Auto-shard policy FILE: 2 file(s), 2 worker(s)' in text
-    assert 'Auto-shard policy DATA: 1 file(s), 2 worker(s)' in text
+    for policy, files in expected:
+      assert f'Auto-shard policy {policy}: {files}, 2 worker(s)' in text
 
 
 @pytest.mark.slow

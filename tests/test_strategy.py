@@ -163,6 +163,16 @@ def test_shard_policy(num_files, num_workers, policy):
   assert strategy_lib.shard_policy(num_files, num_workers) == policy
 
 
+@pytest.mark.parametrize('num_files, num_workers, policy', [
+    (4, 1, Policy.OFF),
+    (4, 2, Policy.DATA),  # Every worker holds the rows: share out batches.
+    (1, 2, Policy.DATA),
+])
+def test_shard_policy_in_memory(num_files, num_workers, policy):
+  assert strategy_lib.shard_policy(num_files, num_workers,
+                                   in_memory=True) == policy
+
+
 def test_shard_policy_without_files():
   with pytest.raises(strategy_lib.StrategyError, match='no input files'):
     strategy_lib.shard_policy(0, 2)

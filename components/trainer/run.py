@@ -62,18 +62,23 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                'regularization %s', type(strategy).__name__,
                strategy.num_replicas_in_sync, batch, reg)
 
-  def dataset(files, **kwargs):
-    ds = inputs.make_dataset(files, fn_args.data_accessor, tf_transform_output,
-                             label, batch, seed=cfg.model.seed, **kwargs)
-    return strategy_lib.apply_sharding(ds, strategy,
-                                       strategy_lib.count_files(files))
+  train_split, eval_split = (
+      inputs.read_split(files, fn_args.data_accessor, tf_transform_output,
+                        label,
+                        max_in_memory_bytes=cfg.model.in_memory_max_bytes)
+      for files in (fn_args.train_files, fn_args.eval_files))
+
+  def dataset(split, **kwargs):
+    ds = inputs.make_dataset(split, batch, seed=cfg.model.seed, **kwargs)
+    return strategy_lib.apply_sharding(ds, strategy, split.files,
+                                       in_memory=split.in_memory)
 
   steps = fn_args.train_steps or None
   steps_per_epoch = max(1, steps // cfg.model.epochs) if steps else None
-  train_ds = dataset(fn_args.train_files, shuffle=True,
+  train_ds = dataset(train_split, shuffle=True,
                      num_epochs=None if steps else 1)
-  eval_ds = dataset(fn_args.eval_files, shuffle=False)
-  train_sample = dataset(fn_args.train_files, shuffle=False,
+  eval_ds = dataset(eval_split, shuffle=False)
+  train_sample = dataset(train_split, shuffle=False,
                          take_batches=max(1, cfg.model.train_eval_sample // batch))
 
   with strategy.scope():

@@ -20,8 +20,8 @@ letting TPU system initialization wait on a peer that never answers.
 
 The helpers below keep multi-worker training honest: every worker runs the
 same code (saving needs all of them, for the collective reads), but only the
-chief writes to the real output paths (``writable_dir``/``cleanup``); input
-files are split between workers with an explicit auto-shard policy
+chief writes to the real output paths (``writable_dir``/``cleanup``); the
+input is split between workers with an explicit auto-shard policy
 (``shard_policy``/``apply_sharding``); the batch read per step is the global
 one (``global_batch_size``); and ``backup_callback`` lets a restarted worker
 resume from its last finished epoch.
@@ -306,16 +306,19 @@ def count_files(file_patterns: Union[str, Sequence[str]]) -> int:
   return sum(len(tf.io.gfile.glob(p)) for p in file_patterns)
 
 
-def shard_policy(num_files: int, num_workers: int) -> AutoShardPolicy:
-  """The auto-shard policy that splits ``num_files`` among the workers.
+def shard_policy(num_files: int, num_workers: int, *,
+                 in_memory: bool = False) -> AutoShardPolicy:
+  """The auto-shard policy that splits the input among the workers.
 
   * One worker: OFF; there is nothing to split (replicas on one worker share
     its pipeline, each global batch is divided between them).
-  * Enough files for every worker, evenly enough: FILE; each worker opens only
-    its own files.
-  * Fewer files than workers, or a lopsided split: DATA; every worker reads
-    everything and keeps every n-th batch. FILE would leave a worker without
-    data (TF raises) or with much more than the others.
+  * A split held in memory: DATA; every worker holds all its rows and keeps
+    every n-th batch, as Keras does with arrays.
+  * Streamed from enough files for every worker, evenly enough: FILE; each
+    worker opens only its own files.
+  * Streamed from fewer files than workers, or a lopsided split: DATA; every
+    worker reads everything and keeps every n-th batch. FILE would leave a
+    worker without data (TF raises) or with much more than the others.
 
   FILE needs the same file order on every worker and DATA the same element
   order: shuffle with a fixed seed (the Trainer passes ``model.seed``).
@@ -324,7 +327,7 @@ def shard_policy(num_files: int, num_workers: int) -> AutoShardPolicy:
     raise StrategyError('no input files to shard: the split matched no file')
   if num_workers <= 1:
     return AutoShardPolicy.OFF
-  if num_files < num_workers:
+  if in_memory or num_files < num_workers:
     return AutoShardPolicy.DATA
   most = -(-num_files // num_workers)
   least = num_files // num_workers
@@ -334,20 +337,22 @@ def shard_policy(num_files: int, num_workers: int) -> AutoShardPolicy:
 
 
 def apply_sharding(dataset: tf.data.Dataset, strategy: tf.distribute.Strategy,
-                   num_files: Union[int, str, Sequence[str]]) -> tf.data.Dataset:
-  """``dataset`` with the auto-shard policy for its files and this cluster.
+                   num_files: Union[int, str, Sequence[str]], *,
+                   in_memory: bool = False) -> tf.data.Dataset:
+  """``dataset`` with the auto-shard policy for its input and this cluster.
 
-  ``num_files`` is the count of files the dataset reads, or the file patterns
-  themselves (counted here; a TFX split is one glob over many shards).
+  ``num_files`` is the count of files the split was read from, or the file
+  patterns themselves (counted here; a TFX split is one glob over many
+  shards); ``in_memory`` says the dataset serves rows already in memory.
   """
   if not isinstance(num_files, int):
     num_files = count_files(num_files)
   workers = worker_count(strategy)
-  policy = shard_policy(num_files, workers)
+  policy = shard_policy(num_files, workers, in_memory=in_memory)
   options = tf.data.Options()
   options.experimental_distribute.auto_shard_policy = policy
-  logging.info('Auto-shard policy %s: %d file(s), %d worker(s)', policy.name,
-               num_files, workers)
+  logging.info('Auto-shard policy %s: %d file(s)%s, %d worker(s)', policy.name,
+               num_files, ' in memory' if in_memory else '', workers)
   return dataset.with_options(options)
 
 

@@ -61,10 +61,11 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
       directory=fn_args.working_dir, project_name='regularization')
 
   def dataset(files, shuffle):
-    return inputs.make_dataset(
-        files, fn_args.data_accessor, tf_transform_output,
-        cfg.data.label.name, cfg.model.batch_size, shuffle=shuffle,
-        seed=cfg.model.seed)
+    split = inputs.read_split(
+        files, fn_args.data_accessor, tf_transform_output, cfg.data.label.name,
+        max_in_memory_bytes=cfg.model.in_memory_max_bytes)
+    return inputs.make_dataset(split, cfg.model.batch_size, shuffle=shuffle,
+                               seed=cfg.model.seed)
 
   return tfx.components.TunerFnResult(
       tuner=tuner,
