@@ -6,8 +6,8 @@ same batch size on the same rows: the train split Transform wrote in a
 finished run of the pipeline (by default the taxi sample).
 
 * Ours: ``components.trainer.inputs`` over the transformed TFRecords
-  (``read_split``: tfxio parsing into memory, or streaming above
-  ``model.in_memory_max_mb``; ``make_dataset``: index shuffle, gather,
+  (``read_split``: parsed into memory in a few large calls, or streamed
+  through tfxio above ``model.in_memory_max_mb``; ``make_dataset``: index shuffle, gather,
   prefetch), then ``fit``.  Each timed run reads the split afresh, so it pays
   for reading and parsing, as the Trainer does.
 * Bare: the same rows as in-memory NumPy arrays (materialized once, not

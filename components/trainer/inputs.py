@@ -43,10 +43,13 @@ class InputError(ValueError):
 class Split:
   """One split of transformed examples: its rows in memory, or streamed.
 
-  ``columns`` holds every row (features by name, and the label) when the split
-  is in memory, else None; ``stream`` reads the files through tfxio.
+  ``files`` are the patterns TFX passed, ``paths`` the files they matched
+  (globbed once, here); ``columns`` holds every row (features by name, and
+  the label) when the split is in memory, else None; ``stream`` reads the
+  files through tfxio.
   """
   files: Tuple[str, ...]
+  paths: Tuple[str, ...]
   label_key: str
   stream: Stream
   columns: Optional[Columns] = None
@@ -54,13 +57,6 @@ class Split:
   @property
   def in_memory(self) -> bool:
     return self.columns is not None
-
-
-def file_bytes(file_patterns: Sequence[str]) -> int:
-  """Total size of the files the patterns match (TFX passes split globs)."""
-  return sum(tf.io.gfile.stat(path).length
-             for pattern in file_patterns
-             for path in tf.io.gfile.glob(pattern))
 
 
 def read_split(file_patterns: Sequence[str],
@@ -76,23 +72,24 @@ def read_split(file_patterns: Sequence[str],
   throughout).
   """
   files = tuple(file_patterns)
+  paths = tuple(path for pattern in files for path in tf.io.gfile.glob(pattern))
   schema = tf_transform_output.transformed_metadata.schema
 
   def stream(options: tfxio.TensorFlowDatasetOptions) -> tf.data.Dataset:
     return data_accessor.tf_dataset_factory(list(files), options, schema)
 
-  size = file_bytes(files)
+  size = sum(tf.io.gfile.stat(path).length for path in paths)
   if size > max_in_memory_bytes:
     logging.info('Streaming %s: %d bytes of files, above the in-memory '
                  'bound of %d', files, size, max_in_memory_bytes)
-    return Split(files, label_key, stream)
-  columns = _load(files, tf_transform_output.transformed_feature_spec(),
+    return Split(files, paths, label_key, stream)
+  columns = _load(files, paths, tf_transform_output.transformed_feature_spec(),
                   label_key)
-  return Split(files, label_key, stream, columns)
+  return Split(files, paths, label_key, stream, columns)
 
 
-def _load(files: Tuple[str, ...], feature_spec: Dict[str, object],
-          label_key: str) -> Columns:
+def _load(files: Tuple[str, ...], paths: Tuple[str, ...],
+          feature_spec: Dict[str, object], label_key: str) -> Columns:
   """Every row of ``files``, parsed eagerly.
 
   Transform writes gzipped TFRecords of tf.Example (the payload tfxio assumes
@@ -110,7 +107,6 @@ def _load(files: Tuple[str, ...], feature_spec: Dict[str, object],
   if label_key not in feature_spec:
     raise InputError(f'{files}: no label {label_key!r} among the transformed '
                      f'features {sorted(feature_spec)}')
-  paths = [path for pattern in files for path in tf.io.gfile.glob(pattern)]
   parts: Dict[str, list] = {name: [] for name in feature_spec}
   records = tf.data.TFRecordDataset(paths, compression_type='GZIP')
   for serialized in records.batch(LOAD_BATCH_ROWS):

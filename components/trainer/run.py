@@ -70,7 +70,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
 
   def dataset(split, **kwargs):
     ds = inputs.make_dataset(split, batch, seed=cfg.model.seed, **kwargs)
-    return strategy_lib.apply_sharding(ds, strategy, split.files,
+    return strategy_lib.apply_sharding(ds, strategy, len(split.paths),
                                        in_memory=split.in_memory)
 
   steps = fn_args.train_steps or None
