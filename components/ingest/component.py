@@ -52,6 +52,7 @@ from tfx.types import standard_component_specs
 from tfx.utils import io_utils
 from tfx.utils import proto_utils
 
+from components import beam_fallback
 from components.ingest import csv_fast
 
 # Peak memory is about three times the input (Arrow string columns, then
@@ -75,7 +76,7 @@ SHUFFLE_SEED = 0
 _STAGING_PREFIX = '.staging-'
 
 
-class ArrowCsvExecutor(csv_executor.Executor):
+class ArrowCsvExecutor(beam_fallback.BeamOnFallback, csv_executor.Executor):
   """Stock CSV ExampleGen executor, done in-process with Arrow when it can."""
 
   def Do(self, input_dict: Dict[str, List[types.Artifact]],
@@ -97,6 +98,7 @@ class ArrowCsvExecutor(csv_executor.Executor):
     if reason:
       logging.info('ArrowCsvExecutor: running the stock Beam executor: %s',
                    reason)
+      self.init_beam()
       return super().Do(input_dict, output_dict, exec_properties)
 
     self._log_startup(input_dict, output_dict, exec_properties)

@@ -20,7 +20,6 @@ It runs the stock executor (``super().Do``, Beam) instead when
   requested.
 """
 
-import copy
 import os
 from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Tuple
 
@@ -32,7 +31,6 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 from tfx import types
 from tfx.components.statistics_gen import executor as stock_executor
 from tfx.components.util import examples_utils
-from tfx.dsl.components.base import base_beam_executor
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 from tfx.types import standard_component_specs as keys
@@ -40,6 +38,7 @@ from tfx.utils import io_utils
 from tfx.utils import json_utils
 from tfx.utils import stats_utils
 
+from components import beam_fallback
 from components.statistics import compute
 
 # Examples decoded per record batch: large enough that per-batch overhead in
@@ -56,7 +55,7 @@ class _Plan(NamedTuple):
   read_schema: Optional[schema_pb2.Schema]  # The TFXIO's decoding schema.
 
 
-class Executor(stock_executor.Executor):
+class Executor(beam_fallback.BeamOnFallback, stock_executor.Executor):
   """The stock StatisticsGen executor, without Beam for inputs that fit."""
 
   # Compressed input bytes (all splits) above which Beam does the work.
@@ -65,24 +64,13 @@ class Executor(stock_executor.Executor):
   # an explicit --direct_num_workers=N in the Beam arguments.
   MAX_WORKERS = 8
 
-  def __init__(self, context: Optional[Any] = None):
-    # BaseBeamExecutor repackages TFX as an sdist (about 3 s) whenever Beam
-    # arguments are set, for remote workers; only the fallback runs Beam, so
-    # it is done there.
-    self._beam_context = context
-    if (isinstance(context, base_beam_executor.BaseBeamExecutor.Context) and
-        context.beam_pipeline_args):
-      context = copy.copy(context)
-      context.beam_pipeline_args = []
-    super().__init__(context)
-
   def Do(self, input_dict: Dict[str, List[types.Artifact]],
          output_dict: Dict[str, List[types.Artifact]],
          exec_properties: Dict[str, Any]) -> None:
     plan, reason = self._plan(input_dict, exec_properties)
     if plan is None:
       logging.info('StatisticsGen: the Beam path (%s).', reason)
-      super().__init__(self._beam_context)
+      self.init_beam()
       return super().Do(input_dict, output_dict, exec_properties)
     self._log_startup(input_dict, output_dict, exec_properties)
     workers = self._workers()
