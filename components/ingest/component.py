@@ -112,10 +112,8 @@ class ArrowCsvExecutor(beam_fallback.BeamOnFallback, csv_executor.Executor):
     staging = os.path.join(artifact.uri, _STAGING_PREFIX + uuid.uuid4().hex)
     try:
       if output_config.split_config.splits:
-        # Stock: one input split, hashed into the output splits.
-        if len(files) != 1:
-          raise ValueError('An output split config needs exactly one input '
-                           f'split; got {sorted(files)}.')
+        # Stock: one input split (generate_output_split_names checked),
+        # hashed into the output splits.
         (pattern_files,) = files.values()
         buckets = [s.hash_buckets for s in output_config.split_config.splits]
         rows = _convert(pattern_files, split_names, buckets, staging)
