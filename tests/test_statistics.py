@@ -317,6 +317,22 @@ def test_forked_workers_give_the_same_statistics(examples):
   _assert_statistics_close(one, three)
 
 
+def test_feature_allowlist_matches_stock(examples, tmp_path):
+  # 'nope' is in no example: both paths skip it.
+  options = tfdv.StatsOptions(feature_allowlist=['score', 'color', 'nope'])
+  stock_run = _run(stock_executor.Executor, examples, str(tmp_path / 'stock'),
+                   stats_options=options)
+  with mock.patch.object(stock_executor.Executor, 'Do') as beam_do:
+    ours_run = _run(fast_executor.Executor, examples, str(tmp_path / 'ours'),
+                    stats_options=options)
+  beam_do.assert_not_called()
+  for split in SPLITS:
+    expected, actual = _load(stock_run, split), _load(ours_run, split)
+    _assert_statistics_close(expected, actual)
+    assert sorted(f.path.step[0] for f in actual.datasets[0].features) == [
+        'color', 'score']
+
+
 def test_a_failing_worker_is_reported():
   def fail_in_child(part):
     if part == 'child':

@@ -28,7 +28,6 @@ import sys
 import traceback
 from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence
 
-import pyarrow as pa
 import tensorflow_data_validation as tfdv
 from tensorflow_data_validation.statistics import stats_impl
 from tensorflow_data_validation.statistics.generators import (
@@ -36,7 +35,6 @@ from tensorflow_data_validation.statistics.generators import (
 from tensorflow_metadata.proto.v0 import schema_pb2
 from tensorflow_metadata.proto.v0 import statistics_pb2
 from tfx_bsl.coders import example_coder
-from tfx_bsl.statistics import merge_util
 
 from components.statistics.topk import ExactTopKUniquesStatsGenerator
 
@@ -128,8 +126,9 @@ def generate_statistics(
     accumulators = [g.create_accumulator() for g in generators]
     for raw in batches:
       record_batch = decoder.DecodeBatch(raw)
-      if allowlist:
-        record_batch = _select_columns(record_batch, allowlist)
+      if allowlist:  # As the stock path filters each batch.
+        record_batch = stats_impl._filter_features(  # pylint: disable=protected-access
+            record_batch, allowlist)
       accumulators = [g.add_input(a, record_batch)
                       for g, a in zip(generators, accumulators)]
     # Compact before crossing a process boundary, as Beam does.
@@ -146,18 +145,7 @@ def generate_statistics(
     # No examples: the stock path writes one empty dataset.
     return statistics_pb2.DatasetFeatureStatisticsList(
         datasets=[statistics_pb2.DatasetFeatureStatistics()])
-  return merge_util.merge_dataset_feature_statistics(
-      g.extract_output(g.compact(a))
-      for g, a in zip(generators, accumulators))
-
-
-def _select_columns(record_batch: pa.RecordBatch,
-                    names: Sequence[str]) -> pa.RecordBatch:
-  """Only the allowed columns, as the stock path's allowlist filter."""
-  present = [n for n in names if n in record_batch.schema.names]
-  return pa.RecordBatch.from_arrays(
-      [record_batch.column(record_batch.schema.get_field_index(n))
-       for n in present], present)
+  return stats_impl.extract_statistics_output(accumulators, generators)
 
 
 def _chunks(raw_batches: Iterable[Sequence[bytes]],
