@@ -53,6 +53,7 @@ class _Plan(NamedTuple):
   stats_options: tfdv.StatsOptions
   sample_rate_by_split: Dict[str, float]
   read_schema: Optional[schema_pb2.Schema]  # The TFXIO's decoding schema.
+  files: Dict[str, List[str]]  # Split -> its files, sorted.
 
 
 class Executor(beam_fallback.BeamOnFallback, stock_executor.Executor):
@@ -82,7 +83,7 @@ class Executor(beam_fallback.BeamOnFallback, stock_executor.Executor):
     for split in plan.split_names:
       logging.info('Generating statistics for split %s.', split)
       result = compute.generate_statistics(
-          _read_serialized(plan.examples, split), plan.stats_options,
+          _read_serialized(plan.files[split], split), plan.stats_options,
           decoder_schema=plan.read_schema, workers=workers)
       output_uri = artifact_utils.get_split_uri([statistics], split)
       io_utils.write_bytes_file(
@@ -140,13 +141,14 @@ class Executor(beam_fallback.BeamOnFallback, stock_executor.Executor):
         example_gen_pb2.FORMAT_TF_EXAMPLE or
         examples_utils.get_file_format(examples) != 'tfrecords_gzip'):
       return None, 'not gzipped tf.Example TFRecords'
+    files = {s: _split_files(examples, s) for s in split_names}
     size = sum(tf.io.gfile.stat(f).length
-               for s in split_names for f in _split_files(examples, s))
+               for paths in files.values() for f in paths)
     if size > self.MAX_IN_MEMORY_BYTES:
       return None, (f'{size:,} input bytes exceed MAX_IN_MEMORY_BYTES='
                     f'{self.MAX_IN_MEMORY_BYTES:,}')
     return _Plan(examples, split_names, stats_options, sample_rate_by_split,
-                 read_schema), None
+                 read_schema, files), None
 
   def _workers(self) -> int:
     workers = min(self.MAX_WORKERS, len(os.sched_getaffinity(0)))
@@ -203,11 +205,9 @@ def _split_files(examples: types.Artifact, split: str) -> List[str]:
   return sorted(tf.io.gfile.glob(pattern))
 
 
-def _read_serialized(examples: types.Artifact,
-                     split: str) -> Iterator[np.ndarray]:
-  """Batches of serialized examples of a split, read by tf.data in C++
-  (gzip and CRC checks included) in file order."""
-  files = _split_files(examples, split)
+def _read_serialized(files: List[str], split: str) -> Iterator[np.ndarray]:
+  """Batches of serialized examples of a split's files, read by tf.data in
+  C++ (gzip and CRC checks included) in file order."""
   if not files:
     return
   # ExampleGen's files end in .gz; tfx_bsl decides compression the same way.
