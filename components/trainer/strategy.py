@@ -34,7 +34,7 @@ import socket
 import tempfile
 import urllib.parse
 import uuid
-from typing import Dict, Optional, Sequence, Tuple, Union
+from typing import Dict, Optional, Sequence, Tuple
 
 import tensorflow as tf
 import tf_keras as keras
@@ -299,13 +299,6 @@ def cleanup(path: str, strategy: tf.distribute.Strategy) -> None:
 # Input.
 
 
-def count_files(file_patterns: Union[str, Sequence[str]]) -> int:
-  """Number of files the patterns match (TFX hands splits over as globs)."""
-  if isinstance(file_patterns, str):
-    file_patterns = [file_patterns]
-  return sum(len(tf.io.gfile.glob(p)) for p in file_patterns)
-
-
 def shard_policy(num_files: int, num_workers: int, *,
                  in_memory: bool = False) -> AutoShardPolicy:
   """The auto-shard policy that splits the input among the workers.
@@ -337,16 +330,13 @@ def shard_policy(num_files: int, num_workers: int, *,
 
 
 def apply_sharding(dataset: tf.data.Dataset, strategy: tf.distribute.Strategy,
-                   num_files: Union[int, str, Sequence[str]], *,
+                   num_files: int, *,
                    in_memory: bool = False) -> tf.data.Dataset:
   """``dataset`` with the auto-shard policy for its input and this cluster.
 
-  ``num_files`` is the count of files the split was read from, or the file
-  patterns themselves (counted here; a TFX split is one glob over many
-  shards); ``in_memory`` says the dataset serves rows already in memory.
+  ``num_files`` is the count of files the split was read from;
+  ``in_memory`` says the dataset serves rows already in memory.
   """
-  if not isinstance(num_files, int):
-    num_files = count_files(num_files)
   workers = worker_count(strategy)
   policy = shard_policy(num_files, workers, in_memory=in_memory)
   options = tf.data.Options()
