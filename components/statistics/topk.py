@@ -22,6 +22,8 @@ import pyarrow as pa
 import tensorflow_data_validation as tfdv
 from tensorflow_data_validation import types
 from tensorflow_data_validation.arrow import arrow_util
+from tensorflow_data_validation.statistics.generators import (
+    top_k_uniques_stats_generator)
 from tensorflow_data_validation.utils import schema_util
 from tensorflow_data_validation.utils import stats_util
 from tensorflow_data_validation.utils import (
@@ -62,14 +64,10 @@ class ExactTopKUniquesStatsGenerator(tfdv.CombinerStatsGenerator):
 
   def _counts_values(self, path: types.FeaturePath,
                      feature_type: Optional[int]) -> bool:
-    if path in self._bytes_features:
-      return False
-    if feature_type == statistics_pb2.FeatureNameStatistics.STRING:
-      return True
-    # Categorical INT (declared in the schema) only; like the Beam path,
-    # categorical FLOAT gets no top-k.
-    return (feature_type == statistics_pb2.FeatureNameStatistics.INT and
-            topk_util.output_categorical_numeric(
+    """TFDV's rule: strings and schema-categorical INTs, not bytes features
+    (categorical FLOAT gets no top-k, with the Beam path's error log)."""
+    return (path not in self._bytes_features and
+            top_k_uniques_stats_generator._should_run(  # pylint: disable=protected-access
                 self._categorical_numeric_types, path, feature_type))
 
   def create_accumulator(self) -> Accumulator:
