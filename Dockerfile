@@ -46,6 +46,7 @@ RUN --mount=type=cache,target=/root/.cache/uv \
 # 2. The project, as a regular (non-editable) package; the lock already holds
 #    every dependency, so nothing is resolved again.
 COPY pyproject.toml ./
+COPY core ./core
 COPY pipeline ./pipeline
 COPY components ./components
 COPY kubeflow ./kubeflow

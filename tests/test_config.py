@@ -2,8 +2,8 @@
 
 import pytest
 
-from pipeline import config as config_lib
-from pipeline.config import ConfigError, load_config
+from core import config as config_lib
+from core.config import ConfigError, load_config
 
 
 def test_default_config_is_the_taxi_sample_with_regularization():
@@ -85,7 +85,81 @@ def test_missing_config_file_is_named(tmp_path):
 
 
 def test_parse_gate_validates_alone():
-  gate = config_lib.parse_gate({'max_gap': {'accuracy': 0.01}})
-  assert gate.max_gap == {'accuracy': 0.01}
+  gate = config_lib.parse_gate({'max_gap': {'accuracy': 0.01}}, 'binary')
+  # The task's defaults for the metrics not given.
+  assert gate.max_gap == {'accuracy': 0.01, 'auc': 0.03, 'log_loss': 0.05}
+  assert gate.baseline_metric == 'auc'
   with pytest.raises(ConfigError):
-    config_lib.parse_gate({'baseline_metric': 'f1'})
+    config_lib.parse_gate({'baseline_metric': 'f1'}, 'binary')
+  with pytest.raises(ConfigError, match="a regression model reports rmse"):
+    config_lib.parse_gate({'max_gap': {'auc': 0.1}}, 'regression')
+
+
+def _task_config(tmp_path, task, label, extra=''):
+  path = tmp_path / 'task.yaml'
+  path.write_text(f'task: {task}\ndata:\n  path: /data/x.csv\n'
+                  f'  label: {label}\n'
+                  '  features: {numeric: [a], categorical: [b]}\n' + extra)
+  return load_config(str(path))
+
+
+@pytest.mark.parametrize('task, monitor, gaps, baseline', [
+    ('binary', 'auc', {'accuracy', 'auc', 'log_loss'}, 'auc'),
+    ('multiclass', 'log_loss', {'accuracy', 'macro_f1', 'log_loss'},
+     'log_loss'),
+    ('regression', 'rmse', {'rmse', 'mae'}, 'rmse'),
+])
+def test_each_task_fills_in_its_defaults(tmp_path, task, monitor, gaps,
+                                         baseline):
+  """Changing only ``task`` and the label gives a valid configuration: the
+  default early stopping, gaps and baseline metric are the task's."""
+  config = _task_config(tmp_path, task, 'y')
+  assert config.task == task
+  assert config.data.label == config_lib.LabelConfig(name='y')  # Shorthand.
+  assert config.regularization.early_stopping.metric == monitor
+  assert set(config.gate.max_gap) == gaps
+  assert config.gate.baseline_metric == baseline
+  assert config_lib.from_dict(config.to_dict()) == config
+
+
+@pytest.mark.parametrize('task, label, extra, message', [
+    ('ordinal', 'y', '', "task: unknown task 'ordinal'"),
+    ('multiclass', '{name: y, column: tips, threshold: 1}', '',
+     'label.column does not apply to multiclass'),
+    ('binary', '{name: y, target_transform: log}', '',
+     'target_transform applies to regression only'),
+    ('regression', '{name: y, target_transform: sqrt}', '',
+     "unknown transform 'sqrt'"),
+    ('binary', '{name: y, column: tips}', '', 'set label.threshold'),
+    ('regression', 'y', 'regularization: {label_smoothing: 0.1}\n',
+     'regularization.label_smoothing: smooths class labels'),
+    ('regression', 'y', 'regularization: {early_stopping: {metric: auc}}\n',
+     'a regression model reports rmse, mae, r2'),
+    ('multiclass', 'y', 'gate: {baseline_metric: auc}\n',
+     "gate.baseline_metric: unknown metric 'auc'"),
+])
+def test_task_configuration_errors(tmp_path, task, label, extra, message):
+  with pytest.raises(ConfigError) as info:
+    _task_config(tmp_path, task, label, extra)
+  assert message in str(info.value)
+
+
+@pytest.mark.parametrize('value', ['null', 'false'])
+def test_early_stopping_can_be_switched_off(value):
+  config = load_config(overrides=[f'regularization.early_stopping={value}'])
+  assert config.regularization.early_stopping is None
+  assert 'early_stopping' not in config.regularization.active
+
+
+@pytest.mark.parametrize('configured, rows, expected', [
+    (256, 10_490, 256),  # The taxi train split: as configured.
+    (256, 240, 16),  # Penguins: 240 rows, 16 a batch, 15 steps an epoch.
+    (256, 1_050, 128),
+    (256, 0, 16),
+    (4, 240, 4),  # A smaller configured batch is kept.
+])
+def test_small_train_splits_get_smaller_batches(configured, rows, expected):
+  model = config_lib.ModelConfig(batch_size=configured)
+  assert model.batch_size_for(rows) == expected
+  assert model.batch_size_for(rows) * config_lib.MIN_STEPS <= max(
+      rows, config_lib.MIN_STEPS * expected)

@@ -20,7 +20,7 @@ import pytest
 from kubeflow import dockerfile
 
 REPO = dockerfile.REPO_ROOT
-SOURCE_PATHS = ('pyproject.toml', 'pipeline', 'components', 'kubeflow')
+SOURCE_PATHS = ('pyproject.toml', 'core', 'pipeline', 'components', 'kubeflow')
 
 
 @pytest.fixture(scope='module')
@@ -154,7 +154,7 @@ def test_image_install_imports_everything_the_spec_names(image_python,
                                                          tmp_path):
   # Imported here: the structural tests above must not pay for TensorFlow.
   from kubeflow import runner
-  from pipeline import config as config_lib
+  from core import config as config_lib
   config = config_lib.load_config(overrides=['tuning.enabled=true'])
   job = runner.build_pipeline_job(config, pipeline_root='gs://b/root')
   classes, modules, functions = _named_code(job)

@@ -10,6 +10,7 @@ the components that can only take JSON-serialisable execution properties).
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 from importlib import resources
@@ -17,18 +18,12 @@ from typing import Any, Mapping, Optional, Sequence, Tuple
 
 import yaml
 
+from core import tasks as tasks_lib
+
 
 class ConfigError(ValueError):
   """A configuration value is missing, unknown or out of range."""
 
-
-# Metrics the trainer compiles and the gate evaluates, by their short name.
-# The value says whether higher is better.
-METRICS: Mapping[str, bool] = {
-    'accuracy': True,
-    'auc': True,
-    'log_loss': False,  # binary cross-entropy, without the regularization penalty
-}
 
 STRATEGIES = ('auto', 'one_device', 'mirrored', 'multi_worker', 'tpu')
 REGULARIZATION_TECHNIQUES = ('l1', 'l2', 'dropout', 'weight_decay', 'max_norm',
@@ -45,18 +40,24 @@ def taxi_sample_path() -> str:
 
 @dataclass(frozen=True)
 class LabelConfig:
-  """The binary label and how it is derived from the raw columns.
+  """The label and how it is read from the raw columns, per task.
 
-  Without ``column`` the CSV holds the label itself under ``name`` (0/1, or a
-  string compared with ``positive_value``).  With ``column`` the label is
-  ``column > threshold`` or, with ``relative_to``,
-  ``column > threshold * relative_to``; a missing source value gives 0.
+  ``name`` is the column that holds the label (or, for a binary label
+  derived from another column, the derived label's name). Binary: without
+  ``column``, ``name`` holds 0/1, or a string compared with
+  ``positive_value``; with ``column`` the label is ``column > threshold`` or,
+  with ``relative_to``, ``column > threshold * relative_to`` (a missing
+  source value gives 0). Multiclass: ``name`` holds the classes (strings or
+  integers). Regression: ``name`` holds the numeric target;
+  ``target_transform: log`` fits ``log1p`` of it (serving still answers in
+  the original units). A bare string is shorthand for ``{name: ...}``.
   """
-  name: str = 'big_tipper'
-  column: Optional[str] = 'tips'
-  threshold: float = 0.2
-  relative_to: Optional[str] = 'fare'
+  name: str = 'label'
+  column: Optional[str] = None
+  threshold: Optional[float] = None
+  relative_to: Optional[str] = None
   positive_value: Optional[str] = None
+  target_transform: Optional[str] = None
 
   @property
   def source_columns(self) -> Tuple[str, ...]:
@@ -111,17 +112,15 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class EarlyStoppingConfig:
-  metric: str = 'auc'  # Monitored on the eval split as ``val_<metric>``.
+  # Monitored on the eval split as ``val_<metric>``; None: the task's default
+  # (filled in by ``validate``).
+  metric: Optional[str] = None
   patience: int = 4
   min_delta: float = 1e-4
 
   @property
   def monitor(self) -> str:
     return f'val_{self.metric}'
-
-  @property
-  def mode(self) -> str:
-    return 'max' if METRICS[self.metric] else 'min'
 
 
 @dataclass(frozen=True)
@@ -152,11 +151,19 @@ class RegularizationConfig:
     return tuple(names)
 
 
+# Small train splits get smaller batches, down to this, so that an epoch has
+# at least MIN_STEPS steps (ModelConfig.batch_size_for).
+MIN_BATCH_SIZE = 16
+MIN_STEPS = 8
+
+
 @dataclass(frozen=True)
 class ModelConfig:
   hidden_units: Tuple[int, ...] = (64, 32)
   learning_rate: float = 3e-3
-  batch_size: int = 256  # Per replica; the global batch scales with replicas.
+  # Per replica, at most (see batch_size_for); the global batch scales with
+  # replicas.
+  batch_size: int = 256
   epochs: int = 30
   train_eval_sample: int = 4096  # Train rows re-evaluated each epoch.
   seed: int = 42
@@ -167,6 +174,14 @@ class ModelConfig:
   @property
   def in_memory_max_bytes(self) -> int:
     return self.in_memory_max_mb << 20
+
+  def batch_size_for(self, train_rows: int) -> int:
+    """The per-replica batch for a train split of ``train_rows``:
+    ``batch_size``, lowered on small data (to a power of two, not below
+    ``MIN_BATCH_SIZE``) so that an epoch has at least ``MIN_STEPS`` steps;
+    256 rows a batch on a 240-row train split would be one step an epoch."""
+    fitting = 2 ** max(0, int(math.log2(max(train_rows, 1) / MIN_STEPS)))
+    return min(self.batch_size, max(MIN_BATCH_SIZE, fitting))
 
 
 @dataclass(frozen=True)
@@ -190,19 +205,29 @@ class DistributionConfig:
 
 @dataclass(frozen=True)
 class GateConfig:
-  """The generalization gate.
+  """The generalization gate (docs/gate.md).
 
-  ``max_gap`` bounds train metric minus held-out metric (sign flipped for
-  loss), per metric.  Absolute quality: held-out accuracy must beat the
-  majority-class rate of the held-out split by ``accuracy_margin`` and AUC must
-  reach ``min_auc``.  No regression: against the latest blessed model,
-  ``baseline_metric`` may not drop by more than ``baseline_tolerance``.
+  ``max_gap`` bounds the train-minus-held-out gap per metric of the task
+  (relative, held-out / train - 1, for RMSE and MAE); entries given here
+  replace the task's defaults one by one.  Absolute quality is skill over the
+  trivial predictor (the train split's prior or mean); each task uses the
+  bounds that apply to it.  No regression: against the latest blessed model,
+  ``baseline_metric`` (default: the task's) may not be worse by more than
+  ``baseline_tolerance`` (relative for RMSE and MAE).
   """
-  max_gap: Mapping[str, float] = field(default_factory=lambda: {
-      'accuracy': 0.03, 'auc': 0.03, 'log_loss': 0.05})
-  accuracy_margin: float = 0.05
-  min_auc: float = 0.75
-  baseline_metric: str = 'auc'
+  max_gap: Mapping[str, float] = field(default_factory=dict)
+  # Classification: (accuracy - majority) / (1 - majority), and 1 - log loss
+  # over the prior's log loss.
+  min_accuracy_skill: float = 0.0
+  min_log_loss_skill: float = 0.02
+  # Binary: AUC, and (PR-AUC - positive rate) / (1 - positive rate).
+  min_auc: float = 0.6
+  min_pr_auc_skill: float = 0.05
+  # Regression: 1 - MSE / MSE of the train mean, and RMSE at most
+  # (1 - rmse_margin) times the train mean's.
+  min_r2_skill: float = 0.05
+  rmse_margin: float = 0.02
+  baseline_metric: Optional[str] = None
   baseline_tolerance: float = 0.005
   train_sample_size: int = 2000
   slice_features: Tuple[str, ...] = ()
@@ -236,6 +261,7 @@ class OutputConfig:
 @dataclass(frozen=True)
 class PipelineConfig:
   pipeline_name: str = 'taxi-generalize'
+  task: str = 'binary'  # binary | multiclass | regression (core/tasks/)
   data: DataConfig = field(default_factory=DataConfig)
   model: ModelConfig = field(default_factory=ModelConfig)
   regularization: RegularizationConfig = field(
@@ -270,8 +296,9 @@ def _coerce(value: Any, annotation: str, where: str) -> Any:
   """Coerces a YAML value to the field's annotated type, or raises."""
   optional = annotation.startswith('Optional[')
   if optional:
-    if value is None:
-      return None
+    if value is None or (value is False and annotation in (
+        'Optional[EarlyStoppingConfig]',)):
+      return None  # ``early_stopping: false`` turns it off, as null does.
     annotation = annotation[len('Optional['):-1]
   if annotation in _DATACLASSES:
     return _build(_DATACLASSES[annotation], value, where)
@@ -317,6 +344,8 @@ def _build(cls, raw: Any, where: str):
     return RegularizationConfig()
   if cls is EarlyStoppingConfig and raw is True:
     return EarlyStoppingConfig()
+  if cls is LabelConfig and isinstance(raw, str):
+    raw = {'name': raw}
   if raw is None:
     raw = {}
   if not isinstance(raw, Mapping):
@@ -341,8 +370,21 @@ _DATACLASSES = {cls.__name__: cls for cls in (
 
 
 def validate(config: PipelineConfig) -> PipelineConfig:
-  """Raises ConfigError on the first value out of range."""
+  """Raises ConfigError on the first value out of range; returns the config
+  with the task's defaults filled in (early stopping metric, gate gaps and
+  baseline metric)."""
+  if config.task not in tasks_lib.TASKS:
+    raise ConfigError(f'task: unknown task {config.task!r}; expected one of '
+                      f'{", ".join(tasks_lib.TASKS)}')
+  task = tasks_lib.get(config.task)
+  try:
+    task.validate_label(config.data.label)
+  except tasks_lib.LabelError as e:
+    raise ConfigError(f'data.label: {e}') from None
   r = config.regularization
+  if r.label_smoothing and not task.supports_label_smoothing:
+    raise ConfigError(f'regularization.label_smoothing: smooths class labels; '
+                      f'task {task.name} has none')
   for name in ('l1', 'l2', 'weight_decay', 'label_smoothing'):
     if getattr(r, name) < 0:
       raise ConfigError(
@@ -357,10 +399,15 @@ def validate(config: PipelineConfig) -> PipelineConfig:
     raise ConfigError(f'regularization.max_norm: must be > 0, got {r.max_norm}')
   if r.early_stopping is not None:
     es = r.early_stopping
-    if es.metric not in METRICS:
+    if es.metric is None:
+      es = dataclasses.replace(es, metric=task.default_monitor)
+      r = dataclasses.replace(r, early_stopping=es)
+      config = dataclasses.replace(config, regularization=r)
+    if es.metric not in task.metrics:
       raise ConfigError(
           f'regularization.early_stopping.metric: unknown metric {es.metric!r}; '
-          f'the model reports {", ".join(METRICS)} on the eval split')
+          f'a {task.name} model reports {", ".join(task.metrics)} on the eval '
+          'split')
     if es.patience < 0 or es.min_delta < 0:
       raise ConfigError('regularization.early_stopping: patience and min_delta '
                         'must be >= 0')
@@ -385,7 +432,7 @@ def validate(config: PipelineConfig) -> PipelineConfig:
                       'categorical feature')
   # The column a label is thresholded from gives the answer away; the
   # column it is compared relative to (the taxi's fare) does not.
-  overlap = set(d.features.all) & {d.label.name, d.label.column}
+  overlap = set(d.features.all) & ({d.label.name, d.label.column} - {None})
   if overlap:
     raise ConfigError(
         f'data.features: {sorted(overlap)} would leak the label '
@@ -405,7 +452,7 @@ def validate(config: PipelineConfig) -> PipelineConfig:
     raise ConfigError(
         f'distribution.strategy: unknown strategy '
         f'{config.distribution.strategy!r}; expected one of {", ".join(STRATEGIES)}')
-  _validate_gate(config.gate)
+  config = dataclasses.replace(config, gate=_validate_gate(config.gate, task))
   if config.beam.direct_running_mode not in ('auto', 'in_memory',
                                              'multi_threading',
                                              'multi_processing'):
@@ -415,25 +462,37 @@ def validate(config: PipelineConfig) -> PipelineConfig:
   return config
 
 
-def _validate_gate(g: GateConfig) -> None:
+def _validate_gate(g: GateConfig, task: tasks_lib.Task) -> GateConfig:
+  """Checks ``g`` against ``task``; returns it with the task's defaults."""
+  known = ", ".join(task.metrics)
   for metric, gap in g.max_gap.items():
-    if metric not in METRICS:
-      raise ConfigError(f'gate.max_gap: unknown metric {metric!r}; expected '
-                        f'one of {", ".join(METRICS)}')
+    if metric not in task.metrics:
+      raise ConfigError(f'gate.max_gap: unknown metric {metric!r}; a '
+                        f'{task.name} model reports {known}')
     if gap < 0:
       raise ConfigError(f'gate.max_gap.{metric}: must be >= 0, got {gap}')
-  if g.baseline_metric not in METRICS:
-    raise ConfigError(f'gate.baseline_metric: unknown metric '
-                      f'{g.baseline_metric!r}; expected one of {", ".join(METRICS)}')
+  baseline = g.baseline_metric or task.default_baseline_metric
+  if baseline not in task.metrics:
+    raise ConfigError(f'gate.baseline_metric: unknown metric {baseline!r}; a '
+                      f'{task.name} model reports {known}')
   if g.train_sample_size <= 0:
     raise ConfigError('gate.train_sample_size: must be > 0')
+  if g.rmse_margin >= 1:
+    raise ConfigError(f'gate.rmse_margin: must be < 1, got {g.rmse_margin}')
+  return dataclasses.replace(
+      g, max_gap={**task.default_max_gap, **g.max_gap},
+      baseline_metric=baseline)
 
 
-def parse_gate(raw: Mapping[str, Any]) -> GateConfig:
+def label_from_dict(raw: Mapping[str, Any]) -> LabelConfig:
+  """The label section alone, as a component receives it."""
+  return _build(LabelConfig, dict(raw), 'data.label')
+
+
+def parse_gate(raw: Mapping[str, Any], task: str) -> GateConfig:
   """The gate section alone, as the gate's executor receives it."""
-  gate = _build(GateConfig, dict(raw), 'gate')
-  _validate_gate(gate)
-  return gate
+  return _validate_gate(_build(GateConfig, dict(raw), 'gate'),
+                        tasks_lib.get(task))
 
 
 def _parse_scalar(text: str) -> Any:
@@ -462,7 +521,7 @@ def apply_overrides(raw: dict, overrides: Sequence[str]) -> dict:
 
 
 def default_config_text() -> str:
-  return resources.files('pipeline').joinpath('configs/default.yaml').read_text()
+  return resources.files('core').joinpath('configs/default.yaml').read_text()
 
 
 def load_config(path: Optional[str] = None,

@@ -1,0 +1,248 @@
+"""Binary classification: a 0/1 label, a sigmoid head, the prior as baseline.
+
+The label is a 0/1 column, a column compared with ``positive_value``, or a
+numeric column thresholded (``column > threshold``, optionally
+``> threshold * relative_to``; a missing source value gives 0, as in the TFX
+taxi examples). The trivial predictor is the train split's positive rate:
+quality is skill over it, so the bounds mean the same at 50% and at 3%
+positives.
+"""
+
+import math
+from typing import Any, Dict, List
+
+import numpy as np
+
+from core.tasks import base
+
+# Predictions are binned this finely for AUC and PR-AUC (TFMA's AUC uses
+# 10,000 thresholds too).
+BINS = 10_000
+# Points of the precision-recall curve kept for the report.
+CURVE_POINTS = 100
+
+
+class _Accumulator(base.Accumulator):
+  """Counts by label and prediction bin, plus the log loss and accuracy."""
+
+  def __init__(self, positive_rate: float):
+    self.positive_rate = positive_rate
+    self.counts = np.zeros((2, BINS + 1), np.int64)
+    self.log_loss = 0.0
+    self.correct = 0
+
+  def add(self, label, prediction):
+    y = int(np.ravel(label)[0])
+    p = float(np.ravel(prediction)[0])
+    if y not in (0, 1):
+      raise base.LabelError(f'binary label {y}, expected 0 or 1')
+    # A NaN prediction (a diverged model) counts in the lowest bin; its NaN
+    # log loss then fails the gate's log-loss check instead of crashing it.
+    self.counts[y, int(min(max(p, 0.0), 1.0) * BINS) if p == p else 0] += 1
+    clipped = min(max(p, base.EPSILON), 1.0 - base.EPSILON)
+    # Keras' BinaryCrossentropy formula, epsilon inside the logs included.
+    self.log_loss -= math.log(clipped + base.EPSILON) if y else math.log(
+        1.0 - clipped + base.EPSILON)
+    self.correct += int((p > 0.5) == bool(y))
+
+  def merge(self, other):
+    self.counts += other.counts
+    self.log_loss += other.log_loss
+    self.correct += other.correct
+
+  def result(self) -> Dict[str, Any]:
+    negatives, positives = self.counts.sum(axis=1)
+    n = int(negatives + positives)
+    mean_label = base.safe_div(positives, n)
+    # Thresholds from the top bin down: cumulative true/false positives.
+    tp = np.concatenate([[0], np.cumsum(self.counts[1, ::-1])])
+    fp = np.concatenate([[0], np.cumsum(self.counts[0, ::-1])])
+    tpr = tp / positives if positives else np.zeros_like(tp, float)
+    fpr = fp / negatives if negatives else np.zeros_like(fp, float)
+    auc = (float(np.trapz(tpr, fpr)) if positives and negatives
+           else float('nan'))
+    predicted = tp + fp
+    precision = np.divide(tp, predicted, out=np.ones_like(tp, float),
+                          where=predicted > 0)
+    # Average precision: precision at each threshold, weighted by the recall
+    # it adds.
+    pr_auc = (float(np.sum(np.diff(tpr) * precision[1:])) if positives
+              else float('nan'))
+    p = min(max(self.positive_rate, base.EPSILON), 1.0 - base.EPSILON)
+    prior_log_loss = -(mean_label * np.log(p + base.EPSILON)
+                       + (1 - mean_label) * np.log(1 - p + base.EPSILON))
+    keep = np.unique(np.linspace(0, BINS + 1, CURVE_POINTS).astype(int))
+    return {
+        'accuracy': base.safe_div(self.correct, n),
+        'auc': auc,
+        'pr_auc': pr_auc,
+        'log_loss': base.safe_div(self.log_loss, n),
+        'example_count': float(n),
+        'mean_label': mean_label,
+        'majority_accuracy': (mean_label if self.positive_rate >= 0.5
+                              else 1.0 - mean_label),
+        'prior_log_loss': float(prior_log_loss),
+        'pr_curve_precision': precision[keep].tolist(),
+        'pr_curve_recall': tpr[keep].tolist(),
+    }
+
+
+class BinaryTask(base.Task):
+  """See the module docstring."""
+
+  name = 'binary'
+  metrics = {m.name: m for m in (
+      base.Metric('accuracy', True), base.Metric('auc', True),
+      base.Metric('pr_auc', True), base.Metric('log_loss', False))}
+  default_monitor = 'auc'
+  default_max_gap = {'accuracy': 0.03, 'auc': 0.03, 'log_loss': 0.05}
+  default_baseline_metric = 'auc'
+  prediction_key = 'probability'
+  diagnostics = ('precision_recall',)
+  trivial_scores = (('majority class', 'majority_accuracy', 'accuracy', '.4f'),
+                    ('prior log loss', 'prior_log_loss', 'log_loss', '.4f'))
+  gate_settings = ('min_accuracy_skill', 'min_log_loss_skill', 'min_auc',
+                   'min_pr_auc_skill')
+  _extra_gate_metrics = ('mean_label', 'majority_accuracy', 'prior_log_loss')
+  gate_arrays = ('pr_curve_precision', 'pr_curve_recall')
+
+  def validate_label(self, label) -> None:
+    super().validate_label(label)
+    if label.column is None:
+      if label.threshold is not None or label.relative_to is not None:
+        raise base.LabelError('threshold and relative_to need label.column, '
+                              'the numeric column to threshold')
+    else:
+      if label.threshold is None:
+        raise base.LabelError(f'label.column {label.column!r} is thresholded: '
+                              'set label.threshold')
+      if label.positive_value is not None:
+        raise base.LabelError('positive_value reads the label column itself; '
+                              'leave label.column unset to use it')
+
+  def parse_label(self, row, label) -> int:
+    if label.column is None:
+      raw = row[label.name].strip()
+      if label.positive_value is not None:
+        return int(raw == label.positive_value)
+      value = {'0': 0, '1': 1, '0.0': 0, '1.0': 1}.get(raw)
+      if value is None:
+        raise base.LabelError(f'column {label.name!r} holds {raw!r}, '
+                              'expected 0 or 1')
+      return value
+    source = row[label.column].strip()
+    if not source:
+      return 0  # A missing source value gives 0 (documented).
+    value = base.number(source)
+    if value is None:
+      raise base.LabelError(f'column {label.column!r} holds {source!r}, '
+                            'expected a number')
+    bound = label.threshold
+    if label.relative_to:
+      reference = row[label.relative_to].strip()
+      if not reference:
+        return 0
+      ref = base.number(reference)
+      if ref is None:
+        raise base.LabelError(f'column {label.relative_to!r} holds '
+                              f'{reference!r}, expected a number')
+      bound *= ref
+    return 0 if math.isnan(value) else int(value > bound)
+
+  def label_rules(self, label) -> List[base.LabelRule]:
+    if label.column is None:
+      if label.positive_value is not None:
+        return [base.LabelRule(label.name, complete=True,
+                               expected=f'a value (compared with '
+                               f'{label.positive_value!r})')]
+      return [base.LabelRule(label.name, numeric=True, complete=True,
+                             min_value=0, max_value=1, expected='0 or 1')]
+    # A missing source value gives 0 (documented), so only types are checked.
+    return [base.LabelRule(c, numeric=True, expected='a number')
+            for c in label.source_columns]
+
+  def check_labels(self, values: List[int], label) -> None:
+    rate = sum(values) / len(values)
+    if rate in (0.0, 1.0):
+      raise base.LabelError(
+          f'label {label.name!r} is constant ({int(rate)}) in the {len(values)} '
+          'rows read; a classifier needs both classes')
+
+  def transform_label(self, inputs, label):
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    from core.tasks import tensors  # pylint: disable=g-import-not-at-top
+    if label.column is None:
+      raw = inputs[label.name]
+      if label.positive_value is not None:
+        values = tensors.as_strings(raw)
+        return tensors.column(tf.cast(
+            tf.equal(values, label.positive_value), tf.int64))
+      return tensors.column(tf.cast(tensors.dense(raw, 0), tf.int64))
+    source = tensors.floats(inputs[label.column])
+    bound = tf.constant(label.threshold, tf.float32)
+    if label.relative_to:
+      bound = bound * tensors.floats(inputs[label.relative_to])
+    # NaN compares false, so a missing source or reference value yields 0.
+    return tensors.column(tf.cast(tf.greater(source, bound), tf.int64))
+
+  def label_info(self, train_labels, label, tf_transform_output=None) -> Dict[str, Any]:
+    return {'positive_rate': float(np.mean(train_labels))}
+
+  def head(self, x, info, **dense_kwargs):
+    import tf_keras as keras  # pylint: disable=g-import-not-at-top
+    return keras.layers.Dense(1, activation='sigmoid', name='probability',
+                              **dense_kwargs)(x)
+
+  def loss(self, info, label_smoothing: float):
+    import tf_keras as keras  # pylint: disable=g-import-not-at-top
+    return keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing)
+
+  def keras_metrics(self, info) -> list:
+    import tf_keras as keras  # pylint: disable=g-import-not-at-top
+    return [
+        keras.metrics.BinaryAccuracy(name='accuracy'),
+        keras.metrics.AUC(name='auc', num_thresholds=1000),
+        keras.metrics.AUC(name='pr_auc', curve='PR', num_thresholds=1000),
+        keras.metrics.BinaryCrossentropy(name='log_loss'),
+    ]
+
+  def serving_outputs(self, output, info):
+    return {'probability': output}
+
+  def accumulator(self, info) -> base.Accumulator:
+    return _Accumulator(float(info['positive_rate']))
+
+  def quality_checks(self, held_out, gate) -> List[base.QualityCheck]:
+    majority = held_out['majority_accuracy']
+    prevalence = held_out['mean_label']
+    return [
+        base.QualityCheck(
+            'accuracy_skill',
+            base.safe_div(held_out['accuracy'] - majority, 1.0 - majority),
+            gate.min_accuracy_skill, '>=',
+            f"(accuracy {held_out['accuracy']:.4f} - majority class "
+            f'{majority:.4f}) / (1 - majority)'),
+        base.QualityCheck(
+            'log_loss_skill',
+            1.0 - base.safe_div(held_out['log_loss'], held_out['prior_log_loss']),
+            gate.min_log_loss_skill, '>=',
+            f"1 - log loss {held_out['log_loss']:.4f} / prior's "
+            f"{held_out['prior_log_loss']:.4f}"),
+        base.QualityCheck('auc', held_out['auc'], gate.min_auc, '>=',
+                          'floor min_auc (0.5 is chance)'),
+        base.QualityCheck(
+            'pr_auc_skill',
+            base.safe_div(held_out['pr_auc'] - prevalence, 1.0 - prevalence),
+            gate.min_pr_auc_skill, '>=',
+            f"(PR-AUC {held_out['pr_auc']:.4f} - positive rate "
+            f'{prevalence:.4f}) / (1 - positive rate)'),
+    ]
+
+  def check_serving(self, outputs, count, info) -> None:
+    values = self._rows(outputs, 'probability', count)
+    if not np.all(np.isfinite(values)) or values.min() < 0 or values.max() > 1:
+      raise base.LabelError(f'predictions are not probabilities: min '
+                            f'{values.min()}, max {values.max()}')
+
+
+TASK = BinaryTask()

@@ -1,0 +1,218 @@
+"""Multi-class classification: a string or integer class column, a softmax head.
+
+The class vocabulary is learnt from the train split by Transform (most
+frequent first); a class in another split that train never showed maps to
+-1, which the Trainer and the gate refuse rather than fold into a class.
+The trivial predictor is the train split's class frequencies.
+"""
+
+from typing import Any, Dict, List
+
+import numpy as np
+
+from core.tasks import base
+
+# Transform's vocabulary file of the label's classes.
+LABEL_VOCABULARY = 'label_classes'
+
+
+def _cross_entropy(p: np.ndarray, y: int) -> float:
+  """Keras' sparse categorical cross-entropy of probabilities ``p``: clipped
+  to [EPSILON, 1 - EPSILON], renormalized, -log of the true class's."""
+  q = np.clip(p, base.EPSILON, 1.0 - base.EPSILON)
+  return float(-np.log(q[y] / q.sum()))
+
+
+class _Accumulator(base.Accumulator):
+  """A confusion matrix (true by predicted) and the summed log loss."""
+
+  def __init__(self, frequencies):
+    self.prior = np.asarray(frequencies, float)
+    k = len(self.prior)
+    self.confusion = np.zeros((k, k), np.int64)
+    self.log_loss = 0.0
+    self.unknown = 0
+
+  def add(self, label, prediction):
+    y = int(np.ravel(label)[0])
+    p = np.ravel(prediction).astype(float)
+    if not 0 <= y < len(self.prior):
+      self.unknown += 1
+      return
+    self.log_loss += _cross_entropy(p, y)
+    self.confusion[y, int(np.argmax(p))] += 1
+
+  def merge(self, other):
+    self.confusion += other.confusion
+    self.log_loss += other.log_loss
+    self.unknown += other.unknown
+
+  def result(self) -> Dict[str, Any]:
+    cm = self.confusion
+    n = int(cm.sum())
+    support = cm.sum(axis=1)
+    predicted = cm.sum(axis=0)
+    tp = np.diag(cm).astype(float)
+    recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp),
+                          where=predicted > 0)
+    denom = precision + recall
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp),
+                   where=denom > 0)
+    present = support > 0  # Macro averages over the classes that occur.
+    frequencies = support / n if n else np.zeros_like(tp)
+    # The train prior, predicted for every row, with the same clipping.
+    prior = np.clip(self.prior, base.EPSILON, 1.0 - base.EPSILON)
+    prior = prior / prior.sum()
+    return {
+        'accuracy': base.safe_div(tp.sum(), n),
+        'macro_f1': float(f1[present].mean()) if present.any() else float('nan'),
+        'balanced_accuracy': (float(recall[present].mean()) if present.any()
+                              else float('nan')),
+        'log_loss': base.safe_div(self.log_loss, n),
+        'example_count': float(n),
+        'unknown_class_count': float(self.unknown),
+        # The train split's majority class, scored on these rows.
+        'majority_accuracy': (float(frequencies[int(np.argmax(self.prior))])
+                              if n else float('nan')),
+        'prior_log_loss': (float(-(frequencies * np.log(prior)).sum()) if n
+                           else float('nan')),
+        'class_recall': recall.tolist(),
+        'class_frequency': frequencies.tolist(),
+        'confusion_matrix': cm.tolist(),
+    }
+
+
+class MulticlassTask(base.Task):
+  """See the module docstring."""
+
+  name = 'multiclass'
+  metrics = {m.name: m for m in (
+      base.Metric('accuracy', True), base.Metric('macro_f1', True),
+      base.Metric('log_loss', False))}
+  default_monitor = 'log_loss'
+  default_max_gap = {'accuracy': 0.03, 'macro_f1': 0.05, 'log_loss': 0.05}
+  default_baseline_metric = 'log_loss'
+  prediction_key = 'probabilities'
+  diagnostics = ('confusion_matrix',)
+  trivial_scores = (('majority class', 'majority_accuracy', 'accuracy', '.4f'),
+                    ('prior log loss', 'prior_log_loss', 'log_loss', '.4f'))
+  gate_settings = ('min_accuracy_skill', 'min_log_loss_skill')
+  _extra_gate_metrics = ('balanced_accuracy', 'unknown_class_count',
+                         'majority_accuracy', 'prior_log_loss')
+  gate_arrays = ('class_recall', 'class_frequency', 'confusion_matrix')
+
+  def validate_label(self, label) -> None:
+    super().validate_label(label)
+    for key in ('column', 'threshold', 'relative_to', 'positive_value'):
+      if getattr(label, key) is not None:
+        raise base.LabelError(
+            f'label.{key} does not apply to multiclass: the column named by '
+            'label.name holds the classes')
+
+  def parse_label(self, row, label) -> str:
+    raw = row[label.name].strip()
+    if not raw:
+      raise base.LabelError(f'column {label.name!r} is empty, expected a class')
+    return raw
+
+  def label_rules(self, label) -> List[base.LabelRule]:
+    return [base.LabelRule(label.name, complete=True, expected='a class')]
+
+  def check_labels(self, values: List[str], label) -> None:
+    classes = set(values)
+    if len(classes) < 2:
+      raise base.LabelError(
+          f'label {label.name!r} has one class ({next(iter(classes))!r}) in '
+          f'the {len(values)} rows read; a classifier needs two or more')
+
+  def transform_label(self, inputs, label):
+    import tensorflow_transform as tft  # pylint: disable=g-import-not-at-top
+    from core.tasks import tensors  # pylint: disable=g-import-not-at-top
+    # No OOV bucket: an unseen class is -1, never silently another class.
+    return tensors.column(tft.compute_and_apply_vocabulary(
+        tensors.as_strings(inputs[label.name]), num_oov_buckets=0,
+        default_value=-1, vocab_filename=LABEL_VOCABULARY))
+
+  def label_info(self, train_labels, label, tf_transform_output) -> Dict[str, Any]:
+    classes = [c.decode() if isinstance(c, bytes) else str(c) for c in
+               tf_transform_output.vocabulary_by_name(LABEL_VOCABULARY)]
+    self.check_split(train_labels, label, 'train')
+    counts = np.bincount(np.asarray(train_labels).ravel().astype(np.int64),
+                         minlength=len(classes))
+    return {'classes': classes,
+            'frequencies': (counts / counts.sum()).tolist()}
+
+  def check_split(self, labels, label, split: str) -> None:
+    unknown = int((np.asarray(labels) < 0).sum())
+    if unknown:
+      raise base.LabelError(
+          f'label {label.name!r}: {unknown} rows of the {split} split hold a '
+          'class that the train split never showed; merge or drop rare '
+          'classes')
+
+  def head(self, x, info, **dense_kwargs):
+    import tf_keras as keras  # pylint: disable=g-import-not-at-top
+    return keras.layers.Dense(len(info['classes']), activation='softmax',
+                              name='probabilities', **dense_kwargs)(x)
+
+  def loss(self, info, label_smoothing: float):
+    from core.tasks import keras_objects  # pylint: disable=g-import-not-at-top
+    return keras_objects.SparseCrossentropy(
+        num_classes=len(info['classes']), label_smoothing=label_smoothing)
+
+  def keras_metrics(self, info) -> list:
+    import tf_keras as keras  # pylint: disable=g-import-not-at-top
+    from core.tasks import keras_objects  # pylint: disable=g-import-not-at-top
+    return [
+        keras.metrics.SparseCategoricalAccuracy(name='accuracy'),
+        keras_objects.SparseMacroF1(len(info['classes']), name='macro_f1'),
+        keras.metrics.SparseCategoricalCrossentropy(name='log_loss'),
+    ]
+
+  def serving_outputs(self, output, info):
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    names = tf.constant(info['classes'])
+    return {'probabilities': output,
+            'classes': tf.tile(names[tf.newaxis, :], [tf.shape(output)[0], 1])}
+
+  def accumulator(self, info) -> base.Accumulator:
+    return _Accumulator(info['frequencies'])
+
+  def quality_checks(self, held_out, gate) -> List[base.QualityCheck]:
+    majority = held_out['majority_accuracy']
+    return [
+        base.QualityCheck(
+            'known_classes', held_out['unknown_class_count'], 0.0, '<=',
+            'held-out rows whose class the train split never showed'),
+        base.QualityCheck(
+            'accuracy_skill',
+            base.safe_div(held_out['accuracy'] - majority, 1.0 - majority),
+            gate.min_accuracy_skill, '>=',
+            f"(accuracy {held_out['accuracy']:.4f} - train's majority class "
+            f'{majority:.4f}) / (1 - majority)'),
+        base.QualityCheck(
+            'log_loss_skill',
+            1.0 - base.safe_div(held_out['log_loss'], held_out['prior_log_loss']),
+            gate.min_log_loss_skill, '>=',
+            f"1 - log loss {held_out['log_loss']:.4f} / class prior's "
+            f"{held_out['prior_log_loss']:.4f}"),
+    ]
+
+  def check_serving(self, outputs, count, info) -> None:
+    k = len(info['classes'])
+    values = self._rows(outputs, 'probabilities', count, width=k)
+    if not np.all(np.isfinite(values)) or values.min() < 0:
+      raise base.LabelError('class probabilities are not finite and >= 0')
+    sums = values.sum(axis=1)
+    if not np.allclose(sums, 1.0, atol=1e-4):
+      raise base.LabelError(f'class probabilities sum to {sums.min():.6f}..'
+                            f'{sums.max():.6f}, not 1')
+    names = self._rows(outputs, 'classes', count, width=k)
+    decoded = [v.decode() if isinstance(v, bytes) else str(v) for v in names[0]]
+    if decoded != list(info['classes']):
+      raise base.LabelError(f'class names {decoded} are not the trained '
+                            f"classes {info['classes']}")
+
+
+TASK = MulticlassTask()
