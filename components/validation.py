@@ -1,22 +1,38 @@
-"""Stops the run before training when ExampleValidator found anomalies.
+"""Stops the run before training when the data cannot be trained on.
 
-ExampleValidator only records anomalies; this step reads them, writes a
-readable report and fails the run when any anomaly is blocking, so that no
-model is trained on data that does not match the schema. Anomaly types in
+Two checks, on what StatisticsGen and ExampleValidator already computed (no
+pass over the data of its own):
+
+* the label: every rule of the task (``core.tasks``: a readable label of
+  the right type, no row without one, values in range) on every split's
+  statistics, so that a run without the local pre-run check (Kubeflow)
+  stops here too, before Transform, with an error naming the split and the
+  column;
+* anomalies: ExampleValidator only records them; this step writes a
+  readable report and fails the run when any anomaly is blocking, so that
+  no model is trained on data that does not match the schema. Anomaly types in
 ``WARN_ONLY`` are reported but do not block: a category value in the eval or
 test split that the train split never showed (the schema is inferred from
 train) is normal for tabular data and is handled by Transform's OOV buckets.
 """
 
+import json
+import math
 import os
-from typing import Dict, List, Tuple
+from typing import Dict, Iterable, List, Tuple
 
-from tensorflow_metadata.proto.v0 import anomalies_pb2
+from tensorflow_metadata.proto.v0 import anomalies_pb2, statistics_pb2
 from tfx import v1 as tfx
 from tfx.types import artifact_utils
 
+from core import config as config_lib
+from core import tasks
+
 WARN_ONLY = frozenset({'ENUM_TYPE_UNEXPECTED_STRING_VALUES'})
 ANOMALIES_FILE = 'SchemaDiff.pb'
+STATISTICS_FILE = 'FeatureStats.pb'
+_NUMERIC = (statistics_pb2.FeatureNameStatistics.INT,
+            statistics_pb2.FeatureNameStatistics.FLOAT)
 
 
 class DataAnomalyError(RuntimeError):
@@ -40,6 +56,58 @@ def describe(anomalies_by_split: Dict[str, anomalies_pb2.Anomalies]
   return blocking, warnings
 
 
+def _rule_errors(rule: tasks.base.LabelRule, split: str,
+                 stats: statistics_pb2.DatasetFeatureStatistics) -> List[str]:
+  where = f'split {split!r}, label column {rule.column!r}'
+  feature = next((f for f in stats.features
+                  if f.path.step == [rule.column] or f.name == rule.column),
+                 None)
+  if feature is None:
+    return [f'{where}: no such column in the data']
+  errors = []
+  numeric = feature.type in _NUMERIC
+  if rule.numeric and not numeric:
+    errors.append(f'{where}: holds text, expected {rule.expected}')
+  common = (feature.num_stats.common_stats if feature.HasField('num_stats')
+            else feature.string_stats.common_stats)
+  if rule.complete and common.num_missing:
+    errors.append(f'{where}: {common.num_missing} rows have no value, expected '
+                  f'{rule.expected} in every row')
+  if numeric and feature.HasField('num_stats'):
+    num = feature.num_stats
+    nans = max((h.num_nan for h in num.histograms), default=0)
+    if rule.complete and nans:
+      errors.append(f'{where}: {nans} rows hold NaN, expected {rule.expected}')
+    if rule.complete and not all(map(math.isfinite, (num.min, num.max))):
+      errors.append(f'{where}: holds an infinite value (min {num.min}, max '
+                    f'{num.max}), expected {rule.expected}')
+    if rule.min_value is not None and num.min < rule.min_value:
+      errors.append(f'{where}: holds {num.min:g}, expected {rule.expected}')
+    if rule.max_value is not None and num.max > rule.max_value:
+      errors.append(f'{where}: holds {num.max:g}, expected {rule.expected}')
+  return errors
+
+
+def label_errors(task: tasks.Task, label: config_lib.LabelConfig,
+                 statistics: Dict[str, statistics_pb2.DatasetFeatureStatistics]
+                 ) -> List[str]:
+  """Every way the label breaks the task's rules, one line each."""
+  return [error for split, stats in sorted(statistics.items())
+          for rule in task.label_rules(label)
+          for error in _rule_errors(rule, split, stats)]
+
+
+def read_statistics(uri: str, splits: Iterable[str]
+                    ) -> Dict[str, statistics_pb2.DatasetFeatureStatistics]:
+  result = {}
+  for split in splits:
+    stats = statistics_pb2.DatasetFeatureStatisticsList()
+    with open(os.path.join(uri, f'Split-{split}', STATISTICS_FILE), 'rb') as f:
+      stats.ParseFromString(f.read())
+    result[split] = stats.datasets[0]
+  return result
+
+
 def read_anomalies(uri: str, splits) -> Dict[str, anomalies_pb2.Anomalies]:
   result = {}
   for split in splits:
@@ -51,13 +119,32 @@ def read_anomalies(uri: str, splits) -> Dict[str, anomalies_pb2.Anomalies]:
   return result
 
 
+class LabelDataError(DataAnomalyError):
+  """The label cannot be read for the task; the message says where."""
+
+
 @tfx.dsl.components.component
 def AnomalyGate(  # pylint: disable=invalid-name
+    statistics: tfx.dsl.components.InputArtifact[
+        tfx.types.standard_artifacts.ExampleStatistics],
     anomalies: tfx.dsl.components.InputArtifact[
         tfx.types.standard_artifacts.ExampleAnomalies],
     report: tfx.dsl.components.OutputArtifact[
-        tfx.types.standard_artifacts.String]) -> None:
-  """Fails the run on blocking anomalies; records the report either way."""
+        tfx.types.standard_artifacts.String],
+    task: tfx.dsl.components.Parameter[str],
+    label: tfx.dsl.components.Parameter[str]) -> None:
+  """Fails the run on an unreadable label or blocking anomalies; records the
+  report either way. ``label`` is the label section as JSON."""
+  label_config = config_lib.label_from_dict(json.loads(label))
+  errors = label_errors(
+      tasks.get(task), label_config,
+      read_statistics(statistics.uri, artifact_utils.decode_split_names(
+          statistics.split_names)))
+  if errors:
+    report.value = ''.join(f'BLOCKING {line}\n' for line in errors)
+    raise LabelDataError(
+        f'the label cannot be read for task {task}; stopping before '
+        'training:\n  ' + '\n  '.join(errors))
   splits = artifact_utils.decode_split_names(anomalies.split_names)
   blocking, warnings = describe(read_anomalies(anomalies.uri, splits))
   lines = ([f'BLOCKING {line}' for line in blocking] +

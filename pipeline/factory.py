@@ -10,6 +10,7 @@ ArrowCsvExampleGen -> StatisticsGen (in memory) -> SchemaGen | ImportSchemaGen
   -> GeneralizationGate (with the latest blessed model) -> SafePusher
 """
 
+import json
 from typing import Optional, Sequence, Union
 
 from ml_metadata.proto import metadata_store_pb2
@@ -20,7 +21,7 @@ from components.ingest.component import ArrowCsvExampleGen
 from components.pusher.component import SafePusher
 from components.statistics.component import StatisticsGen
 from components.validation import AnomalyGate
-from pipeline import config as config_lib
+from core import config as config_lib
 
 PathLike = Union[str, tfx.dsl.experimental.RuntimeParameter]
 
@@ -66,9 +67,9 @@ def create_pipeline(config: config_lib.PipelineConfig,
   # Each component gets only the sections it uses, so that changing, say, a
   # gate threshold re-runs the gate but reuses Transform and the Trainer.
   sections = config.to_dict()
-  transform_config = {'config': {'data': sections['data']}}
+  transform_config = {'config': {k: sections[k] for k in ('task', 'data')}}
   trainer_config = {'config': {k: sections[k] for k in (
-      'data', 'model', 'regularization', 'tuning', 'distribution')}}
+      'task', 'data', 'model', 'regularization', 'tuning', 'distribution')}}
 
   example_gen = ArrowCsvExampleGen(
       input_base=data_root,
@@ -95,7 +96,10 @@ def create_pipeline(config: config_lib.PipelineConfig,
       statistics=statistics_gen.outputs['statistics'],
       schema=schema_gen.outputs['schema']).with_id(NodeIds.EXAMPLE_VALIDATOR)
   anomaly_gate = AnomalyGate(
-      anomalies=example_validator.outputs['anomalies']).with_id(
+      statistics=statistics_gen.outputs['statistics'],
+      anomalies=example_validator.outputs['anomalies'],
+      task=config.task,
+      label=json.dumps(sections['data']['label'], sort_keys=True)).with_id(
           NodeIds.ANOMALY_GATE)
 
   transform = tfx.components.Transform(
@@ -163,6 +167,7 @@ def create_pipeline(config: config_lib.PipelineConfig,
       schema=schema_gen.outputs['schema'],
       gate=config.gate,
       label_key=config.data.label.name,
+      task=config.task,
       held_out_split=TEST,
       train_split=TRAIN).with_id(NodeIds.GATE)
 

@@ -12,7 +12,8 @@ import math
 import os
 from typing import Dict, List, Optional
 
-from pipeline import config as config_lib
+from core import config as config_lib
+from core import tasks
 
 SAMPLE_ROWS = 20_000  # Enough to judge types and label balance cheaply.
 
@@ -27,40 +28,10 @@ class DataSummary:
   columns: List[str]
   rows_sampled: int
   rows_total: Optional[int]
-  positive_rate: float
 
 
 def _is_number(text: str) -> bool:
-  try:
-    float(text)
-    return True
-  except ValueError:
-    return False
-
-
-def _label_value(row: Dict[str, str], label: config_lib.LabelConfig
-                 ) -> Optional[int]:
-  """The label as the Transform graph derives it, or None if underivable."""
-  if label.column is None:
-    raw = row[label.name].strip()
-    if label.positive_value is not None:
-      return int(raw == label.positive_value)
-    return {'0': 0, '1': 1, '0.0': 0, '1.0': 1}.get(raw)
-  source = row[label.column].strip()
-  if not source:
-    return 0  # Missing source: the label is 0 (documented).
-  if not _is_number(source):
-    return None
-  bound = label.threshold
-  if label.relative_to:
-    reference = row[label.relative_to].strip()
-    if not reference:
-      return 0
-    if not _is_number(reference):
-      return None
-    bound *= float(reference)
-  value = float(source)
-  return 0 if math.isnan(value) else int(value > bound)
+  return tasks.base.number(text) is not None
 
 
 def check_csv(config: config_lib.PipelineConfig) -> DataSummary:
@@ -107,14 +78,16 @@ def check_csv(config: config_lib.PipelineConfig) -> DataSummary:
   total = len(rows) + rest
   splits = data.splits
   train_share = splits.train / (splits.train + splits.eval + splits.test)
-  # Training drops the last partial batch, so the train split needs one.
-  needed = math.ceil(config.model.batch_size / train_share)
+  # Training drops the last partial batch, so the train split needs one of
+  # the smallest batch the Trainer would use.
+  smallest = config.model.batch_size_for(0)
+  needed = math.ceil(smallest / train_share)
   if total < needed:
     raise InputDataError(
         f'{path}: {total} data rows, fewer than one batch in the train split '
-        f'(model.batch_size={config.model.batch_size}, train share '
-        f'{train_share:.0%}: at least {needed} rows); the splits would be too '
-        'small to train and judge a model')
+        f'(batch of {smallest} rows, train share {train_share:.0%}: at least '
+        f'{needed} rows); the splits would be too small to train and judge a '
+        'model')
 
   label = data.label
   for column in label.source_columns:
@@ -130,21 +103,18 @@ def check_csv(config: config_lib.PipelineConfig) -> DataSummary:
                          f'(data.features); columns are {header}')
 
   records = [dict(zip(header, r)) for r in rows]
+  task = tasks.get(config.task)
   labels = []
   for i, record in enumerate(records):
-    value = _label_value(record, label)
-    if value is None:
-      column = label.name if label.column is None else label.column
-      expected = ('0 or 1' if label.column is None else 'a number')
-      raise InputDataError(
-          f'{path}: row {i + 1}: cannot derive label {label.name!r}: column '
-          f'{column!r} holds {record[column]!r}, expected {expected}')
-    labels.append(value)
-  positive = sum(labels) / len(labels)
-  if positive in (0.0, 1.0):
-    raise InputDataError(
-        f'{path}: label {label.name!r} is constant ({int(positive)}) in the '
-        f'first {len(labels)} rows; a classifier needs both classes')
+    try:
+      labels.append(task.parse_label(record, label))
+    except tasks.LabelError as e:
+      raise InputDataError(f'{path}: row {i + 1}: cannot read label '
+                           f'{label.name!r} for task {task.name}: {e}') from None
+  try:
+    task.check_labels(labels, label)
+  except tasks.LabelError as e:
+    raise InputDataError(f'{path}: {e}') from None
 
   for column in data.features.numeric:
     values = [r[column].strip() for r in records]
@@ -160,4 +130,4 @@ def check_csv(config: config_lib.PipelineConfig) -> DataSummary:
     if all(math.isnan(float(v)) for v in present):
       raise InputDataError(f'{path}: numeric column {column!r} is all NaN')
   return DataSummary(path=path, columns=header, rows_sampled=len(rows),
-                     rows_total=total, positive_rate=positive)
+                     rows_total=total)

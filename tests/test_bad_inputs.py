@@ -50,10 +50,10 @@ CASES = [
      "no column 'tips': expected column 'tips', which label 'big_tipper' is "
      'derived from'),
     ('label with unexpected values', 'fare,trip_miles,payment_type,big_tipper\n'
-     + '10,1,Cash,2\n' * 20, ('data.label.column=null',),
+     + '10,1,Cash,2\n' * 20, ('data.label=big_tipper',),
      "column 'big_tipper' holds '2', expected 0 or 1"),
     ('label source holding text', HEADER + '1,2,Cash,lots\n' * 20, (),
-     "cannot derive label 'big_tipper': column 'tips' holds 'lots'"),
+     "cannot read label 'big_tipper' for task binary: column 'tips' holds 'lots'"),
     ('constant label', HEADER + '10,1,Cash,0\n' * 20, (),
      "label 'big_tipper' is constant (0)"),
     ('all-NaN column', HEADER + '10,nan,Cash,1\n10,nan,Card,5\n' * 10, (),

@@ -18,7 +18,7 @@ import tensorflow_transform.beam as tft_beam
 from tensorflow_transform.tf_metadata import dataset_metadata
 
 from components import preprocessing
-from pipeline import config as config_lib
+from core import config as config_lib
 
 FARES = [4.0, 8.0, None, 10.0, 30.0, None, 6.0, 12.0]
 MILES = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
@@ -34,18 +34,12 @@ def _config():
       'relative_to: fare}'])
 
 
-@pytest.fixture(scope='module')
-def transformed(tmp_path_factory):
-  rows = [{'fare': [] if f is None else [f], 'trip_miles': [m], 'tips': [t],
-           'payment_type': [p]}
-          for f, m, t, p in zip(FARES, MILES, TIPS, PAYMENT)]
-  spec = {'fare': tf.io.VarLenFeature(tf.float32),
-          'trip_miles': tf.io.VarLenFeature(tf.float32),
-          'tips': tf.io.VarLenFeature(tf.float32),
-          'payment_type': tf.io.VarLenFeature(tf.string)}
+def _run_transform(config, rows, spec, tmp_path_factory, order_by):
+  """``preprocessing_fn`` over ``rows`` by tf.Transform; outputs by column,
+  rows sorted by ``order_by`` (Beam keeps no order)."""
   metadata = dataset_metadata.DatasetMetadata.from_feature_spec(spec)
   fn = functools.partial(preprocessing.preprocessing_fn,
-                         custom_config={'config': _config().to_dict()})
+                         custom_config={'config': config.to_dict()})
   out_prefix = str(tmp_path_factory.mktemp('out') / 'rows')
   options = PipelineOptions(['--direct_running_mode=in_memory'])
   with beam.Pipeline(options=options) as p, tft_beam.Context(
@@ -59,9 +53,22 @@ def transformed(tmp_path_factory):
          | beam.io.WriteToText(out_prefix, num_shards=1))
   with open(f'{out_prefix}-00000-of-00001', encoding='utf-8') as f:
     out = [json.loads(line) for line in f]
-  # Beam keeps no order: put the rows back in input order, by trip_miles.
-  out.sort(key=lambda row: row['trip_miles_xf'])
+  out.sort(key=lambda row: row[order_by])
   return {k: np.array([row[k] for row in out]) for k in out[0]}
+
+
+@pytest.fixture(scope='module')
+def transformed(tmp_path_factory):
+  rows = [{'fare': [] if f is None else [f], 'trip_miles': [m], 'tips': [t],
+           'payment_type': [p]}
+          for f, m, t, p in zip(FARES, MILES, TIPS, PAYMENT)]
+  spec = {'fare': tf.io.VarLenFeature(tf.float32),
+          'trip_miles': tf.io.VarLenFeature(tf.float32),
+          'tips': tf.io.VarLenFeature(tf.float32),
+          'payment_type': tf.io.VarLenFeature(tf.string)}
+  # Put the rows back in input order, by trip_miles.
+  return _run_transform(_config(), rows, spec, tmp_path_factory,
+                        'trip_miles_xf')
 
 
 def test_z_scores_use_the_present_values_and_missing_is_zero(transformed):
@@ -92,3 +99,31 @@ def test_label_is_tips_above_a_fifth_of_the_fare(transformed):
   expected = [int(f is not None and t > 0.2 * f) for f, t in zip(FARES, TIPS)]
   np.testing.assert_array_equal(transformed['big_tipper'], expected)
   assert not math.isnan(float(transformed['fare_xf'].sum()))
+
+
+SPECIES = ['gentoo', 'adelie', 'gentoo', 'chinstrap', 'gentoo', 'adelie',
+           'adelie', 'gentoo']
+PRICES = [3.0, 0.0, 12.5, 7.0, 1.0, 99.0, 4.0, 2.0]
+
+
+@pytest.mark.parametrize('task, label, values, dtype', [
+    ('multiclass', 'species', SPECIES, tf.string),
+    ('regression', '{name: price, target_transform: log}', PRICES, tf.float32),
+])
+def test_label_as_each_task_reads_it(tmp_path_factory, task, label, values,
+                                     dtype):
+  name = label if task == 'multiclass' else 'price'
+  config = config_lib.load_config(None, [
+      f'task={task}', f'data.label={label}',
+      'data.features={numeric: [trip_miles]}'])
+  rows = [{'trip_miles': m, name: v} for m, v in zip(MILES, values)]
+  spec = {'trip_miles': tf.io.FixedLenFeature([], tf.float32),
+          name: tf.io.FixedLenFeature([], dtype)}
+  out = _run_transform(config, rows, spec, tmp_path_factory, 'trip_miles_xf')
+  if task == 'multiclass':
+    # Class indices by frequency: gentoo (4), adelie (3), chinstrap (1).
+    order = {'gentoo': 0, 'adelie': 1, 'chinstrap': 2}
+    np.testing.assert_array_equal(out['species'], [order[v] for v in values])
+  else:
+    # The label stays in its units: the model, not Transform, takes the log.
+    np.testing.assert_allclose(out['price'], values)

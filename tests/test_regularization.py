@@ -10,7 +10,11 @@ import tensorflow as tf
 import tf_keras as keras
 
 from components.trainer import fit, model as model_lib
-from pipeline import config as config_lib
+from core import config as config_lib
+from core import tasks
+
+TASK = tasks.get('binary')
+INFO = {'positive_rate': 0.5}
 
 SPECS = [model_lib.InputSpec(f'x{i}') for i in range(8)] + [
     model_lib.InputSpec('cat', num_tokens=12)]
@@ -37,13 +41,13 @@ def _datasets(n_train=1024, batch=64):
 def _train(reg: config_lib.RegularizationConfig, epochs=10, seed=7,
            hidden=HIDDEN, n_train=1024):
   keras.utils.set_random_seed(seed)
-  model = model_lib.build_model(SPECS, hidden, l1=reg.l1, l2=reg.l2,
+  model = model_lib.build_model(SPECS, hidden, task=TASK, label_info=INFO, l1=reg.l1, l2=reg.l2,
                                 dropout=reg.dropout, max_norm=reg.max_norm,
                                 seed=seed)
-  fit.compile_model(model, config_lib.ModelConfig(learning_rate=1e-2), reg)
+  fit.compile_model(model, config_lib.ModelConfig(learning_rate=1e-2), reg, TASK, INFO)
   train, evaluation = _datasets(n_train)
   result = fit.fit(model, train, evaluation, train.take(8), epochs=epochs,
-                   steps_per_epoch=None, reg=reg, log_dir=None)
+                   steps_per_epoch=None, reg=reg, task=TASK, log_dir=None)
   return model, result
 
 
@@ -95,13 +99,13 @@ def test_elastic_net_does_both(unregularized):
 
 
 def test_the_penalty_is_in_the_models_losses():
-  penalized = model_lib.build_model(SPECS, HIDDEN, l2=1e-3)
+  penalized = model_lib.build_model(SPECS, HIDDEN, task=TASK, label_info=INFO, l2=1e-3)
   assert len(penalized.losses) == len(HIDDEN) + 1  # Every Dense kernel.
-  assert model_lib.build_model(SPECS, HIDDEN).losses == []
+  assert model_lib.build_model(SPECS, HIDDEN, task=TASK, label_info=INFO).losses == []
   # fit's objective includes the penalty; the log_loss metric does not.
   x, y = _data(256, 3)
   fit.compile_model(penalized, config_lib.ModelConfig(),
-                    config_lib.RegularizationConfig(l2=1e-3))
+                    config_lib.RegularizationConfig(l2=1e-3), TASK, INFO)
   result = penalized.evaluate(x, y, verbose=0, return_dict=True)
   penalty = float(tf.add_n(penalized.losses))
   assert result['loss'] == pytest.approx(result['log_loss'] + penalty,
@@ -109,7 +113,7 @@ def test_the_penalty_is_in_the_models_losses():
 
 
 def test_dropout_is_active_in_training_and_off_at_inference():
-  model = model_lib.build_model(SPECS, HIDDEN, dropout=0.5, seed=1)
+  model = model_lib.build_model(SPECS, HIDDEN, task=TASK, label_info=INFO, dropout=0.5, seed=1)
   x, _ = _data(64, 4)
   assert not np.allclose(model(x, training=True), model(x, training=True))
   np.testing.assert_allclose(model(x, training=False), model(x, training=False))
@@ -125,9 +129,10 @@ def test_max_norm_bounds_every_kernel_column():
 
 
 def test_label_smoothing_reaches_the_loss():
-  model = model_lib.build_model(SPECS, HIDDEN)
+  model = model_lib.build_model(SPECS, HIDDEN, task=TASK, label_info=INFO)
   fit.compile_model(model, config_lib.ModelConfig(),
-                    config_lib.RegularizationConfig(label_smoothing=0.1))
+                    config_lib.RegularizationConfig(label_smoothing=0.1),
+                    TASK, INFO)
   assert model.loss.get_config()['label_smoothing'] == pytest.approx(0.1)
 
 
@@ -150,15 +155,15 @@ def test_early_stopping_restores_the_best_epoch(patience, epochs_run):
   """Stopped early (patience 1) or run to the last epoch (patience 10): the
   model ends with epoch 2's weights either way."""
   keras.utils.set_random_seed(0)
-  model = model_lib.build_model(SPECS, HIDDEN)
+  model = model_lib.build_model(SPECS, HIDDEN, task=TASK, label_info=INFO)
   reg = config_lib.RegularizationConfig(
       early_stopping=config_lib.EarlyStoppingConfig(
           metric='auc', patience=patience, min_delta=0.0))
-  fit.compile_model(model, config_lib.ModelConfig(), reg)
+  fit.compile_model(model, config_lib.ModelConfig(), reg, TASK, INFO)
   train, evaluation = _datasets(256)
   script = _Scripted([0.6, 0.9, 0.7, 0.8])
   result = fit.fit(model, train, evaluation, train.take(2), epochs=4,
-                   steps_per_epoch=None, reg=reg, log_dir=None,
+                   steps_per_epoch=None, reg=reg, task=TASK, log_dir=None,
                    extra_callbacks=[script])
   assert result['epochs_run'] == epochs_run
   assert result['early_stopping']['best_epoch'] == 2
@@ -176,9 +181,9 @@ def test_train_curve_is_evaluated_with_dropout_off():
   train, _ = _datasets()
   evaluated = model.evaluate(train.take(8), verbose=0, return_dict=True)
   last = result['epochs'][-1]
-  for metric in config_lib.METRICS:
+  for metric in TASK.metrics:
     assert last['train'][metric] == pytest.approx(evaluated[metric], rel=1e-5)
-  assert set(last['eval']) == set(config_lib.METRICS)
+  assert set(last['eval']) == set(TASK.metrics)
   assert last['gap']['accuracy'] == pytest.approx(
       last['train']['accuracy'] - last['eval']['accuracy'])
 

@@ -1,25 +1,30 @@
 """Export signatures: ``serving_default`` and ``transform_features``.
 
 ``serving_default`` takes serialized raw ``tf.Example``s (without the label's
-source columns) and returns the probability of the positive class.
+source columns) and returns the task's outputs (``core/tasks``): the
+positive-class probability, the class probabilities and names, or the
+prediction in the label's units. The task, the label and its train-split
+information are recorded inside the model (``core.tasks.TASK_JSON``).
 ``transform_features`` applies Transform's graph to raw examples (label
 included); TFMA calls it through ``preprocessing_function_names`` so that the
 gate evaluates on exactly the features and label the model trained on.
 """
 
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
 
+from core import tasks
+
 SERVING_SIGNATURE = 'serving_default'
 TRANSFORM_SIGNATURE = 'transform_features'
-OUTPUT_KEY = 'probability'
 
 
 def _serving_fn(model: keras.Model, tf_transform_output: tft.TFTransformOutput,
-                label_columns: Sequence[str]):
+                label_columns: Sequence[str], task: tasks.Task,
+                label_info: Mapping[str, Any]):
   model.tft_layer = tf_transform_output.transform_features_layer()
   feature_spec = tf_transform_output.raw_feature_spec()
   for column in label_columns:
@@ -32,7 +37,7 @@ def _serving_fn(model: keras.Model, tf_transform_output: tft.TFTransformOutput,
     parsed = tf.io.parse_example(serialized, feature_spec)
     transformed = model.tft_layer(parsed)
     features = {name: transformed[name] for name in input_names}
-    return {OUTPUT_KEY: model(features, training=False)}
+    return task.serving_outputs(model(features, training=False), label_info)
 
   return serve
 
@@ -52,11 +57,13 @@ def _transform_fn(model: keras.Model,
 
 
 def export(model: keras.Model, tf_transform_output: tft.TFTransformOutput,
-           serving_dir: str, label_columns: Sequence[str]) -> None:
+           serving_dir: str, label_columns: Sequence[str], *, task: tasks.Task,
+           label: str, label_info: Mapping[str, Any]) -> None:
   """Saves the model with both signatures to ``serving_dir``."""
   signatures = {
       SERVING_SIGNATURE: _serving_fn(model, tf_transform_output,
-                                     label_columns),
+                                     label_columns, task, label_info),
       TRANSFORM_SIGNATURE: _transform_fn(model, tf_transform_output),
   }
   model.save(serving_dir, save_format='tf', signatures=signatures)
+  tasks.write_model_task(serving_dir, task, label, dict(label_info))

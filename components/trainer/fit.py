@@ -6,28 +6,22 @@ gap:
 * The train-side curve is measured with ``evaluate`` on a fixed sample of the
   train split after each epoch (dropout off, weights frozen), not taken from
   ``fit``'s running averages, which see dropout and drifting weights.
-* Early stopping monitors an eval *metric* (the penalty-free log loss, AUC or
-  accuracy; ``val_loss`` would include the regularization penalty) and always
-  restores the best epoch's weights, also when training runs to the last
-  epoch, which tf_keras' ``EarlyStopping`` alone does not do.
+* Early stopping monitors an eval *metric* of the task (the penalty-free log
+  loss, AUC, RMSE, ...; ``val_loss`` would include the regularization
+  penalty) and always restores the best epoch's weights, also when training
+  runs to the last epoch, which tf_keras' ``EarlyStopping`` alone does not
+  do.
 """
 
 import json
 import os
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Mapping, Optional
 
 import tensorflow as tf
 import tf_keras as keras
 
-from pipeline import config as config_lib
-
-# Keras metric names match the config's short names (config.METRICS).
-def metrics() -> List[keras.metrics.Metric]:
-  return [
-      keras.metrics.BinaryAccuracy(name='accuracy'),
-      keras.metrics.AUC(name='auc', num_thresholds=1000),
-      keras.metrics.BinaryCrossentropy(name='log_loss'),
-  ]
+from core import config as config_lib
+from core import tasks
 
 
 def optimizer(learning_rate: float,
@@ -44,20 +38,21 @@ def optimizer(learning_rate: float,
 
 
 def compile_model(model: keras.Model, model_config: config_lib.ModelConfig,
-                  reg: config_lib.RegularizationConfig) -> None:
-  """Compiles inside the strategy scope the model was built in."""
+                  reg: config_lib.RegularizationConfig, task: tasks.Task,
+                  label_info: Mapping[str, Any]) -> None:
+  """Compiles inside the strategy scope the model was built in, with the
+  task's loss and metrics (Keras names them as the task does)."""
   model.compile(
       optimizer=optimizer(model_config.learning_rate, reg.weight_decay),
-      loss=keras.losses.BinaryCrossentropy(
-          label_smoothing=reg.label_smoothing),
-      metrics=metrics())
+      loss=task.loss(label_info, reg.label_smoothing),
+      metrics=task.keras_metrics(label_info))
 
 
 class RestoringEarlyStopping(keras.callbacks.EarlyStopping):
   """EarlyStopping that restores the best weights however training ends."""
 
-  def __init__(self, es: config_lib.EarlyStoppingConfig):
-    super().__init__(monitor=es.monitor, mode=es.mode, patience=es.patience,
+  def __init__(self, es: config_lib.EarlyStoppingConfig, mode: str):
+    super().__init__(monitor=es.monitor, mode=mode, patience=es.patience,
                      min_delta=es.min_delta, restore_best_weights=True)
     self.last_epoch = -1
 
@@ -76,9 +71,11 @@ class RestoringEarlyStopping(keras.callbacks.EarlyStopping):
 class CurveRecorder(keras.callbacks.Callback):
   """Per-epoch train (re-evaluated) and eval metrics, to TensorBoard and JSON."""
 
-  def __init__(self, train_sample: tf.data.Dataset, log_dir: Optional[str]):
+  def __init__(self, train_sample: tf.data.Dataset, log_dir: Optional[str],
+               task: tasks.Task):
     super().__init__()
     self._train_sample = train_sample
+    self._metrics = task.metrics
     self._writers = None
     if log_dir:
       self._writers = {split: tf.summary.create_file_writer(
@@ -91,15 +88,14 @@ class CurveRecorder(keras.callbacks.Callback):
                                 return_dict=True)
     record = {
         'epoch': epoch + 1,
-        'train': {k: float(train[k]) for k in config_lib.METRICS},
-        'eval': {k: float(logs[f'val_{k}']) for k in config_lib.METRICS
+        'train': {k: float(train[k]) for k in self._metrics},
+        'eval': {k: float(logs[f'val_{k}']) for k in self._metrics
                  if f'val_{k}' in logs},
         # Objective incl. penalty, as fit reports it: shows the penalty's share.
         'fit_loss': float(logs.get('loss', float('nan'))),
     }
     record['gap'] = {
-        k: (record['train'][k] - record['eval'][k]) * (
-            1 if config_lib.METRICS[k] else -1)
+        k: self._metrics[k].gap(record['train'][k], record['eval'][k])
         for k in record['eval']}
     self.epochs.append(record)
     # Later callbacks (early stopping) may watch the clean train numbers too.
@@ -118,14 +114,15 @@ class CurveRecorder(keras.callbacks.Callback):
 def fit(model: keras.Model, train: tf.data.Dataset, evaluation: tf.data.Dataset,
         train_sample: tf.data.Dataset, *, epochs: int,
         steps_per_epoch: Optional[int],
-        reg: config_lib.RegularizationConfig, log_dir: Optional[str],
-        extra_callbacks=()) -> Dict:
+        reg: config_lib.RegularizationConfig, task: tasks.Task,
+        log_dir: Optional[str], extra_callbacks=()) -> Dict:
   """Fits and returns the run's curves and early-stopping outcome."""
-  recorder = CurveRecorder(train_sample, log_dir)
+  recorder = CurveRecorder(train_sample, log_dir, task)
   callbacks = [recorder, *extra_callbacks]
   stopper = None
   if reg.early_stopping is not None:
-    stopper = RestoringEarlyStopping(reg.early_stopping)
+    stopper = RestoringEarlyStopping(
+        reg.early_stopping, task.monitor_mode(reg.early_stopping.metric))
     callbacks.append(stopper)
   model.fit(train, validation_data=evaluation, epochs=epochs,
             steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=2)

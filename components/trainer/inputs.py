@@ -22,6 +22,7 @@ per-replica mean losses wrongly.
 import dataclasses
 from typing import Callable, Dict, Optional, Sequence, Tuple
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 from absl import logging
@@ -116,6 +117,19 @@ def _load(files: Tuple[str, ...], paths: Tuple[str, ...],
     raise InputError(f'{files}: no examples to train or evaluate on')
   columns = {name: tf.concat(tensors, 0) for name, tensors in parts.items()}
   return columns, columns.pop(label_key)
+
+
+def labels(split: Split) -> 'np.ndarray':
+  """Every label of ``split``, as numpy: from memory, or one pass over the
+  label column of a streamed split."""
+  if split.in_memory:
+    return split.columns[1].numpy()
+  dataset = split.stream(tfxio.TensorFlowDatasetOptions(
+      batch_size=LOAD_BATCH_ROWS, label_key=split.label_key, num_epochs=1))
+  parts = [label.numpy() for _, label in dataset]
+  if not parts:
+    raise InputError(f'{split.files}: no examples to train or evaluate on')
+  return np.concatenate(parts)
 
 
 def make_dataset(split: Split,

@@ -1,13 +1,14 @@
 """Model architecture: a feed-forward network over Transform's features.
 
-Regularization enters as explicit parameters: L1/L2 (elastic net when both)
+The output layer is the task's (``core/tasks``). Regularization enters as
+explicit parameters: L1/L2 (elastic net when both)
 kernel penalties, dropout after each hidden layer and a max-norm constraint.
 Decoupled weight decay and label smoothing belong to the optimizer and loss
 (see ``fit.py``), early stopping to the fit loop.
 """
 
 import dataclasses
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -15,7 +16,8 @@ import tensorflow_transform as tft
 import tf_keras as keras
 
 from components import preprocessing
-from pipeline import config as config_lib
+from core import config as config_lib
+from core import tasks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,12 +58,15 @@ def kernel_regularizer(l1: float, l2: float) -> Optional[keras.regularizers.Regu
 def build_model(specs: Sequence[InputSpec],
                 hidden_units: Tuple[int, ...],
                 *,
+                task: tasks.Task,
+                label_info: Mapping[str, Any],
                 l1: float = 0.0,
                 l2: float = 0.0,
                 dropout: float = 0.0,
                 max_norm: Optional[float] = None,
                 seed: int = 0) -> keras.Model:
-  """An uncompiled binary classifier; call inside ``strategy.scope()``."""
+  """An uncompiled network with the task's head; call inside
+  ``strategy.scope()``."""
   inputs = {
       spec.name: keras.Input(shape=(1,), name=spec.name,
                              dtype=tf.int64 if spec.num_tokens else tf.float32)
@@ -85,11 +90,11 @@ def build_model(specs: Sequence[InputSpec],
         kernel_constraint=constraint)(x)
     if dropout:
       x = keras.layers.Dropout(dropout, seed=seed + i, name=f'dropout_{i}')(x)
-  output = keras.layers.Dense(
-      1, activation='sigmoid', name='probability',
+  output = task.head(
+      x, label_info,
       kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 100),
       kernel_regularizer=kernel_regularizer(l1, l2),
-      kernel_constraint=constraint)(x)
+      kernel_constraint=constraint)
   return keras.Model(inputs=inputs, outputs=output)
 
 

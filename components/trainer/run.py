@@ -21,7 +21,8 @@ from tfx import v1 as tfx
 
 from components.trainer import export, fit, inputs, model as model_lib
 from components.trainer import strategy as strategy_lib
-from pipeline import config as config_lib
+from core import config as config_lib
+from core import tasks
 
 TRAINING_JSON = 'training.json'
 # The Dense kernels, for the report's weight figure without loading the model.
@@ -52,21 +53,25 @@ def _best_hyperparameters(fn_args) -> Dict[str, Any]:
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
   cfg = config_lib.from_dict(fn_args.custom_config['config'])
+  task = tasks.get(cfg.task)
   reg = regularization_with(cfg.regularization, _best_hyperparameters(fn_args))
   keras.utils.set_random_seed(cfg.model.seed)
   strategy = strategy_lib.create_strategy(cfg.distribution)
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
   label = cfg.data.label.name
-  batch = strategy_lib.global_batch_size(cfg.model.batch_size, strategy)
-  logging.info('Training with %s, %d replica(s), global batch %d, '
-               'regularization %s', type(strategy).__name__,
-               strategy.num_replicas_in_sync, batch, reg)
-
   train_split, eval_split = (
       inputs.read_split(files, fn_args.data_accessor, tf_transform_output,
                         label,
                         max_in_memory_bytes=cfg.model.in_memory_max_bytes)
       for files in (fn_args.train_files, fn_args.eval_files))
+  train_labels = inputs.labels(train_split)
+  label_info = task_label_info(task, cfg.data.label, train_labels, eval_split,
+                               tf_transform_output)
+  batch = strategy_lib.global_batch_size(
+      cfg.model.batch_size_for(len(train_labels)), strategy)
+  logging.info('Training with %s, %d replica(s), global batch %d, '
+               'regularization %s', type(strategy).__name__,
+               strategy.num_replicas_in_sync, batch, reg)
 
   def dataset(split, **kwargs):
     ds = inputs.make_dataset(split, batch, seed=cfg.model.seed, **kwargs)
@@ -84,9 +89,10 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   with strategy.scope():
     model = model_lib.build_model(
         model_lib.input_specs(tf_transform_output, cfg.data.features),
-        cfg.model.hidden_units, l1=reg.l1, l2=reg.l2, dropout=reg.dropout,
-        max_norm=reg.max_norm, seed=cfg.model.seed)
-    fit.compile_model(model, cfg.model, reg)
+        cfg.model.hidden_units, task=task, label_info=label_info, l1=reg.l1,
+        l2=reg.l2, dropout=reg.dropout, max_norm=reg.max_norm,
+        seed=cfg.model.seed)
+    fit.compile_model(model, cfg.model, reg, task, label_info)
 
   run_dir = strategy_lib.writable_dir(fn_args.model_run_dir, strategy)
   serving_dir = strategy_lib.writable_dir(fn_args.serving_model_dir, strategy)
@@ -94,9 +100,10 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
       os.path.join(fn_args.model_run_dir, 'backup'), strategy)
   result = fit.fit(model, train_ds, eval_ds, train_sample,
                    epochs=cfg.model.epochs, steps_per_epoch=steps_per_epoch,
-                   reg=reg, log_dir=os.path.join(run_dir, 'logs'),
+                   reg=reg, task=task, log_dir=os.path.join(run_dir, 'logs'),
                    extra_callbacks=[backup])
   result.update(
+      task=task.name, label_info=label_info,
       regularization={**config_lib.to_plain(reg),
                       'active': list(reg.active)},
       weights=model_lib.weight_summary(model),
@@ -106,11 +113,26 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                 'replicas': strategy.num_replicas_in_sync,
                 'global_batch_size': batch})
   export.export(model, tf_transform_output, serving_dir,
-                label_columns(cfg.data.label))
+                label_columns(cfg.data.label), task=task,
+                label=cfg.data.label.name, label_info=label_info)
   fit.write_json(os.path.join(run_dir, TRAINING_JSON), result)
   write_kernels(os.path.join(run_dir, KERNELS_NPZ), model_lib.kernels(model))
   strategy_lib.cleanup(run_dir, strategy)
   strategy_lib.cleanup(serving_dir, strategy)
+
+
+def task_label_info(task: tasks.Task, label: config_lib.LabelConfig,
+                    train_labels: np.ndarray, eval_split: inputs.Split,
+                    tf_transform_output: tft.TFTransformOutput) -> Dict[str, Any]:
+  """The task's label information from the train split's labels; the eval
+  split's are checked too (a class train never showed, for instance)."""
+  try:
+    info = task.label_info(train_labels, label, tf_transform_output)
+    task.check_split(inputs.labels(eval_split), label, 'eval')
+  except tasks.LabelError as e:
+    raise inputs.InputError(str(e)) from None
+  logging.info('Task %s, label %r: %s', task.name, label.name, info)
+  return info
 
 
 def write_kernels(path: str, kernels) -> None:

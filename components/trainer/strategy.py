@@ -40,7 +40,7 @@ import tensorflow as tf
 import tf_keras as keras
 from absl import logging
 
-from pipeline import config as config_lib
+from core import config as config_lib
 
 AutoShardPolicy = tf.data.experimental.AutoShardPolicy
 
