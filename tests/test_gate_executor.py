@@ -4,9 +4,10 @@ The gate scores the held-out split and a sample of the train split in a single
 TFMA pass, telling the rows apart by a split tag it adds.  If rows leaked from
 one side to the other, or the sample were not the one documented, the gap would
 be computed on the wrong data while every downstream test still passed.  So
-this recomputes, outside TFMA, the accuracy and label mean on exactly the rows
-each side should hold (the whole held-out split; the train rows with the
-smallest fingerprints) by calling the exported signatures, and compares.
+this recomputes, outside TFMA, the task's statistics (its accumulator, fed
+the serving output the task names) on exactly the rows each side should hold
+(the whole held-out split; the train rows with the smallest fingerprints) by
+calling the exported signatures, and compares.
 
 Runs on the shared small run of tests/small_run.py.
 """
@@ -24,6 +25,7 @@ from tfx.utils import io_utils, path_utils
 
 import small_run
 from components.gate import executor as gate_executor
+from core import tasks
 from pipeline import metadata
 from pipeline.factory import NodeIds
 
@@ -39,16 +41,19 @@ def _split_records(examples, split):
 
 
 def _direct_metrics(model_dir, records, label_key):
-  """Accuracy and label mean from the exported signatures themselves."""
+  """The task's statistics from the exported signatures themselves."""
+  task, label_name, info = tasks.read_model_task(model_dir)
+  assert label_name == label_key
   loaded = tf.saved_model.load(model_dir)
   batch = tf.constant(records)
-  probability = next(iter(
-      loaded.signatures['serving_default'](examples=batch).values()))
-  label = loaded.signatures['transform_features'](examples=batch)[label_key]
-  probability = np.reshape(probability.numpy(), -1)
-  label = np.reshape(label.numpy(), -1).astype(float)
-  return {'accuracy': float(np.mean((probability > 0.5) == (label > 0.5))),
-          'mean_label': float(label.mean()), 'example_count': len(records)}
+  predictions = loaded.signatures['serving_default'](
+      examples=batch)[task.prediction_key].numpy()
+  labels = loaded.signatures['transform_features'](
+      examples=batch)[label_key].numpy()
+  accumulator = task.accumulator(info)
+  for label, prediction in zip(labels, predictions):
+    accumulator.add(label, prediction)
+  return task, accumulator.result()
 
 
 def _evaluate(tmp_path_factory):
@@ -85,12 +90,20 @@ def _expected(evaluated, records):
                          evaluated['label_key'])
 
 
+def _floats(task, values):
+  return {k: v for k, v in values.items() if k in task.gate_metric_names}
+
+
 def _assert_same(tfma_metrics, expected):
-  assert tfma_metrics['example_count'] == expected['example_count']
-  assert tfma_metrics['accuracy'] == pytest.approx(expected['accuracy'],
-                                                   abs=1e-6)
-  assert tfma_metrics['mean_label'] == pytest.approx(expected['mean_label'],
-                                                     abs=1e-6)
+  task, values = expected
+  assert tfma_metrics['example_count'] == values['example_count']
+  for name in task.gate_metric_names:
+    assert tfma_metrics[name] == pytest.approx(values[name], abs=1e-6,
+                                               nan_ok=True), name
+  for name in task.gate_arrays:
+    np.testing.assert_allclose(np.asarray(tfma_metrics[name], float),
+                               np.asarray(values[name], float), atol=1e-6,
+                               err_msg=name)
 
 
 def test_held_out_side_is_exactly_the_held_out_split(evaluated):
@@ -120,7 +133,11 @@ def test_slices_partition_each_side(evaluated):
 def test_baseline_is_scored_on_the_held_out_rows(evaluated):
   # The run's own model as baseline: identical figures on the same rows.
   held_out = evaluated['metrics']['held_out']
-  assert held_out['baseline'][''] == pytest.approx(held_out['candidate'][''])
+  task = tasks.read_model_task(evaluated['model_dir'])[0]
+  assert _floats(task, held_out['baseline']['']) == pytest.approx(
+      _floats(task, held_out['candidate']['']), nan_ok=True)
+  for name in task.gate_arrays:
+    assert held_out['baseline'][''][name] == held_out['candidate'][''][name]
 
 
 def test_a_large_train_split_is_sampled_in_beam_with_the_same_result(

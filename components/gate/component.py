@@ -15,7 +15,7 @@ from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from tfx.utils import json_utils
 
 from components.gate import executor
-from pipeline import config as config_lib
+from core import config as config_lib
 
 
 class GeneralizationGateSpec(types.ComponentSpec):
@@ -25,6 +25,9 @@ class GeneralizationGateSpec(types.ComponentSpec):
       executor.LABEL_KEY: ExecutionParameter(type=str),
       executor.HELD_OUT_SPLIT_KEY: ExecutionParameter(type=str),
       executor.TRAIN_SPLIT_KEY: ExecutionParameter(type=str),
+      # The pipeline's task (core/tasks); the candidate's task.json must
+      # record the same.
+      executor.TASK_KEY: ExecutionParameter(type=str),
   }
   INPUTS = {
       executor.EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),
@@ -43,7 +46,11 @@ class GeneralizationGateSpec(types.ComponentSpec):
 
 
 class GeneralizationGate(base_beam_component.BaseBeamComponent):
-  """Blesses the candidate only if it is good, no worse, and generalizes."""
+  """Blesses the candidate only if it is good, no worse, and generalizes.
+
+  ``task``: the pipeline's task name (``config.task``); ``gate``: the gate
+  section, validated for that task.
+  """
 
   SPEC_CLASS = GeneralizationGateSpec
   EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
@@ -53,6 +60,7 @@ class GeneralizationGate(base_beam_component.BaseBeamComponent):
                model: types.BaseChannel,
                gate: config_lib.GateConfig,
                label_key: str,
+               task: str,
                baseline_model: Optional[types.BaseChannel] = None,
                schema: Optional[types.BaseChannel] = None,
                held_out_split: str = 'test',
@@ -61,7 +69,7 @@ class GeneralizationGate(base_beam_component.BaseBeamComponent):
         examples=examples, model=model, baseline_model=baseline_model,
         schema=schema,
         gate_config=json_utils.dumps(config_lib.to_plain(gate)),
-        label_key=label_key, held_out_split=held_out_split,
+        label_key=label_key, task=task, held_out_split=held_out_split,
         train_split=train_split,
         evaluation=types.Channel(type=standard_artifacts.ModelEvaluation),
         blessing=types.Channel(type=standard_artifacts.ModelBlessing))

@@ -11,6 +11,14 @@ configured slice features within it).  The latest blessed model, when there
 is one, is TFMA's baseline in the same pass, so candidate and baseline are
 scored on the same held-out examples.
 
+What is measured is the task's (``core/tasks``): the candidate's
+``task.json`` (written by the Trainer into the exported model) names the
+task, the label and the label's ``info`` (the train prior, the classes, the
+target's mean), and the one TFMA metric (:mod:`components.gate.metrics`)
+runs the task's accumulator on the serving output the task names. The
+baseline is compared only when it was trained for the same task, label and
+classes; otherwise the gate decides without it and says why.
+
 The metrics are then handed to :mod:`components.gate.decision`, and the
 blessing is written the way the stock Evaluator writes it (``BLESSED`` or
 ``NOT_BLESSED`` file, ``blessed``/``current_model_id`` custom properties), so
@@ -23,15 +31,17 @@ import heapq
 import json
 import math
 import os
-from typing import (Any, Dict, Iterable, Iterator, List, Optional, Sequence,
-                    Tuple)
+from typing import (Any, Dict, Iterable, Iterator, List, Mapping, Optional,
+                    Sequence, Tuple)
 
 import apache_beam as beam
 from google.protobuf import wrappers_pb2
+import numpy as np
 import pyarrow as pa
 import tensorflow as tf
 import tensorflow_model_analysis as tfma
 from absl import logging
+from tensorflow_model_analysis.proto import metrics_for_slice_pb2
 from tensorflow_model_analysis.slicer import slicer_lib
 from tfx import types
 from tfx.components.evaluator import executor as evaluator_executor
@@ -42,7 +52,8 @@ from tfx_bsl.tfxio import tensor_adapter
 
 from components.gate import decision as decision_lib
 from components.gate import metrics as gate_metrics
-from pipeline import config as config_lib
+from core import config as config_lib
+from core import tasks as tasks_lib
 
 # Artifact keys.
 EXAMPLES_KEY = 'examples'
@@ -56,6 +67,7 @@ GATE_CONFIG_KEY = 'gate_config'
 LABEL_KEY = 'label_key'
 HELD_OUT_SPLIT_KEY = 'held_out_split'
 TRAIN_SPLIT_KEY = 'train_split'
+TASK_KEY = 'task'
 
 # TFMA's output, below the evaluation artifact.
 TFMA_DIR = 'tfma'
@@ -70,45 +82,38 @@ GATE_JSON = 'gate.json'
 CANDIDATE = 'candidate'
 BASELINE = 'baseline'
 
-# TFMA metric class and its default output name, per config short name.
-_TFMA_METRICS = {
-    'accuracy': ('BinaryAccuracy', 'binary_accuracy'),
-    'auc': ('AUC', 'auc'),
-    # Clipped as Keras clips it in training; see components/gate/metrics.py.
-    'log_loss': ('ClippedBinaryCrossEntropy', gate_metrics.NAME),
-    'example_count': ('ExampleCount', 'example_count'),
-    'mean_label': ('MeanLabel', 'mean_label'),
-}
-_CUSTOM_METRICS = {'ClippedBinaryCrossEntropy': gate_metrics.__name__}
-_BY_TFMA_NAME = {tfma_name: short for short, (_, tfma_name)
-                 in _TFMA_METRICS.items()}
 
+def eval_config(task: tasks_lib.Task, label_key: str, slice_features,
+                infos: Mapping[str, Mapping[str, Any]]) -> tfma.EvalConfig:
+  """TFMA config: the task's statistics per split (and per split and slice
+  feature) only; the thresholds live in the decision.
 
-def eval_config(label_key: str, slice_features, with_baseline: bool
-                ) -> tfma.EvalConfig:
-  """TFMA config: metrics per split (and per split and slice feature) only;
-  the thresholds live in the decision."""
-  def spec(name, is_baseline=False):
+  ``infos``: the label info of each model to score, by model name
+  (``CANDIDATE``, and ``BASELINE`` when there is one); each model's metric
+  gets its own (its own trivial predictor).
+  """
+  def spec(name):
+    # tf_generic: TFMA calls the signatures of the SavedModel and never loads
+    # it as a Keras model (no custom objects to register, no compiled
+    # metrics re-created in every combiner).
     return tfma.ModelSpec(
         name=name, signature_name='serving_default',
         preprocessing_function_names=['transform_features'],
-        label_key=label_key, is_baseline=is_baseline)
-  models = [spec(CANDIDATE)]
-  if with_baseline:
-    models.append(spec(BASELINE, is_baseline=True))
+        label_key=label_key, prediction_key=task.prediction_key,
+        model_type=tfma.TF_GENERIC, is_baseline=name == BASELINE)
+  names = [CANDIDATE] + [BASELINE] * (BASELINE in infos)
   return tfma.EvalConfig(
-      model_specs=models,
+      model_specs=[spec(name) for name in names],
       # No overall slice: it would mix the held-out rows with the train ones.
       slicing_specs=[tfma.SlicingSpec(feature_keys=[SPLIT_FEATURE])] + [
           tfma.SlicingSpec(feature_keys=[SPLIT_FEATURE, f])
           for f in slice_features],
-      metrics_specs=[tfma.MetricsSpec(metrics=[
-          tfma.MetricConfig(class_name=cls,
-                            module=_CUSTOM_METRICS.get(cls, ''))
-          for cls, _ in _TFMA_METRICS.values()])],
-      # No "default" metrics: for Keras models TFMA would re-create the model's
-      # compiled metrics by loading the Keras model in every combiner (most of
-      # the gate's time, measured); ours are computed from predictions.
+      # One spec per model: with a single model TFMA names it '' anyway.
+      metrics_specs=[tfma.MetricsSpec(
+          metrics=[gate_metrics.metric_config(task, infos[name])],
+          model_names=[name] if len(names) > 1 else [])
+                     for name in names],
+      # No "default" metrics: ours are computed from predictions.
       options=tfma.Options(
           include_default_metrics=wrappers_pb2.BoolValue(value=False)))
 
@@ -123,22 +128,42 @@ def _split_and_slice(slice_key) -> Tuple[str, str]:
   return split, slicer_lib.stringify_slice_key(rest) if rest else ''
 
 
-def load_slice_metrics(output_path: str, branches: Dict[str, str]
-                       ) -> Dict[str, Dict[str, Dict[str, Dict[str, float]]]]:
-  """branch -> model name -> slice name -> short metric name -> value, for
-  ``branches`` mapping branch names to the split tags written in the data."""
+def _metric_value(value) -> Any:
+  """A TFMA MetricValue as a float or a (nested) list; None if neither."""
+  if value.HasField('double_value'):
+    return value.double_value.value
+  if value.HasField('array_value'):
+    array = value.array_value
+    kind = metrics_for_slice_pb2.ArrayValue
+    values = {kind.INT32: array.int32_values, kind.INT64: array.int64_values,
+              kind.FLOAT32: array.float32_values,
+              kind.FLOAT64: array.float64_values}.get(array.data_type)
+    if values is None:
+      return None
+    data = np.asarray(values)
+    return (data.reshape(tuple(array.shape)) if array.shape else data).tolist()
+  return None
+
+
+def load_slice_metrics(output_path: str, branches: Dict[str, str],
+                       task: tasks_lib.Task) -> Dict[str, Dict[str, Any]]:
+  """branch -> model name -> slice name -> metric name -> value (a float,
+  or a list for ``task.gate_arrays``), for ``branches`` mapping branch names
+  to the split tags written in the data."""
   by_tag = {tag: branch for branch, tag in branches.items()}
-  result: Dict[str, Dict[str, Dict[str, Dict[str, float]]]] = {
-      branch: {} for branch in branches}
+  names = set(gate_metrics.key_names(task))
+  result: Dict[str, Dict[str, Any]] = {branch: {} for branch in branches}
   for per_slice in tfma.load_metrics(output_path):
     tag, name = _split_and_slice(per_slice.slice_key)
     for kv in per_slice.metric_keys_and_values:
-      short = _BY_TFMA_NAME.get(kv.key.name)
-      if short is None or kv.key.is_diff or not kv.value.HasField('double_value'):
+      if kv.key.name not in names or kv.key.is_diff:
+        continue
+      value = _metric_value(kv.value)
+      if value is None:
         continue
       model = kv.key.model_name or CANDIDATE
-      result[by_tag[tag]].setdefault(model, {}).setdefault(name, {})[short] = (
-          kv.value.double_value.value)
+      result[by_tag[tag]].setdefault(model, {}).setdefault(name, {})[
+          kv.key.name] = value
   return result
 
 
@@ -180,6 +205,46 @@ def _read_small_split(uris: Sequence[str]) -> Optional[Iterator[bytes]]:
   return (record for batch in batches.as_numpy_iterator() for record in batch)
 
 
+def check_candidate(model_uri: str, task: tasks_lib.Task,
+                    label_key: str) -> None:
+  """Raises ValueError unless the candidate was trained for ``task`` on the
+  label ``label_key`` (as its ``task.json`` records)."""
+  path = path_utils.serving_model_path(model_uri)
+  recorded, label, _ = tasks_lib.read_model_task(path)
+  if recorded.name != task.name:
+    raise ValueError(
+        f'The gate is configured for task {task.name!r}, but the candidate '
+        f'model {path} was trained for task {recorded.name!r} (its '
+        f'{tasks_lib.TASK_JSON}); the pipeline\'s task and the model disagree.')
+  if label != label_key:
+    raise ValueError(
+        f'The gate scores label {label_key!r}, but the candidate model {path} '
+        f'was trained on label {label!r} (its {tasks_lib.TASK_JSON}).')
+
+
+def baseline_not_comparable(model_uri: str,
+                            baseline_uri: str) -> Optional[str]:
+  """None when the baseline can be compared with the candidate (same task,
+  label and classes), else the note the gate records instead."""
+  path = path_utils.serving_model_path(baseline_uri)
+  try:
+    task, label, info = tasks_lib.read_model_task(path)
+  except (FileNotFoundError, KeyError, ValueError) as e:
+    return f'baseline not comparable: {e}'
+  ours, our_label, our_info = tasks_lib.read_model_task(
+      path_utils.serving_model_path(model_uri))
+  if task.name != ours.name:
+    return (f'baseline not comparable: {path} was trained for task '
+            f'{task.name!r}, the candidate for {ours.name!r}')
+  if label != our_label:
+    return (f'baseline not comparable: {path} predicts label {label!r}, the '
+            f'candidate {our_label!r}')
+  if info.get('classes') != our_info.get('classes'):
+    return (f'baseline not comparable: {path} has classes '
+            f'{info.get("classes")}, the candidate {our_info.get("classes")}')
+  return None
+
+
 class Executor(evaluator_executor.Executor):
   """Scores the candidate on held-out and train data, then blesses or not.
 
@@ -194,9 +259,17 @@ class Executor(evaluator_executor.Executor):
          output_dict: Dict[str, List[types.Artifact]],
          exec_properties: Dict[str, Any]) -> None:
     self._log_startup(input_dict, output_dict, exec_properties)
-    gate = config_lib.parse_gate(json.loads(exec_properties[GATE_CONFIG_KEY]))
+    task = tasks_lib.get(exec_properties[TASK_KEY])
+    gate = config_lib.parse_gate(json.loads(exec_properties[GATE_CONFIG_KEY]),
+                                 task.name)
+    label_key = exec_properties[LABEL_KEY]
     model = artifact_utils.get_single_instance(input_dict[MODEL_KEY])
+    check_candidate(model.uri, task, label_key)
     baseline = (input_dict.get(BASELINE_MODEL_KEY) or [None])[0]
+    note = baseline_not_comparable(model.uri, baseline.uri) if baseline else None
+    if note:
+      logging.warning('gate: %s', note)
+      baseline = None
     evaluation_uri = artifact_utils.get_single_uri(output_dict[EVALUATION_KEY])
     blessing = artifact_utils.get_single_instance(output_dict[BLESSING_KEY])
 
@@ -205,14 +278,14 @@ class Executor(evaluator_executor.Executor):
         schema_artifacts=input_dict.get(SCHEMA_KEY),
         model_uri=model.uri,
         baseline_uri=baseline.uri if baseline else None,
-        label_key=exec_properties[LABEL_KEY],
+        label_key=label_key,
         held_out_split=exec_properties[HELD_OUT_SPLIT_KEY],
         train_split=exec_properties[TRAIN_SPLIT_KEY],
         gate=gate, output_uri=evaluation_uri)
     result = decision_lib.decide(
-        metrics['held_out'][CANDIDATE], metrics['train'][CANDIDATE],
-        metrics['held_out'].get(BASELINE, {}).get(decision_lib.OVERALL)
-        if baseline else None, gate)
+        task, metrics['held_out'][CANDIDATE], metrics['train'][CANDIDATE],
+        metrics['held_out'][BASELINE][decision_lib.OVERALL]
+        if baseline else None, gate, baseline_note=note)
     for check in result.checks:
       logging.info('gate: %s', check.describe())
     write_blessing(blessing, result, model, baseline)
@@ -223,10 +296,22 @@ class Executor(evaluator_executor.Executor):
                baseline_uri: Optional[str], label_key: str,
                held_out_split: str, train_split: Optional[str],
                gate: config_lib.GateConfig, output_uri: str) -> Dict[str, Any]:
-    """Runs TFMA; ``train_split=None`` skips the train branch (benchmarks)."""
+    """Runs TFMA with the task the candidate's ``task.json`` records;
+    ``train_split=None`` skips the train branch (benchmarks). The baseline,
+    if given, must be comparable (:func:`baseline_not_comparable`).
+
+    Returns :func:`load_slice_metrics`' branch -> model -> slice -> name ->
+    value.
+    """
     if train_split == held_out_split:
       raise ValueError(f'The gate needs two different splits; got '
                        f'{held_out_split!r} for both held-out and train.')
+    task, _, info = tasks_lib.read_model_task(
+        path_utils.serving_model_path(model_uri))
+    infos = {CANDIDATE: info}
+    if baseline_uri is not None:
+      infos[BASELINE] = tasks_lib.read_model_task(
+          path_utils.serving_model_path(baseline_uri))[2]
     schema = None
     if schema_artifacts:
       schema = io_utils.SchemaReader().read(io_utils.get_only_uri_in_dir(
@@ -251,8 +336,7 @@ class Executor(evaluator_executor.Executor):
       uris = artifact_utils.get_split_uris(examples, split)
       return tfxio_factory([io_utils.all_files_pattern(u) for u in uris])
 
-    config = eval_config(label_key, gate.slice_features,
-                         with_baseline=baseline_uri is not None)
+    config = eval_config(task, label_key, gate.slice_features, infos)
     branches = {'held_out': held_out_split}
     if train_split:
       branches['train'] = train_split
@@ -284,7 +368,7 @@ class Executor(evaluator_executor.Executor):
                eval_shared_model=_one_or_many(models(config)),
                eval_config=config, output_path=output_path,
                tensor_adapter_config=_adapter(held_out)))
-    return load_slice_metrics(output_path, branches)
+    return load_slice_metrics(output_path, branches, task)
 
 
 def _one_or_many(models):
@@ -300,7 +384,11 @@ def _adapter(tfxio):
 def write_blessing(blessing: types.Artifact, result: decision_lib.Decision,
                    model: types.Artifact,
                    baseline: Optional[types.Artifact]) -> None:
-  """Writes the blessing exactly as the stock Evaluator does, plus the why."""
+  """Writes the blessing exactly as the stock Evaluator does, plus the why.
+
+  ``baseline``: the model the candidate was compared with, or None (no
+  blessed model yet, or one that was not comparable).
+  """
   blessing.set_string_custom_property('current_model', model.uri)
   blessing.set_int_custom_property('current_model_id', model.id)
   if baseline is not None:
@@ -310,6 +398,9 @@ def write_blessing(blessing: types.Artifact, result: decision_lib.Decision,
   blessing.set_string_custom_property('blessing_message', result.reason)
   blessing.set_string_custom_property(
       'failed_checks', ','.join(sorted({c.kind for c in result.failed})))
+  blessing.set_string_custom_property('task', result.task)
+  if result.baseline_note:
+    blessing.set_string_custom_property('baseline_note', result.baseline_note)
   for check in result.checks:
     if not check.slice:
       value = float(check.value)

@@ -1,62 +1,126 @@
-"""A TFMA log-loss metric that matches the Trainer's.
+"""The gate's one TFMA metric: the task's own statistics, computed natively.
 
-The gate compares train and held-out log loss with the same definition the
-Trainer's curves use: Keras' ``BinaryCrossentropy``, which clips
-probabilities to [1e-7, 1 - 1e-7]. TFMA can compute that Keras metric only
-through its TensorFlow wrapper, which runs a graph in every combiner (most of
-the train side's extra cost in the gate, measured); TFMA's native
-``BinaryCrossEntropy`` is plain numpy but does not clip, so a saturated
-model (the overfit one the gate exists to block) gets NaN from 0 * log 0.
-This is the native metric with Keras' formula (clip to [eps, 1 - eps], then
-log(p + eps) and log(1 - p + eps), eps = 1e-7).
+``TaskMetrics`` wraps the task's :meth:`core.tasks.base.Task.accumulator`
+(plain numpy, mergeable) in a Beam ``CombineFn`` the way TFMA's own native
+metrics are written (``cross_entropy_metrics`` is the pattern): no
+TensorFlow graph in the combiners, and every number the gate decides on is
+defined once, in ``core/tasks``, where the unit tests check it by hand. It
+emits one metric key per name in ``task.gate_metric_names`` (floats) and per
+name in ``task.gate_arrays`` (numpy arrays, which TFMA writes as
+``array_value``).
+
+The metric's configuration is the task's name and the model's label
+``info`` (from its ``task.json``), as JSON in the ``MetricConfig``:
+:func:`metric_config` builds it.
 """
 
-from typing import Optional
+import json
+from typing import Any, Dict, Iterable, Mapping, Optional
 
+import apache_beam as beam
 import numpy as np
-from tensorflow_model_analysis.metrics import cross_entropy_metrics
+import tensorflow_model_analysis as tfma
 from tensorflow_model_analysis.metrics import metric_types
 from tensorflow_model_analysis.metrics import metric_util
 
-# Keras' backend epsilon, which its BinaryCrossentropy clips with.
-EPSILON = 1e-7
-NAME = 'binary_crossentropy'
+from core import tasks as tasks_lib
+
+NAME = 'task_metrics'
 
 
-class _ClippedCombiner(cross_entropy_metrics._BinaryCrossEntropyCombiner):  # pylint: disable=protected-access
-  """TFMA's combiner with Keras' formula: clip, then epsilon in the logs."""
+class _TaskCombiner(beam.CombineFn):
+  """The task's accumulator as a TFMA combiner, for one model and output."""
 
-  def _cross_entropy(self, label: np.ndarray, prediction: np.ndarray) -> float:
-    p = np.clip(prediction, EPSILON, 1.0 - EPSILON)
-    loss = -(label * np.log(p + EPSILON)
-             + (1.0 - label) * np.log(1.0 - p + EPSILON))
-    return metric_util.safe_to_scalar(np.mean(loss))
+  def __init__(self, task: str, info: Mapping[str, Any],
+               keys: Mapping[str, metric_types.MetricKey], eval_config,
+               model_name: str, output_name: str, example_weighted: bool):
+    self._task_name = task
+    self._info = dict(info)
+    self._keys = dict(keys)
+    self._eval_config = eval_config
+    self._model_name = model_name
+    self._output_name = output_name
+    self._example_weighted = example_weighted
+    self._task = None
+
+  @property
+  def task(self) -> tasks_lib.Task:
+    if self._task is None:
+      self._task = tasks_lib.get(self._task_name)
+    return self._task
+
+  def __getstate__(self):
+    state = dict(self.__dict__)
+    state['_task'] = None  # Looked up again by name after unpickling.
+    return state
+
+  def create_accumulator(self):
+    return self.task.accumulator(self._info)
+
+  def add_input(self, accumulator, element: metric_types.StandardMetricInputs):
+    # flatten=False: a multiclass label stays the class index and its
+    # prediction the K probabilities (no one-hot, no per-class pairs).
+    for label, prediction, _ in metric_util.to_label_prediction_example_weight(
+        element, eval_config=self._eval_config, model_name=self._model_name,
+        output_name=self._output_name, example_weighted=self._example_weighted,
+        flatten=False):
+      accumulator.add(label, prediction)
+    return accumulator
+
+  def merge_accumulators(self, accumulators: Iterable[Any]):
+    accumulators = iter(accumulators)
+    result = next(accumulators)
+    for accumulator in accumulators:
+      result.merge(accumulator)
+    return result
+
+  def extract_output(self, accumulator) -> metric_types.MetricsDict:
+    values = accumulator.result()
+    output = {}
+    for name in self.task.gate_metric_names:
+      output[self._keys[name]] = float(values[name])
+    for name in self.task.gate_arrays:
+      output[self._keys[name]] = np.asarray(values[name])
+    return output
 
 
-def _computations(name: Optional[str] = None, eval_config=None,
-                  model_name: Optional[str] = None,
-                  output_name: Optional[str] = None,
-                  example_weighted: bool = False, sub_key=None,
-                  aggregation_type=None, class_weights=None
+def key_names(task: tasks_lib.Task):
+  """Every metric key name ``TaskMetrics`` emits for ``task``."""
+  return tuple(task.gate_metric_names) + tuple(task.gate_arrays)
+
+
+def _computations(task: str, info: Dict[str, Any], name: Optional[str] = None,
+                  eval_config=None, model_name: str = '',
+                  output_name: str = '', example_weighted: bool = False
                   ) -> metric_types.MetricComputations:
-  key = metric_types.MetricKey(name=name, model_name=model_name,
-                               output_name=output_name, sub_key=sub_key,
-                               example_weighted=example_weighted)
+  del name  # The keys are the task's metric names.
+  keys = {n: metric_types.MetricKey(name=n, model_name=model_name,
+                                    output_name=output_name,
+                                    example_weighted=example_weighted)
+          for n in key_names(tasks_lib.get(task))}
   return [metric_types.MetricComputation(
-      keys=[key], preprocessors=None,
-      combiner=_ClippedCombiner(
-          from_logits=False, label_smoothing=0.0, eval_config=eval_config,
-          model_name=model_name, output_name=output_name, metric_key=key,
-          example_weighted=example_weighted,
-          aggregation_type=aggregation_type, class_weights=class_weights))]
+      keys=list(keys.values()), preprocessors=None,
+      combiner=_TaskCombiner(task, info, keys, eval_config, model_name,
+                             output_name, example_weighted))]
 
 
-class ClippedBinaryCrossEntropy(metric_types.Metric):
-  """Binary cross-entropy of probabilities clipped as Keras clips them."""
+class TaskMetrics(metric_types.Metric):
+  """The task's gate statistics (``task.gate_metric_names`` and
+  ``task.gate_arrays``) from labels and predictions."""
 
-  def __init__(self, name: str = NAME):
+  def __init__(self, task: str, info: Dict[str, Any], name: str = NAME):
+    tasks_lib.get(task)  # An unknown task fails here, naming the known ones.
     super().__init__(metric_util.merge_per_key_computations(_computations),
-                     name=name)
+                     task=task, info=info, name=name)
 
 
-metric_types.register_metric(ClippedBinaryCrossEntropy)
+metric_types.register_metric(TaskMetrics)
+
+
+def metric_config(task: tasks_lib.Task, info: Mapping[str, Any]
+                  ) -> tfma.MetricConfig:
+  """The ``MetricConfig`` of ``TaskMetrics`` for ``task`` and a model's
+  label ``info``."""
+  return tfma.MetricConfig(
+      class_name=TaskMetrics.__name__, module=__name__,
+      config=json.dumps({'task': task.name, 'info': dict(info)}))
