@@ -18,8 +18,12 @@ from tfx import v1 as tfx
 
 from components.gate import executor as gate_executor
 from components.trainer import run as trainer_run
-from pipeline import config as config_lib
+from core import config as config_lib
+from core import tasks as tasks_lib
 from pipeline import factory, metadata, preflight
+
+# Runs recorded before the pipeline served several tasks were binary.
+LEGACY_TASK = 'binary'
 
 
 @dataclasses.dataclass
@@ -35,6 +39,38 @@ class RunResult:
   pipeline_root: str
   metadata_path: str
   wall_seconds: float
+
+  @property
+  def task(self) -> tasks_lib.Task:
+    """The task the run served, as its gate.json or training.json records."""
+    return task_of(self.gate, self.training)
+
+
+def task_of(gate: Optional[dict], training: Optional[dict],
+            default: Optional[str] = None) -> tasks_lib.Task:
+  """The task recorded in gate.json or training.json, else ``default`` (the
+  configuration's), else the pre-task runs' binary."""
+  for record in (gate, training):
+    if record and record.get('task'):
+      return tasks_lib.get(record['task'])
+  return tasks_lib.get(default or LEGACY_TASK)
+
+
+def trivial_predictor(task: tasks_lib.Task,
+                      held_out: Dict[str, float]) -> str:
+  """'majority class 0.9700, prior log loss 0.1347': the trivial predictor's
+  scores on the held-out split, as the gate measured them."""
+  return ', '.join(
+      f'{name} {held_out[key]:{spec}}'
+      for name, key, _, spec in task.trivial_scores
+      if held_out.get(key) is not None)
+
+
+def format_gap(metric: tasks_lib.Metric, value: Optional[float]) -> str:
+  """A gap as a signed number, or a signed percentage when it is relative."""
+  if value is None:
+    return ''
+  return f'{value:+.1%}' if metric.relative_gap else f'{value:+.4f}'
 
 
 def beam_args(beam: config_lib.BeamConfig, rows: Optional[int]) -> List[str]:
@@ -170,11 +206,13 @@ def format_summary(result: RunResult) -> str:
     t = result.training
     es = t.get('early_stopping')
     lines.append(
-        f"Training: {t['epochs_run']} epochs, regularization "
+        f"Training ({result.task.name}): {t['epochs_run']} epochs, "
+        "regularization "
         f"{', '.join(t['regularization']['active']) or 'none'}"
         + (f", best epoch {es['best_epoch']} restored ({es['monitor']})"
            if es else ''))
   if result.gate:
+    task = result.task
     metrics = result.gate['metrics']
     held_out, train = metrics['held_out'][''], metrics['train']['']
     eval_split = {}
@@ -182,19 +220,22 @@ def format_summary(result: RunResult) -> str:
       best = (result.training.get('early_stopping') or {}).get(
           'best_epoch', result.training['epochs_run'])
       eval_split = result.training['epochs'][best - 1]['eval']
-    lines.append('  metric      train    eval     test     gap(train-test)')
-    for m in config_lib.METRICS:
-      gap = next(
-          (c['value'] for c in result.gate['checks']
-           if c['kind'] == 'gap' and c['metric'] == m and not c['slice']),
-          None)
-      ev = eval_split.get(m)
-      lines.append(
-          f'  {m:<10} {train[m]:7.4f}  {ev if ev is not None else float("nan"):7.4f}'
-          f'  {held_out[m]:7.4f}  ' + (f'{gap:+.4f}' if gap is not None else ''))
+    gaps = {c['metric']: c['value'] for c in result.gate['checks']
+            if c['kind'] == 'gap' and not c['slice']}
+    nan = float('nan')
+    relative = any(m.relative_gap for m in task.metrics.values())
+    lines.append('  metric      train    eval     test     gap(train-test'
+                 + ('; %: test/train - 1)' if relative else ')'))
+    for m, metric in task.metrics.items():
+      lines.append((
+          f"  {m:<10} {train.get(m, nan):7.4f}  {eval_split.get(m, nan):7.4f}"
+          f"  {held_out.get(m, nan):7.4f}  {format_gap(metric, gaps.get(m))}"
+      ).rstrip())
     lines.append(f"  (train: {int(train['example_count'])} sampled rows; test: "
-                 f"{int(held_out['example_count'])} rows; majority class "
-                 f"{result.gate['majority_rate']:.4f})")
+                 f"{int(held_out['example_count'])} rows)")
+    trivial = trivial_predictor(task, held_out)
+    if trivial:
+      lines.append(f'  trivial predictor on test: {trivial}')
     for check in result.gate['checks']:
       if not check['slice'] or not check['passed']:
         where = f" [{check['slice']}]" if check['slice'] else ''

@@ -4,40 +4,55 @@ Built from what a run left behind (its metadata store and pipeline root), so
 ``python -m pipeline report`` can regenerate it at any time:
 
 * learning curves: train (re-evaluated on a fixed sample) against eval, per
-  metric and epoch, with the restored epoch and the gate's held-out score;
-* the train-minus-eval gap per epoch against the gate's ``max_gap``;
-* the gate's decision, every check with its value and threshold;
+  metric of the run's task and epoch, with the restored epoch and the gate's
+  held-out score;
+* the train-minus-eval gap per epoch against the gate's ``max_gap`` (relative,
+  eval / train - 1, for metrics in the label's units: RMSE, MAE);
+* the gate's decision, every check with its value and threshold, and the
+  trivial predictor's scores the quality checks are measured against;
+* the task's diagnostic figures (``Task.diagnostics``): the precision-recall
+  curve (binary), the confusion matrix and per-class recall (multiclass),
+  predicted against actual and the residuals (regression);
 * the regularization settings, kernel norms and sparsity;
-* a data summary: rows per split, label balance, anomalies.
+* a data summary: rows per split, the label's distribution, anomalies.
 
 It is written below ``<output.root>/reports/<run id>/``. Every section says so
 when its inputs are missing (a run stopped by anomalies has no model), so a
 failed run still gets a report that shows why it stopped.
 """
 
+import dataclasses
 import html
 import os
 from typing import Dict, List, Optional, Tuple
 
 import matplotlib
 matplotlib.use('Agg')  # Files only; never a display.
+from matplotlib import ticker  # pylint: disable=g-import-not-at-top
 from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
 import numpy as np
 import tensorflow as tf
 from tensorflow_metadata.proto.v0 import statistics_pb2
 from tfx.types import artifact_utils
 
-from components import preprocessing, validation
+from components import validation
 from components.trainer import run as trainer_run
-from pipeline import config as config_lib
+from core import config as config_lib
+from core import tasks as tasks_lib
+from core.tasks import multiclass
 from pipeline import local_runner, metadata
 from pipeline.factory import NodeIds, TRAIN, EVAL, TEST
 
 REPORT_HTML = 'report.html'
 SPLITS = (TRAIN, EVAL, TEST)
-# Raw examples read per split for the label balance; the counts themselves
-# come from StatisticsGen and are exact.
+# Raw examples read per split for the label's distribution; the counts
+# themselves come from StatisticsGen and are exact.
 LABEL_SAMPLE = 50_000
+# Classes shown one by one in the data summary; the rarer ones are summed.
+MAX_CLASSES_SHOWN = 8
+# Per-class numbers are written into the confusion matrix's cells up to this
+# many classes.
+MAX_ANNOTATED_CLASSES = 12
 TRAIN_COLOR, EVAL_COLOR, TEST_COLOR = '#1f77b4', '#ff7f0e', '#2ca02c'
 PASS_COLOR, FAIL_COLOR = '#2ca02c', '#d62728'
 
@@ -78,14 +93,17 @@ def _rows_per_split(statistics) -> Dict[str, int]:
   return rows
 
 
-_DTYPES = {'bytes_list': tf.string, 'int64_list': tf.int64,
-           'float_list': tf.float32}
-
-
-def _label_balance(examples, label: config_lib.LabelConfig
-                   ) -> Dict[str, Tuple[int, int]]:
-  """split -> (positives, rows read), the label derived by Transform's code."""
-  balance = {}
+def _label_values(examples, transform_graph,
+                  label_name: str) -> Dict[str, np.ndarray]:
+  """split -> the label of up to ``LABEL_SAMPLE`` raw examples, as Transform's
+  own graph derives it: exactly what training and the gate see, whatever
+  the task (0/1, a class index with -1 for a class train never showed, or
+  the numeric target)."""
+  import tensorflow_transform as tft  # pylint: disable=g-import-not-at-top
+  output = tft.TFTransformOutput(transform_graph.uri)
+  spec = output.raw_feature_spec()
+  layer = output.transform_features_layer()
+  values = {}
   for split in _split_names(examples):
     files = sorted(tf.io.gfile.glob(
         os.path.join(examples.uri, f'Split-{split}', '*')))
@@ -96,25 +114,28 @@ def _label_balance(examples, label: config_lib.LabelConfig
         files, compression_type='GZIP').batch(LABEL_SAMPLE)), None)
     if batch is None:
       continue
-    records = batch.numpy().tolist()
-    # A column's type is whatever ExampleGen inferred from the CSV; a value
-    # missing in one example says nothing, so look until one is present.
-    dtypes = {}
-    for record in records:
-      feature = tf.train.Example.FromString(record).features.feature
-      for column in label.source_columns:
-        kind = feature[column].WhichOneof('kind') if column in feature else None
-        if column not in dtypes and kind and getattr(feature[column],
-                                                      kind).value:
-          dtypes[column] = _DTYPES[kind]
-      if len(dtypes) == len(label.source_columns):
-        break
-    parsed = tf.io.parse_example(records, {
-        c: tf.io.VarLenFeature(dtypes.get(c, tf.float32))
-        for c in label.source_columns})
-    labels = preprocessing.derive_label(parsed, label).numpy()
-    balance[split] = (int(labels.sum()), len(records))
-  return balance
+    label = layer(tf.io.parse_example(batch, spec))[label_name]
+    if isinstance(label, tf.sparse.SparseTensor):
+      label = tf.sparse.to_dense(label)
+    values[split] = np.asarray(label).reshape(-1)
+  return values
+
+
+def _class_names(training: Optional[dict], transform_graph=None
+                 ) -> Optional[List[str]]:
+  """The names of integer labels' classes: the Trainer's record of them,
+  else Transform's label vocabulary; None when the label is its own name
+  (binary 0/1)."""
+  info = (training or {}).get('label_info') or {}
+  if info.get('classes'):
+    return [str(c) for c in info['classes']]
+  if transform_graph is not None:
+    import tensorflow_transform as tft  # pylint: disable=g-import-not-at-top
+    output = tft.TFTransformOutput(transform_graph.uri)
+    if output.vocabulary_file_by_name(multiclass.LABEL_VOCABULARY):
+      return [v.decode('utf-8', 'replace') for v in
+              output.vocabulary_by_name(multiclass.LABEL_VOCABULARY)]
+  return None
 
 
 def _anomalies(anomalies) -> Tuple[List[str], List[str]]:
@@ -143,30 +164,38 @@ def _best_epoch(training: dict) -> int:
   return es.get('best_epoch', training['epochs_run'])
 
 
-def curves_figure(training: dict, gate: Optional[dict], directory: str) -> str:
+def _metric_title(metric: tasks_lib.Metric) -> str:
+  return metric.name + ('' if metric.higher_is_better else
+                        ' (lower is better)')
+
+
+def curves_figure(training: dict, gate: Optional[dict], task: tasks_lib.Task,
+                  directory: str) -> str:
   epochs = training['epochs']
   x = [e['epoch'] for e in epochs]
   best = _best_epoch(training)
-  fig = Figure(figsize=(12, 3.8), layout='constrained')
-  for i, metric in enumerate(config_lib.METRICS):
-    ax = fig.add_subplot(1, len(config_lib.METRICS), i + 1)
-    ax.plot(x, [e['train'][metric] for e in epochs], 'o-', color=TRAIN_COLOR,
-            label='train (fixed sample)')
-    ax.plot(x, [e['eval'].get(metric, np.nan) for e in epochs], 's-',
+  held_out = gate['metrics']['held_out'][''] if gate else {}
+  metrics = list(task.metrics.values())
+  fig = Figure(figsize=(max(12, 3.2 * len(metrics)), 3.8), layout='constrained')
+  for i, metric in enumerate(metrics):
+    name = metric.name
+    ax = fig.add_subplot(1, len(metrics), i + 1)
+    ax.plot(x, [e['train'].get(name, np.nan) for e in epochs], 'o-',
+            color=TRAIN_COLOR, label='train (fixed sample)')
+    ax.plot(x, [e['eval'].get(name, np.nan) for e in epochs], 's-',
             color=EVAL_COLOR, label='eval')
     ax.axvline(best, color='grey', linestyle=':', label=f'restored epoch {best}')
-    if gate:
-      ax.plot([best], [gate['metrics']['held_out'][''][metric]], '*',
-              markersize=13, color=TEST_COLOR, label='test (gate)')
-    ax.set_title(metric + (' (lower is better)'
-                           if not config_lib.METRICS[metric] else ''))
+    if name in held_out:
+      ax.plot([best], [held_out[name]], '*', markersize=13, color=TEST_COLOR,
+              label='test (gate)')
+    ax.set_title(_metric_title(metric))
     ax.set_xlabel('epoch')
     ax.grid(alpha=0.3)
     if len(x) <= 12:
       ax.set_xticks(x)
     if i == 0:
       ax.legend(fontsize=8)
-  fig.suptitle('Learning curves: train vs eval per epoch')
+  fig.suptitle(f'Learning curves ({task.name}): train vs eval per epoch')
   return _save(fig, directory, 'curves.png')
 
 
@@ -184,38 +213,55 @@ def _final_gaps(gate: Optional[dict]) -> Dict[str, float]:
           if c['kind'] == 'gap' and not c['slice']}
 
 
+def _gap_axis(metric: tasks_lib.Metric) -> str:
+  """What a metric's gap is, for the axis: it says when the gap is relative."""
+  if metric.relative_gap:
+    return 'relative gap: eval / train - 1'
+  return 'gap: train - eval' if metric.higher_is_better else (
+      'gap: eval - train (sign flipped: lower is better)')
+
+
 def gap_figure(training: dict, gate: Optional[dict], config,
-               directory: str) -> str:
+               task: tasks_lib.Task, directory: str) -> str:
   epochs = training['epochs']
   x = [e['epoch'] for e in epochs]
   limits, final = _max_gaps(gate, config), _final_gaps(gate)
-  fig = Figure(figsize=(12, 3.8), layout='constrained')
-  for i, metric in enumerate(config_lib.METRICS):
-    ax = fig.add_subplot(1, len(config_lib.METRICS), i + 1)
-    gaps = [e['gap'].get(metric, np.nan) for e in epochs]
-    ax.plot(x, gaps, 'o-', color='#9467bd', label='gap, train - eval')
+  metrics = list(task.metrics.values())
+  fig = Figure(figsize=(max(12, 3.2 * len(metrics)), 3.8), layout='constrained')
+  for i, metric in enumerate(metrics):
+    name = metric.name
+    ax = fig.add_subplot(1, len(metrics), i + 1)
+    gaps = [e['gap'].get(name, np.nan) for e in epochs]
+    ax.plot(x, gaps, 'o-', color='#9467bd',
+            label='gap, eval / train - 1' if metric.relative_gap
+            else 'gap, train vs eval')
     ax.axhline(0, color='black', linewidth=0.6)
-    if metric in final:
-      ax.plot([_best_epoch(training)], [final[metric]], '*', markersize=13,
-              color=TEST_COLOR, label='gate: train sample - test')
-    if metric in limits:
-      limit = limits[metric]
-      seen = [abs(g) for g in gaps + [final.get(metric, 0.0)]
+    if name in final:
+      ax.plot([_best_epoch(training)], [final[name]], '*', markersize=13,
+              color=TEST_COLOR, label='gate: train sample vs test')
+    if name in limits:
+      limit = limits[name]
+      seen = [abs(g) for g in gaps + [final.get(name, 0.0)]
               if np.isfinite(g)] + [1e-3]
+      shown = f'{limit:.0%}' if metric.relative_gap else f'{limit:g}'
       if limit <= 4 * max(seen):
         ax.axhline(limit, color=FAIL_COLOR, linestyle='--',
-                   label=f'max_gap {limit:g}')
+                   label=f'max_gap {shown}')
         ax.axhspan(limit, max([limit * 1.5] + seen), color=FAIL_COLOR,
                    alpha=0.08)
       else:
         # A limit far above the gaps would flatten them to a line: keep the
         # gaps readable and say where the limit is.
         ax.set_ylim(-1.5 * max(seen), 1.5 * max(seen))
-        ax.annotate(f'max_gap {limit:g} (far above)', (0.98, 0.96),
+        ax.annotate(f'max_gap {shown} (far above)', (0.98, 0.96),
                     xycoords='axes fraction', ha='right', va='top',
                     color=FAIL_COLOR, fontsize=9)
-    ax.set_title(f'{metric} gap' + (' (sign flipped: loss)'
-                                    if not config_lib.METRICS[metric] else ''))
+    if metric.relative_gap:
+      ax.yaxis.set_major_formatter(ticker.PercentFormatter(xmax=1.0))
+    ax.set_title(f'{name} gap' + (' (relative)' if metric.relative_gap else
+                                  '' if metric.higher_is_better
+                                  else ' (sign flipped: loss)'))
+    ax.set_ylabel(_gap_axis(metric), fontsize=8)
     ax.set_xlabel('epoch')
     ax.grid(alpha=0.3)
     if len(x) <= 12:
@@ -225,38 +271,54 @@ def gap_figure(training: dict, gate: Optional[dict], config,
   return _save(fig, directory, 'gap.png')
 
 
-def _headroom(check: dict) -> float:
+def _relative_headroom(check: dict, task: tasks_lib.Task) -> bool:
+  """A quality or baseline bound on a metric in the label's units (RMSE):
+  its headroom is shown relative to the threshold, comparable with the
+  others' unitless ones."""
+  metric = task.metrics.get(check['metric'])
+  return bool(metric and metric.relative_gap and check['kind'] != 'gap'
+              and check['threshold'])
+
+
+def _headroom(check: dict, task: Optional[tasks_lib.Task] = None) -> float:
   """Distance to the threshold, positive when the check passes."""
   if check['comparison'] == '>=':
-    return check['value'] - check['threshold']
-  return check['threshold'] - check['value']
+    room = check['value'] - check['threshold']
+  else:
+    room = check['threshold'] - check['value']
+  if task is not None and _relative_headroom(check, task):
+    room /= abs(check['threshold'])
+  return room
 
 
-def gate_figure(gate: dict, directory: str) -> str:
+def gate_figure(gate: dict, task: tasks_lib.Task, directory: str) -> str:
   checks = gate['checks']
   labels = [f"{c['kind']} {c['metric']}" + (f" [{c['slice']}]" if c['slice']
                                              else '')
+            + (' (relative)' if _relative_headroom(c, task) else '')
             + ('' if c['passed'] else ' FAILED') for c in checks]
-  values = [_headroom(c) for c in checks]
+  values = [_headroom(c, task) for c in checks]
   fig = Figure(figsize=(8, 0.45 * len(checks) + 1.4))
   ax = fig.add_subplot(1, 1, 1)
   y = np.arange(len(checks))
-  ax.barh(y, values, color=[PASS_COLOR if c['passed'] else FAIL_COLOR
+  finite = [v if np.isfinite(v) else 0.0 for v in values]
+  ax.barh(y, finite, color=[PASS_COLOR if c['passed'] else FAIL_COLOR
                             for c in checks])
   ax.set_yticks(y)
   ax.set_yticklabels(labels)
   ax.invert_yaxis()
   ax.axvline(0, color='black', linewidth=0.8)
-  for yi, (v, c) in enumerate(zip(values, checks)):
-    ax.annotate(f"{c['value']:.4f} {c['comparison']} {c['threshold']:.4f}",
+  for yi, (v, c) in enumerate(zip(finite, checks)):
+    ax.annotate(f"{c['value']:.4g} {c['comparison']} {c['threshold']:.4g}",
                 (v, yi), xytext=(4 if v >= 0 else -4, 0),
                 textcoords='offset points', va='center',
                 ha='left' if v >= 0 else 'right', fontsize=8)
-  span = max([abs(v) for v in values] + [1e-3])
+  span = max([abs(v) for v in finite] + [1e-3])
   ax.set_xlim(-span * 1.9, span * 1.9)
-  ax.set_xlabel('headroom to threshold (right of 0: passed)')
-  ax.set_title('Gate: ' + ('BLESSED' if gate['blessed'] else
-                           f"NOT blessed ({gate['reason']})"))
+  ax.set_xlabel('headroom to threshold (right of 0: passed; relative: '
+                'share of the threshold)')
+  ax.set_title(f'Gate ({task.name}): ' + (
+      'BLESSED' if gate['blessed'] else f"NOT blessed ({gate['reason']})"))
   return _save(fig, directory, 'gate.png')
 
 
@@ -290,27 +352,311 @@ def weights_figure(kernels: Dict[str, np.ndarray], zero_tolerance: float,
   return _save(fig, directory, 'weights.png')
 
 
-def data_figure(rows: Dict[str, int], balance: Dict[str, Tuple[int, int]],
+def _ordered_splits(names) -> List[str]:
+  return [s for s in SPLITS if s in names] + sorted(set(names) - set(SPLITS))
+
+
+@dataclasses.dataclass
+class LabelSummary:
+  """The label's distribution per split, from the raw examples read.
+
+  Integer labels (binary, multiclass) are ``counts``: split -> class name ->
+  rows, the shown classes in ``classes`` (the rest summed as 'other', a class
+  train never showed as 'unknown'); a numeric target (regression) is
+  ``values``: split -> the labels read.
+  """
+  read: Dict[str, int]
+  classes: List[str] = dataclasses.field(default_factory=list)
+  counts: Dict[str, Dict[str, int]] = dataclasses.field(default_factory=dict)
+  values: Dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+
+  @property
+  def discrete(self) -> bool:
+    return not self.values
+
+
+# Not class names: the rarer classes together, and classes train never showed.
+OTHER, UNKNOWN = '(other classes)', '(unknown to train)'
+
+
+def summarize_labels(values: Dict[str, np.ndarray],
+                     class_names: Optional[List[str]]) -> LabelSummary:
+  """Counts integer labels by class; keeps a numeric target as it is."""
+  read = {split: len(v) for split, v in values.items()}
+  if not values or not all(np.issubdtype(v.dtype, np.integer)
+                           for v in values.values()):
+    return LabelSummary(read=read, values={
+        split: v.astype(float) for split, v in values.items()})
+  seen = [int(v.max()) + 1 for v in values.values() if len(v)]
+  k = max([len(class_names or ())] + seen)
+  names = [class_names[i] if class_names and i < len(class_names) else str(i)
+           for i in range(k)]
+  shown = names if k <= MAX_CLASSES_SHOWN else names[:MAX_CLASSES_SHOWN - 1]
+  unknown = any((v < 0).any() for v in values.values())
+  counts = {}
+  for split, v in values.items():
+    per_class = np.bincount(v[v >= 0], minlength=k)
+    row = {name: int(per_class[i]) for i, name in enumerate(shown)}
+    if len(shown) < k:
+      row[OTHER] = int(per_class[len(shown):].sum())
+    if unknown:
+      row[UNKNOWN] = int((v < 0).sum())
+    counts[split] = row
+  extra = ([OTHER] if len(shown) < k else []) + ([UNKNOWN] if unknown else [])
+  return LabelSummary(read=read, classes=shown + extra, counts=counts)
+
+
+def data_figure(rows: Dict[str, int], labels: Optional[LabelSummary],
                 directory: str) -> str:
-  fig = Figure(figsize=(6, 3.4))
-  ax = fig.add_subplot(1, 1, 1)
-  splits = [s for s in SPLITS if s in rows] + sorted(set(rows) - set(SPLITS))
+  splits = _ordered_splits(rows)
   totals = [rows[s] for s in splits]
-  rates = [balance[s][0] / balance[s][1] if balance.get(s) and balance[s][1]
-           else np.nan for s in splits]
-  positives = [t * r if np.isfinite(r) else 0 for t, r in zip(totals, rates)]
-  negatives = [t - p for t, p in zip(totals, positives)]
-  ax.bar(splits, negatives, color='#c7c7c7', label='label 0')
-  ax.bar(splits, positives, bottom=negatives, color=TRAIN_COLOR,
-         label='label 1')
-  for i, (t, r) in enumerate(zip(totals, rates)):
-    ax.annotate(f'{t} rows\n{r:.1%} positive' if np.isfinite(r) else f'{t} rows',
-                (i, t), ha='center', va='bottom', fontsize=8)
+  continuous = labels is not None and not labels.discrete
+  fig = Figure(figsize=(11 if continuous else 6, 3.4), layout='constrained')
+  ax = fig.add_subplot(1, 2 if continuous else 1, 1)
+  if labels is not None and labels.discrete:
+    # Each split's rows divided by its sampled class shares.
+    bottom = np.zeros(len(splits))
+    colors = matplotlib.colormaps['tab10']
+    for j, name in enumerate(labels.classes):
+      shares = np.array([
+          labels.counts.get(s, {}).get(name, 0) / labels.read[s]
+          if labels.read.get(s) else 0.0 for s in splits])
+      heights = shares * np.array(totals)
+      color = '#c7c7c7' if name in (OTHER, UNKNOWN) else colors(j % 10)
+      ax.bar(splits, heights, bottom=bottom, color=color, label=f'label {name}')
+      bottom += heights
+  else:
+    ax.bar(splits, totals, color=TRAIN_COLOR)
+  for i, t in enumerate(totals):
+    ax.annotate(f'{t} rows', (i, t), ha='center', va='bottom', fontsize=8)
   ax.set_ylim(0, max(totals) * 1.3)
   ax.set_ylabel('rows')
-  ax.set_title('Rows per split and label balance')
-  ax.legend(fontsize=8, loc='upper right')
+  if labels is not None and labels.discrete:
+    ax.set_title('Rows per split and label balance')
+    ax.legend(fontsize=8, loc='upper right',
+              ncol=2 if len(labels.classes) > 4 else 1)
+  else:
+    ax.set_title('Rows per split')
+  if continuous:
+    ax = fig.add_subplot(1, 2, 2)
+    every = np.concatenate([v for v in labels.values.values() if len(v)])
+    finite = every[np.isfinite(every)]
+    bins = np.histogram_bin_edges(finite, bins=40) if len(finite) else 10
+    for split, color in zip(_ordered_splits(labels.values),
+                            (TRAIN_COLOR, EVAL_COLOR, TEST_COLOR, 'grey')):
+      v = labels.values[split]
+      v = v[np.isfinite(v)]
+      if len(v):
+        ax.hist(v, bins=bins, density=True, histtype='step', linewidth=1.5,
+                color=color, label=f'{split}: mean {v.mean():.4g}, '
+                f'std {v.std():.4g}')
+    ax.set_xlabel('label')
+    ax.set_ylabel('density')
+    ax.set_title('Label distribution per split')
+    ax.legend(fontsize=8)
   return _save(fig, directory, 'data.png')
+
+
+# --------------------------------------------------------------------------
+# The task's diagnostic figures (``Task.diagnostics``), from the arrays the
+# gate kept. Each renderer returns HTML (figure and tables) for the section.
+
+
+def _gate_arrays(gate: dict, split: str = 'held_out') -> dict:
+  return (gate.get('arrays') or {}).get(split) or {}
+
+
+def _held_out(gate: dict) -> dict:
+  return gate['metrics']['held_out']['']
+
+
+_SPLIT_STYLES = (('train', TRAIN_COLOR, 'train sample'),
+                 ('held_out', TEST_COLOR, 'test (held out)'))
+
+
+def _missing(what: str) -> str:
+  return f'<p class="muted">No {_esc(what)} in gate.json.</p>'
+
+
+def precision_recall_figure(gate: dict, training: Optional[dict],
+                            directory: str) -> str:
+  """Binary: precision against recall, with the positive rate as chance."""
+  del training
+  if 'pr_curve_precision' not in _gate_arrays(gate):
+    return _missing('precision-recall curve')
+  fig = Figure(figsize=(6, 4.4), layout='constrained')
+  ax = fig.add_subplot(1, 1, 1)
+  for split, color, label in _SPLIT_STYLES:
+    arrays = _gate_arrays(gate, split)
+    if 'pr_curve_precision' in arrays:
+      pr_auc = gate['metrics'].get(split, {}).get('', {}).get('pr_auc')
+      ax.plot(arrays['pr_curve_recall'], arrays['pr_curve_precision'], '-',
+              color=color, label=label + (f', PR-AUC {pr_auc:.3f}'
+                                          if pr_auc is not None else ''))
+  rate = _held_out(gate).get('mean_label')
+  if rate is not None:
+    ax.axhline(rate, color='grey', linestyle=':',
+               label=f'positive rate {rate:.3f} (chance)')
+  ax.set_xlim(0, 1)
+  ax.set_ylim(0, 1.02)
+  ax.set_xlabel('recall')
+  ax.set_ylabel('precision')
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8)
+  ax.set_title('Precision-recall curve')
+  held_out = _held_out(gate)
+  return (_img(_save(fig, directory, 'precision_recall.png'),
+               'precision-recall curve')
+          + (f"<p>Precision-recall curve: PR-AUC on test "
+             f"{held_out['pr_auc']:.4f} against a positive rate of "
+             f'{rate:.4f}.</p>' if 'pr_auc' in held_out and rate is not None
+             else ''))
+
+
+def _classes(training: Optional[dict], k: int) -> List[str]:
+  names = _class_names(training) or []
+  return [names[i] if i < len(names) else str(i) for i in range(k)]
+
+
+def confusion_matrix_figure(gate: dict, training: Optional[dict],
+                            directory: str) -> str:
+  """Multiclass: the test confusion matrix (rows: true class, normalized)
+  and each class's share and recall."""
+  arrays = _gate_arrays(gate)
+  if 'confusion_matrix' not in arrays:
+    return _missing('confusion matrix')
+  cm = np.asarray(arrays['confusion_matrix'], float)
+  k = cm.shape[0]
+  classes = _classes(training, k)
+  support = cm.sum(axis=1, keepdims=True)
+  share = np.divide(cm, support, out=np.zeros_like(cm), where=support > 0)
+  size = min(14, max(5.5, 0.55 * k + 3))
+  fig = Figure(figsize=(size + 1, size), layout='constrained')
+  ax = fig.add_subplot(1, 1, 1)
+  image = ax.imshow(share, cmap='Blues', vmin=0, vmax=1)
+  ax.set_xticks(range(k))
+  ax.set_yticks(range(k))
+  ax.set_xticklabels(classes, rotation=45 if k > 4 else 0, ha='right'
+                     if k > 4 else 'center', fontsize=8)
+  ax.set_yticklabels(classes, fontsize=8)
+  if k <= MAX_ANNOTATED_CLASSES:
+    for i in range(k):
+      for j in range(k):
+        ax.annotate(f'{int(cm[i, j])}', (j, i), ha='center', va='center',
+                    fontsize=8,
+                    color='white' if share[i, j] > 0.5 else 'black')
+  ax.set_xlabel('predicted class')
+  ax.set_ylabel('true class')
+  fig.colorbar(image, ax=ax, label='share of the true class\'s rows')
+  ax.set_title('Confusion matrix on test (counts; colour: row share)')
+  train = _gate_arrays(gate, 'train')
+  rows, flags = [], []
+  for i, name in enumerate(classes):
+    recall = _item(arrays.get('class_recall'), i)
+    rows.append([name, int(support[i, 0]),
+                 _pct(_item(arrays.get('class_frequency'), i)),
+                 _fmt(recall), _fmt(_item(train.get('class_recall'), i))])
+    flags.append('fail' if support[i, 0] and recall == 0 else '')
+  return (_img(_save(fig, directory, 'confusion_matrix.png'),
+               'confusion matrix')
+          + '<p>Per-class recall (the share of each true class predicted as '
+            'itself):</p>'
+          + _table(['class', 'test rows', 'test share', 'recall (test)',
+                    'recall (train sample)'], rows, flags))
+
+
+def _item(values, i):
+  return float(values[i]) if values is not None and i < len(values) else None
+
+
+def _pct(value) -> str:
+  return '-' if value is None else f'{value:.2%}'
+
+
+def _pairs(gate: dict, split: str):
+  arrays = _gate_arrays(gate, split)
+  if 'sample_label' not in arrays:
+    return None
+  return (np.asarray(arrays['sample_label'], float),
+          np.asarray(arrays['sample_prediction'], float))
+
+
+def predicted_vs_actual_figure(gate: dict, training: Optional[dict],
+                               directory: str) -> str:
+  """Regression: a sample of (actual, predicted) pairs and the diagonal."""
+  del training
+  if _pairs(gate, 'held_out') is None:
+    return _missing('sample of predictions')
+  fig = Figure(figsize=(6, 5), layout='constrained')
+  ax = fig.add_subplot(1, 1, 1)
+  seen = []
+  for split, color, label in _SPLIT_STYLES:
+    pairs = _pairs(gate, split)
+    if pairs is not None and len(pairs[0]):
+      ax.scatter(pairs[0], pairs[1], s=9, alpha=0.5, color=color,
+                 label=f'{label} ({len(pairs[0])} sampled)')
+      seen += [pairs[0], pairs[1]]
+  if seen:
+    every = np.concatenate(seen)
+    every = every[np.isfinite(every)]
+    if len(every):
+      lo, hi = float(every.min()), float(every.max())
+      ax.plot([lo, hi], [lo, hi], '--', color='black', linewidth=0.9,
+              label='predicted = actual')
+  held_out = _held_out(gate)
+  ax.set_xlabel('actual label')
+  ax.set_ylabel('predicted')
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8)
+  ax.set_title('Predicted vs actual' + (
+      f" (test R\u00b2 {held_out['r2']:.3f}, RMSE {held_out['rmse']:.4g})"
+      if 'r2' in held_out and 'rmse' in held_out else ''))
+  return _img(_save(fig, directory, 'predicted_vs_actual.png'),
+              'predicted vs actual')
+
+
+def residuals_figure(gate: dict, training: Optional[dict],
+                     directory: str) -> str:
+  """Regression: the distribution of prediction - actual."""
+  del training
+  if _pairs(gate, 'held_out') is None:
+    return _missing('sample of predictions')
+  fig = Figure(figsize=(6, 4), layout='constrained')
+  ax = fig.add_subplot(1, 1, 1)
+  residuals = {}
+  for split, _, _ in _SPLIT_STYLES:
+    pairs = _pairs(gate, split)
+    if pairs is not None and len(pairs[0]):
+      r = pairs[1] - pairs[0]
+      residuals[split] = r[np.isfinite(r)]
+  every = np.concatenate(list(residuals.values()) or [np.zeros(1)])
+  bins = np.histogram_bin_edges(every, bins=40) if len(every) else 10
+  rows = []
+  for split, color, label in _SPLIT_STYLES:
+    r = residuals.get(split)
+    if r is not None and len(r):
+      ax.hist(r, bins=bins, density=True, histtype='step', linewidth=1.5,
+              color=color, label=f'{label}: mean {r.mean():+.4g}')
+      rows.append([label, len(r), f'{r.mean():+.4g}', f'{r.std():.4g}',
+                   f'{np.median(np.abs(r)):.4g}'])
+  ax.axvline(0, color='black', linewidth=0.8)
+  ax.set_xlabel('residual: predicted - actual')
+  ax.set_ylabel('density')
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8)
+  ax.set_title('Residuals')
+  return (_img(_save(fig, directory, 'residuals.png'), 'residuals')
+          + _table(['residuals of', 'sampled rows', 'mean (bias)', 'std',
+                    'median |residual|'], rows))
+
+
+# Renderer of each name a task lists in ``diagnostics``.
+DIAGNOSTICS = {
+    'precision_recall': precision_recall_figure,
+    'confusion_matrix': confusion_matrix_figure,
+    'predicted_vs_actual': predicted_vs_actual_figure,
+    'residuals': residuals_figure,
+}
 
 
 # --------------------------------------------------------------------------
@@ -375,7 +721,19 @@ def _verdict(result: local_runner.RunResult) -> Tuple[str, str]:
   return 'bad', 'No gate decision in this run: nothing was pushed.'
 
 
-def _gate_section(gate: Optional[dict], directory: str) -> str:
+def _trivial_row(task: tasks_lib.Task, held_out: dict) -> Optional[List]:
+  """The trivial predictor's scores, in the columns of the metrics they are."""
+  scored_as = {metric: key for _, key, metric, _ in
+               task.trivial_scores}
+  if not any(held_out.get(key) is not None for key in scored_as.values()):
+    return None
+  return (['trivial predictor (train prior / mean), test']
+          + [_fmt(held_out.get(scored_as[m])) if m in scored_as else '-'
+             for m in task.metrics] + [_fmt(held_out.get('example_count'), 0)])
+
+
+def _gate_section(gate: Optional[dict], task: tasks_lib.Task,
+                  directory: str) -> str:
   if not gate:
     return '<p class="muted">The gate did not run in this run.</p>'
   checks = gate['checks']
@@ -383,27 +741,65 @@ def _gate_section(gate: Optional[dict], directory: str) -> str:
            c['comparison'], _fmt(c['threshold']),
            'passed' if c['passed'] else 'FAILED', c['detail']] for c in checks]
   metrics = gate['metrics']
+  held_out = metrics['held_out']['']
   metric_rows = []
   for split, values in (('train sample', metrics['train']['']),
-                        ('test (held out)', metrics['held_out']['']),
+                        ('test (held out)', held_out),
                         ('latest blessed model, test', metrics['baseline'])):
     if values:
-      metric_rows.append([split] + [_fmt(values.get(m)) for m in
-                                    config_lib.METRICS] +
-                         [_fmt(values.get('example_count'), 0)])
+      metric_rows.append([split] + [_fmt(values.get(m)) for m in task.metrics]
+                         + [_fmt(values.get('example_count'), 0)])
+  trivial_row = _trivial_row(task, held_out)
+  if trivial_row:
+    metric_rows.insert(2, trivial_row)
+  # Everything else the gate measured: label statistics, the trivial
+  # predictor's scores, skills.
+  train = metrics['train']['']
+  others = [[name, _fmt(value), _fmt(train.get(name))]
+            for name, value in held_out.items()
+            if name not in task.metrics and name != 'example_count']
+  trivial = local_runner.trivial_predictor(task, held_out)
+  note = gate.get('baseline_note')
   return (
-      f"<p>Decision: <b>{'BLESSED' if gate['blessed'] else 'NOT blessed'}</b>"
-      f" &mdash; {_esc(gate['reason'])}. Majority class rate on test: "
-      f"{gate['majority_rate']:.4f}.</p>"
-      + _img(gate_figure(gate, directory), 'gate checks')
+      f"<p>Task <b>{_esc(task.name)}</b>. Decision: "
+      f"<b>{'BLESSED' if gate['blessed'] else 'NOT blessed'}</b>"
+      f" &mdash; {_esc(gate['reason'])}."
+      + (f' Trivial predictor on test: {_esc(trivial)}.' if trivial else '')
+      + '</p>'
+      + (f'<p>Baseline: {_esc(note)}</p>' if note else '')
+      + _img(gate_figure(gate, task, directory), 'gate checks')
       + _table(['check', 'metric', 'slice', 'value', '', 'threshold',
                 'result', 'detail'], rows,
                ['' if c['passed'] else 'fail' for c in checks])
-      + _table(['scored on'] + list(config_lib.METRICS) + ['rows'],
-               metric_rows))
+      + _table(['scored on'] + list(task.metrics) + ['rows'], metric_rows)
+      + (_table(['also measured', 'test', 'train sample'], others)
+         if others else ''))
 
 
-def _training_section(result, config, directory) -> str:
+def _diagnostics_section(gate: Optional[dict], training: Optional[dict],
+                         task: tasks_lib.Task, directory: str) -> str:
+  if not gate:
+    return ('<p class="muted">The gate did not run in this run: no held-out '
+            'predictions to diagnose.</p>')
+  parts = []
+  for name in task.diagnostics:
+    renderer = DIAGNOSTICS.get(name)
+    if renderer is None:
+      parts.append(f'<p class="muted">No renderer for the {_esc(task.name)} '
+                   f'diagnostic {_esc(name)}.</p>')
+      continue
+    parts.append(renderer(gate, training, directory))
+  return '\n'.join(parts) or '<p class="muted">None for this task.</p>'
+
+
+def _gap_cell(metric: tasks_lib.Metric, value) -> str:
+  if value is None:
+    return '-'
+  return local_runner.format_gap(metric, value) if metric.relative_gap else (
+      _fmt(value))
+
+
+def _training_section(result, config, task, directory) -> str:
   training = result.training
   if not training:
     state = result.nodes.get(NodeIds.TRAINER)
@@ -416,17 +812,19 @@ def _training_section(result, config, directory) -> str:
               f"{es['best_epoch']} ({es['best_value']:.4f})"
               + (', stopped early' if es['stopped_early'] else '')
               if es else '; no early stopping') + '.</p>',
-           _img(curves_figure(training, result.gate, directory),
+           _img(curves_figure(training, result.gate, task, directory),
                 'learning curves'),
-           _img(gap_figure(training, result.gate, config, directory),
+           _img(gap_figure(training, result.gate, config, task, directory),
                 'gap per epoch')]
-  rows = [[e['epoch']] + [_fmt(e[s].get(m)) for m in config_lib.METRICS
+  names = list(task.metrics)
+  rows = [[e['epoch']] + [_fmt(e[s].get(m)) for m in names
                           for s in ('train', 'eval')]
-          + [_fmt(e['gap'].get(m)) for m in config_lib.METRICS]
+          + [_gap_cell(task.metrics[m], e['gap'].get(m)) for m in names]
           + [_fmt(e.get('fit_loss'))] for e in training['epochs']]
-  header = (['epoch'] + [f'{m} {s}' for m in config_lib.METRICS
-                         for s in ('train', 'eval')]
-            + [f'gap {m}' for m in config_lib.METRICS] + ['fit loss (w/ penalty)'])
+  header = (['epoch'] + [f'{m} {s}' for m in names for s in ('train', 'eval')]
+            + [f'gap {m}' + (' (eval / train - 1)'
+                             if task.metrics[m].relative_gap else '')
+               for m in names] + ['fit loss (w/ penalty)'])
   parts.append(_table(header, rows))
   return '\n'.join(parts)
 
@@ -457,27 +855,65 @@ def _regularization_section(result, directory, kernels) -> str:
           + _table(['weights', 'value'], weight_rows))
 
 
-def _data_section(result, config, runs, directory) -> str:
+def label_table(rows: Dict[str, int], labels: LabelSummary):
+  splits = [s for s in SPLITS if s in rows]
+
+  def note(split):
+    read = labels.read.get(split, 0)
+    return '' if read == rows[split] else f'first {read} rows'
+  if labels.discrete:
+    table = []
+    for split in splits:
+      counts, read = labels.counts.get(split, {}), labels.read.get(split, 0)
+      table.append([split, rows[split]] + [
+          f'{counts.get(c, 0)} ({counts.get(c, 0) / read:.2%})' if read
+          else '-' for c in labels.classes] + [note(split)])
+    table.append(['total', sum(rows.values())] + [''] * len(labels.classes)
+                 + [''])
+    return _table(['split', 'rows'] + [f'label {c}' for c in labels.classes]
+                  + ['note'], table)
+  table = []
+  for split in splits:
+    v = labels.values.get(split, np.zeros(0))
+    v = v[np.isfinite(v)]
+    stats = ([f'{v.mean():.4g}', f'{v.std():.4g}', f'{v.min():.4g}',
+              f'{v.max():.4g}'] if len(v) else ['-'] * 4)
+    table.append([split, rows[split]] + stats + [note(split)])
+  table.append(['total', sum(rows.values()), '', '', '', '', ''])
+  return _table(['split', 'rows', 'label mean', 'label std', 'label min',
+                 'label max', 'note'], table)
+
+
+def _data_section(result, config, task, runs, directory) -> str:
   examples = _artifact(runs, NodeIds.EXAMPLE_GEN, 'examples')
   statistics = _artifact(runs, NodeIds.STATISTICS_GEN, 'statistics')
   anomalies = _artifact(runs, NodeIds.EXAMPLE_VALIDATOR, 'anomalies')
+  transform_graph = _artifact(runs, NodeIds.TRANSFORM, 'transform_graph')
   parts = [f'<p>Input: <code>{_esc(config.data.resolved_path)}</code>; '
-           f'label <code>{_esc(config.data.label.name)}</code>'
+           f'task {_esc(task.name)}, label '
+           f'<code>{_esc(config.data.label.name)}</code>'
            + (f' derived from <code>{_esc(config.data.label.column)}</code>'
               if config.data.label.column else '') + '.</p>']
   rows = _rows_per_split(statistics) if statistics else {}
-  balance = _label_balance(examples, config.data.label) if examples else {}
+  labels, why = None, ''
+  if rows and examples and transform_graph:
+    try:
+      labels = summarize_labels(
+          _label_values(examples, transform_graph, config.data.label.name),
+          _class_names(result.training, transform_graph))
+    except Exception as e:  # pylint: disable=broad-except
+      why = f"the label could not be derived with Transform's graph: {e}"
+  elif rows:
+    why = 'Transform did not run, so the label was not derived'
   if rows:
-    parts.append(_img(data_figure(rows, balance, directory), 'data summary'))
-    table = []
-    for split in [s for s in SPLITS if s in rows]:
-      pos, read = balance.get(split, (0, 0))
-      table.append([split, rows[split], pos if read else '-',
-                    f'{pos / read:.2%}' if read else '-',
-                    '' if read == rows[split] else f'first {read} rows'])
-    table.append(['total', sum(rows.values()), '', '', ''])
-    parts.append(_table(['split', 'rows', 'label 1', 'label 1 rate', 'note'],
-                        table))
+    parts.append(_img(data_figure(rows, labels, directory), 'data summary'))
+    if labels is not None:
+      parts.append(label_table(rows, labels))
+    else:
+      parts.append(_table(['split', 'rows'], [
+          [s, rows[s]] for s in _ordered_splits(rows)]
+                          + [['total', sum(rows.values())]]))
+      parts.append(f'<p class="muted">No label distribution: {_esc(why)}.</p>')
   else:
     parts.append('<p class="muted">No statistics in this run.</p>')
   if anomalies:
@@ -505,6 +941,50 @@ def _nodes_section(result) -> str:
                  for s in result.nodes.values()])
 
 
+def render(result: local_runner.RunResult,
+           config: config_lib.PipelineConfig, directory: str,
+           runs: Optional[Dict[str, metadata.NodeRun]] = None,
+           kernels: Optional[Dict[str, np.ndarray]] = None) -> str:
+  """The report's HTML; its figures are written into ``directory``.
+
+  ``runs`` (the run's executions, from the metadata store) feeds the data
+  section; without it, the page is built from ``result`` alone (gate.json and
+  training.json).
+  """
+  runs = runs or {}
+  task = local_runner.task_of(result.gate, result.training, config.task)
+  css, message = _verdict(result)
+  body = [
+      f'<h1>{_esc(config.pipeline_name)}: run report</h1>',
+      f'<p class="muted">Run {_esc(result.run_id)} &middot; task '
+      f'{_esc(task.name)} &middot; pipeline root '
+      f'<code>{_esc(result.pipeline_root)}</code>'
+      + (f' &middot; {result.wall_seconds:.0f} s wall'
+         if result.wall_seconds else '') + '</p>',
+      f'<p class="verdict {css}">{_esc(message)}</p>',
+      '<h2>Gate decision</h2>', _gate_section(result.gate, task, directory),
+      f'<h2>Diagnostics ({_esc(task.name)})</h2>',
+      _diagnostics_section(result.gate, result.training, task, directory),
+      '<h2>Training: learning curves and gap</h2>',
+      _training_section(result, config, task, directory),
+      '<h2>Regularization and weights</h2>',
+      _regularization_section(result, directory, kernels or {}),
+      '<h2>Data</h2>', _data_section(result, config, task, runs, directory),
+      '<h2>Components</h2>', _nodes_section(result),
+  ]
+  return ('<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
+          f'<title>{_esc(config.pipeline_name)} run {_esc(result.run_id)}'
+          f'</title><style>{_STYLE}</style></head><body>\n'
+          + '\n'.join(body) + '\n</body></html>\n')
+
+
+def write_page(page: str, directory: str) -> str:
+  path = os.path.join(directory, REPORT_HTML)
+  with open(path, 'w', encoding='utf-8') as f:
+    f.write(page)
+  return path
+
+
 def write_report(result: local_runner.RunResult,
                  config: config_lib.PipelineConfig) -> str:
   """Writes the report and its figures; returns the HTML file's path."""
@@ -514,29 +994,5 @@ def write_report(result: local_runner.RunResult,
   runs = metadata.node_runs(store, result.run_id)
   model_run = _artifact(runs, NodeIds.TRAINER, 'model_run')
   kernels = _kernels(model_run) if model_run and result.training else {}
-  css, message = _verdict(result)
-  body = [
-      f'<h1>{_esc(config.pipeline_name)}: run report</h1>',
-      f'<p class="muted">Run {_esc(result.run_id)} &middot; pipeline root '
-      f'<code>{_esc(result.pipeline_root)}</code> &middot; '
-      f'{result.wall_seconds:.0f} s wall</p>'
-      if result.wall_seconds else
-      f'<p class="muted">Run {_esc(result.run_id)} &middot; pipeline root '
-      f'<code>{_esc(result.pipeline_root)}</code></p>',
-      f'<p class="verdict {css}">{_esc(message)}</p>',
-      '<h2>Gate decision</h2>', _gate_section(result.gate, directory),
-      '<h2>Training: learning curves and gap</h2>',
-      _training_section(result, config, directory),
-      '<h2>Regularization and weights</h2>',
-      _regularization_section(result, directory, kernels),
-      '<h2>Data</h2>', _data_section(result, config, runs, directory),
-      '<h2>Components</h2>', _nodes_section(result),
-  ]
-  page = ('<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
-          f'<title>{_esc(config.pipeline_name)} run {_esc(result.run_id)}'
-          f'</title><style>{_STYLE}</style></head><body>\n'
-          + '\n'.join(body) + '\n</body></html>\n')
-  path = os.path.join(directory, REPORT_HTML)
-  with open(path, 'w', encoding='utf-8') as f:
-    f.write(page)
-  return path
+  return write_page(render(result, config, directory, runs, kernels),
+                    directory)

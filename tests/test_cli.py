@@ -17,7 +17,8 @@ import pytest
 
 from components.gate import decision
 from pipeline import cli, local_runner
-from pipeline import config as config_lib
+from core import config as config_lib
+from core import tasks
 
 
 def _subparsers(parser):
@@ -137,11 +138,12 @@ def test_progress_shows_each_component_with_its_time():
 
 
 def _result(blessed_gap: float) -> local_runner.RunResult:
-  metrics = {'accuracy': 0.8, 'auc': 0.85, 'log_loss': 0.4,
-             'example_count': 300.0, 'mean_label': 0.25}
+  metrics = {'accuracy': 0.8, 'auc': 0.85, 'pr_auc': 0.6, 'log_loss': 0.4,
+             'example_count': 300.0, 'mean_label': 0.25,
+             'majority_accuracy': 0.75, 'prior_log_loss': 0.56}
   train = dict(metrics, accuracy=0.8 + blessed_gap)
-  gate = decision.decide({'': metrics}, {'': train}, None,
-                         config_lib.GateConfig()).to_dict()
+  gate = decision.decide(tasks.get('binary'), {'': metrics}, {'': train}, None,
+                         config_lib.parse_gate({}, 'binary')).to_dict()
   epoch = {'epoch': 1, 'train': train, 'eval': metrics, 'gap': {}}
   return local_runner.RunResult(
       run_id='2026-01-01T00:00:00', nodes={'example_gen': 'CACHED',

@@ -1,31 +1,61 @@
-"""Crash-safe pushing: atomic versions, concurrent pushers, smoke test."""
+"""Crash-safe pushing: atomic versions, concurrent pushers, smoke test.
+
+The smoke test holds each model to its task's serving contract, the task
+read from the record the Trainer writes into the model (``task.json``); the
+contract checks themselves, on fabricated outputs, are in
+test_task_outputs.py.
+"""
 
 import concurrent.futures
 import os
+import re
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from components.pusher import push
+from core import tasks
+
+CLASSES = ['cash', 'card', 'other']
+INFO = {'binary': {'positive_rate': 0.3},
+        'multiclass': {'classes': CLASSES, 'frequencies': [0.5, 0.3, 0.2]},
+        'regression': {'mean': 1.0, 'std': 2.0, 'target_transform': None,
+                       'transformed_mean': 1.0, 'transformed_std': 2.0}}
 
 
-def _saved_model(path, scale=0.5, broken=False):
-  """A tiny SavedModel with a serving signature over serialized examples."""
+def _outputs(task, x, scale, broken):
+  """Serving outputs of ``task`` for features ``x`` ([batch, 1])."""
+  value = x * scale
+  if broken:
+    value = value * float('nan')
+  if task == 'binary':
+    return {'probability': tf.sigmoid(value)}
+  if task == 'multiclass':
+    logits = tf.concat([value, 2 * value, tf.zeros_like(value)], axis=1)
+    return {'probabilities': tf.nn.softmax(logits),
+            'classes': tf.tile(tf.constant(CLASSES)[tf.newaxis, :],
+                               [tf.shape(x)[0], 1])}
+  return {'prediction': value}
+
+
+def _saved_model(path, scale=0.5, broken=False, task='binary',
+                 record_task=True):
+  """A tiny SavedModel with a serving signature over serialized examples,
+  recording ``task`` as the Trainer does unless ``record_task`` is False."""
   class Module(tf.Module):
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
     def serve(self, examples):
       parsed = tf.io.parse_example(
           examples, {'x': tf.io.FixedLenFeature([1], tf.float32)})
-      value = parsed['x'] * scale
-      if broken:
-        value = value * float('nan')
-      return {'probability': tf.sigmoid(value)}
+      return _outputs(task, parsed['x'], scale, broken)
 
   module = Module()
   tf.saved_model.save(module, str(path),
                       signatures={'serving_default': module.serve})
+  if record_task:
+    tasks.write_model_task(str(path), tasks.get(task), 'label', INFO[task])
   return str(path)
 
 
@@ -95,16 +125,72 @@ def test_stale_incoming_directories_are_cleaned(tmp_path):
   assert not stale.exists()
 
 
+def test_a_pushed_version_keeps_the_task_record(tmp_path):
+  model = _saved_model(tmp_path / 'model', task='multiclass')
+  target = push.atomic_push(model, str(tmp_path / 'serving'))
+  task, label, info = tasks.read_model_task(target)
+  assert (task.name, label, info) == ('multiclass', 'label', INFO['multiclass'])
+
+
 def test_verify_serving_returns_probabilities(tmp_path):
-  values = push.verify_serving(_saved_model(tmp_path / 'model'), _examples(3))
+  outputs = push.verify_serving(_saved_model(tmp_path / 'model'), _examples(3))
+  values = outputs['probability']
   assert values.shape == (3, 1)
   assert np.all((values >= 0) & (values <= 1))
 
 
-def test_verify_serving_rejects_a_broken_model(tmp_path):
-  with pytest.raises(push.PushError, match='not probabilities'):
-    push.verify_serving(_saved_model(tmp_path / 'bad', broken=True),
+def test_verify_serving_multiclass_and_regression(tmp_path):
+  outputs = push.verify_serving(
+      _saved_model(tmp_path / 'multi', task='multiclass'), _examples(3))
+  assert outputs['probabilities'].shape == (3, 3)
+  np.testing.assert_allclose(outputs['probabilities'].sum(axis=1), 1.0,
+                             rtol=1e-5)
+  assert [c.decode() for c in outputs['classes'][0]] == CLASSES
+  outputs = push.verify_serving(
+      _saved_model(tmp_path / 'reg', task='regression', scale=3.0),
+      _examples(4))
+  np.testing.assert_allclose(outputs['prediction'].ravel(), [0, 3, 6, 9])
+
+
+@pytest.mark.parametrize('task,match', [
+    ('binary', 'binary serving contract.*not probabilities'),
+    ('multiclass', 'multiclass serving contract.*not finite'),
+    ('regression', 'regression serving contract.*not all finite')])
+def test_verify_serving_rejects_a_broken_model(tmp_path, task, match):
+  with pytest.raises(push.PushError, match=match):
+    push.verify_serving(_saved_model(tmp_path / 'bad', broken=True, task=task),
                         _examples())
+
+
+def test_verify_serving_holds_a_model_to_its_recorded_task(tmp_path):
+  """A regression model's unbounded predictions pass as regression, but not
+  when the model says it is binary."""
+  model = _saved_model(tmp_path / 'model', task='regression', scale=3.0)
+  push.verify_serving(model, _examples())
+  tasks.write_model_task(model, tasks.get('binary'), 'label', INFO['binary'])
+  with pytest.raises(push.PushError, match='binary serving contract'):
+    push.verify_serving(model, _examples())
+  # A multiclass record, but the model answers no class probabilities.
+  tasks.write_model_task(model, tasks.get('multiclass'), 'label',
+                         INFO['multiclass'])
+  with pytest.raises(push.PushError,
+                     match=re.escape(model) + '.*probabilities'):
+    push.verify_serving(model, _examples())
+
+
+def test_verify_serving_refuses_a_model_without_a_task(tmp_path):
+  model = _saved_model(tmp_path / 'model', record_task=False)
+  with pytest.raises(push.PushError,
+                     match=re.escape(f'{model}: refused:') + '.*task'):
+    push.verify_serving(model, _examples())
+
+
+def test_verify_serving_refuses_an_unreadable_task_record(tmp_path):
+  model = _saved_model(tmp_path / 'model')
+  with open(os.path.join(model, tasks.TASK_JSON), 'w') as f:
+    f.write('{"task": "ranking", "label": "y", "info": {}}')
+  with pytest.raises(push.PushError, match="unknown task 'ranking'"):
+    push.verify_serving(model, _examples())
 
 
 def test_verify_serving_rejects_examples_it_cannot_parse(tmp_path):
@@ -114,5 +200,5 @@ def test_verify_serving_rejects_examples_it_cannot_parse(tmp_path):
 
 
 def test_verify_serving_rejects_a_missing_model(tmp_path):
-  with pytest.raises(push.PushError):
+  with pytest.raises(push.PushError, match='no model there'):
     push.verify_serving(str(tmp_path / 'absent'), _examples())

@@ -2,7 +2,9 @@
 
 The run's own numbers (gate.json, training.json, the statistics, the model's
 weights) are read back independently here and must appear in the page; the
-figures must exist beside it as real PNG images.
+figures must exist beside it as real PNG images. The run is the small binary
+one; the other tasks' pages are rendered from synthetic records in
+test_task_outputs.py.
 """
 
 import html
@@ -14,7 +16,8 @@ import pytest
 from matplotlib import image as mpimg
 
 import small_run
-from pipeline import cli, report
+from core import tasks
+from pipeline import cli, local_runner, report
 from pipeline.factory import NodeIds
 
 pytestmark = pytest.mark.e2e
@@ -46,9 +49,15 @@ def _text(markup: str) -> str:
   return html.unescape(' '.join(re.sub(r'<[^>]+>', ' ', markup).split()))
 
 
-def test_figures_are_real_pngs_beside_the_page(page):
+def _task(crashed):
+  return tasks.get(crashed.result.gate['task'])
+
+
+def test_figures_are_real_pngs_beside_the_page(page, crashed):
   path, markup = page
-  for name in FIGURES:
+  task = _task(crashed)
+  assert task.name == crashed.config.task == 'binary'
+  for name in FIGURES + tuple(f'{d}.png' for d in task.diagnostics):
     assert f'<img src="{name}"' in markup, name
     figure = os.path.join(os.path.dirname(path), name)
     with open(figure, 'rb') as f:
@@ -69,19 +78,30 @@ def test_verdict_and_every_gate_check_with_its_numbers(page, crashed):
            f"{check['threshold']:.4f} {'passed' if check['passed'] else 'FAILED'}")
     assert row in text, row
   test = result.gate['metrics']['held_out']['']
-  assert (f"test (held out) {test['accuracy']:.4f} {test['auc']:.4f} "
-          f"{test['log_loss']:.4f} {int(test['example_count'])}") in text
+  task = _task(crashed)
+  assert ('test (held out) ' + ' '.join(f'{test[m]:.4f}' for m in task.metrics)
+          + f" {int(test['example_count'])}") in text
+  # The trivial predictor the quality checks are measured against.
+  assert (f"Trivial predictor on test: majority class "
+          f"{test['majority_accuracy']:.4f}, prior log loss "
+          f"{test['prior_log_loss']:.4f}.") in text
+  assert (f"PR-AUC on test {test['pr_auc']:.4f} against a positive rate of "
+          f"{test['mean_label']:.4f}") in text
 
 
 def test_learning_curves_and_gap_per_epoch(page, crashed):
   text = _text(page[1])
   training = crashed.result.training
+  task = _task(crashed)
+  assert training['task'] == task.name
   assert training['epochs_run'] == 2
   for epoch in training['epochs']:
     row = ' '.join([str(epoch['epoch'])] + [
-        f"{epoch[split][m]:.4f}" for m in ('accuracy', 'auc', 'log_loss')
+        f"{epoch[split][m]:.4f}" for m in task.metrics
         for split in ('train', 'eval')] + [
-            f"{epoch['gap'][m]:.4f}" for m in ('accuracy', 'auc', 'log_loss')])
+            local_runner.format_gap(metric, epoch['gap'][m])
+            if metric.relative_gap else f"{epoch['gap'][m]:.4f}"
+            for m, metric in task.metrics.items()])
     assert row in text, row
   es = training['early_stopping']
   assert (f"early stopping on {es['monitor']} restored epoch "
@@ -108,13 +128,16 @@ def test_regularization_and_weights(page, crashed):
 def test_data_summary(page, crashed):
   text = _text(page[1])
   assert f'total {small_run.SAMPLE_ROWS}' in text
+  assert 'split rows label 0 label 1 note' in text
   # The label balance is Transform's label: on the test split it matches
   # the mean label TFMA measured for the gate.
   rate = crashed.result.gate['metrics']['held_out']['']['mean_label']
-  match = re.search(r'test (\d+) (\d+) (\d+\.\d+)%', text)
+  match = re.search(r'test (\d+) (\d+) \((\d+\.\d+)%\) (\d+) \((\d+\.\d+)%\)',
+                    text)
   assert match, text
-  rows, positives = int(match.group(1)), int(match.group(2))
+  rows, negatives, positives = (int(match.group(i)) for i in (1, 2, 4))
   assert rows == crashed.result.gate['metrics']['held_out']['']['example_count']
+  assert negatives + positives == rows
   assert positives / rows == pytest.approx(rate, abs=1e-9)
   assert 'Anomalies: none (ExampleValidator against the inferred schema).' in text
 

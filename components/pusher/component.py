@@ -1,5 +1,9 @@
 """``SafePusher``: the stock Pusher's blessing check, with a smoke test of the
-serving signature on raw examples and an atomic, versioned publish."""
+serving signature on raw examples and an atomic, versioned publish.
+
+The smoke test holds the model to its task's output contract (the task the
+Trainer recorded inside the model, ``core.tasks.TASK_JSON``): a model that
+records no task is not pushed."""
 
 import os
 from typing import Any, Dict, List
@@ -35,7 +39,8 @@ def read_examples(examples: List[types.Artifact], split: str,
 
 
 class Executor(pusher_executor.Executor):
-  """Pushes only blessed models that serve raw examples, atomically."""
+  """Pushes only blessed models that serve raw examples within their task's
+  output contract, atomically."""
 
   def Do(self, input_dict: Dict[str, List[types.Artifact]],
          output_dict: Dict[str, List[types.Artifact]],
@@ -57,7 +62,11 @@ class Executor(pusher_executor.Executor):
       return
     raw = read_examples(input_dict[EXAMPLES_KEY],
                         exec_properties[SMOKE_SPLIT_KEY], SMOKE_EXAMPLES)
-    push.verify_serving(model_path, raw)  # Raises: the execution fails.
+    # Raises PushError (the execution fails) unless the model serves the raw
+    # examples within its task's output contract.
+    outputs = push.verify_serving(model_path, raw)
+    logging.info('Serving smoke test passed on %d raw examples: outputs %s',
+                 len(raw), {k: list(v.shape) for k, v in outputs.items()})
     target = push.atomic_push(model_path, serving_dir, source_uri=model_uri)
     logging.info('Model pushed to %s', target)
     self._MarkPushed(pushed, pushed_destination=target,

@@ -13,10 +13,12 @@ import os
 import shutil
 import tempfile
 import time
-from typing import Sequence
+from typing import Dict, Sequence
 
 import numpy as np
 import tensorflow as tf
+
+from core import tasks
 
 INCOMING_PREFIX = '.incoming-'
 # Written into each pushed version (TF Serving ignores assets.extra/ files):
@@ -47,31 +49,41 @@ def find_pushed(base_dir: str, source_uri: str):
 
 
 def verify_serving(model_dir: str, serialized_examples: Sequence[bytes],
-                   signature: str = 'serving_default') -> np.ndarray:
+                   signature: str = 'serving_default') -> Dict[str, np.ndarray]:
   """Loads the SavedModel and calls its serving signature on raw examples.
 
-  Returns the predictions; raises PushError when the model cannot serve them
-  (missing signature, an exception, wrong shape, or values that are not
-  probabilities).
+  The output contract is the model's task's (``core.tasks``, read from the
+  task record the Trainer writes into the model): a binary model answers one
+  probability per example, a multiclass one a probability per class that sums
+  to 1 plus the class names it was trained on, a regression one a finite
+  prediction. Returns the outputs by name; raises PushError when the model
+  records no task, cannot serve the examples (missing signature, an
+  exception) or breaks its task's contract.
   """
   if not serialized_examples:
     raise PushError('no examples to smoke-test the serving signature with')
+  if not tf.io.gfile.exists(model_dir):
+    raise PushError(f'{model_dir}: no model there')
+  try:
+    task, _, info = tasks.read_model_task(model_dir)
+  except FileNotFoundError as e:
+    raise PushError(f'{model_dir}: refused: {e}; without it the serving '
+                    "outputs' contract is unknown") from e
+  except (ValueError, KeyError, TypeError) as e:  # Bad JSON, unknown task.
+    raise PushError(f'{model_dir}: unreadable {tasks.TASK_JSON}: {e}') from e
   try:
     loaded = tf.saved_model.load(model_dir)
     fn = loaded.signatures[signature]
     outputs = fn(examples=tf.constant(list(serialized_examples)))
+    values = {name: value.numpy() for name, value in outputs.items()}
   except Exception as e:  # Anything at all means the model cannot serve.
     raise PushError(f'{model_dir}: serving signature {signature!r} failed on '
                     f'{len(serialized_examples)} raw examples: {e}') from e
-  if len(outputs) != 1:
-    raise PushError(f'{model_dir}: expected one output, got {sorted(outputs)}')
-  values = next(iter(outputs.values())).numpy()
-  if values.shape[0] != len(serialized_examples):
-    raise PushError(f'{model_dir}: {values.shape[0]} predictions for '
-                    f'{len(serialized_examples)} examples')
-  if not np.all(np.isfinite(values)) or values.min() < 0 or values.max() > 1:
-    raise PushError(f'{model_dir}: predictions are not probabilities: '
-                    f'min {values.min()}, max {values.max()}')
+  try:
+    task.check_serving(values, len(serialized_examples), info)
+  except tasks.LabelError as e:
+    raise PushError(f'{model_dir}: the {task.name} serving contract is '
+                    f'broken: {e}') from e
   return values
 
 
