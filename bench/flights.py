@@ -124,5 +124,5 @@ def config_yaml(csv_path: str, extra: Optional[dict] = None) -> str:
 
 def load(csv_path: str, overrides: Sequence[str] = ()):
   """The typed pipeline config for a flights CSV (validated)."""
-  from pipeline import config as config_lib
+  from core import config as config_lib
   return config_lib.load_config(config_yaml(csv_path), overrides)

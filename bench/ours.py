@@ -35,7 +35,7 @@ def run(workdir: str, *, config_path: Optional[str] = None,
   proc = common.run_logged(cmd, os.path.join(workdir, 'run.log'),
                            ok_codes=FINISHED)
   # The runner's own reader: what the gate measured on the held-out split.
-  from pipeline import config as config_lib  # Heavy; after the timed run.
+  from core import config as config_lib  # Heavy; after the timed run.
   from pipeline import local_runner
   config = config_lib.load_config(
       config_path, [*overrides, f'output.root={out_root}'])
@@ -86,7 +86,7 @@ def load_source(metadata_path: str) -> Dict[str, object]:
 
   from tfx.types import artifact_utils
 
-  from pipeline import config as config_lib
+  from core import config as config_lib
   from pipeline import metadata
   from pipeline.factory import NodeIds
 

@@ -36,7 +36,7 @@ TARGET = 1.3
 def run(workdir: str, repeats: int = 5,
         source: Optional[str] = None) -> Dict[str, object]:
   from components.gate import executor as gate_executor
-  from pipeline import config as config_lib
+  from core import config as config_lib
   from pipeline import local_runner, preflight
 
   machine = common.machine_description()
@@ -45,7 +45,8 @@ def run(workdir: str, repeats: int = 5,
   src = ours.load_source(source)
   cfg = src['config']
   props = src['gate_properties']
-  gate = config_lib.parse_gate(json.loads(props[gate_executor.GATE_CONFIG_KEY]))
+  gate = config_lib.parse_gate(json.loads(props[gate_executor.GATE_CONFIG_KEY]),
+                              props.get(gate_executor.TASK_KEY, cfg.task))
   rows = preflight.check_csv(cfg).rows_total
   beam_args = local_runner.beam_args(cfg.beam, rows)
   executor = gate_executor.Executor(

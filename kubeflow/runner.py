@@ -36,7 +36,7 @@ from tfx import v1 as tfx
 from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
 
 from kubeflow import dockerfile
-from pipeline import config as config_lib
+from core import config as config_lib
 from pipeline import factory
 from pipeline import local_runner
 

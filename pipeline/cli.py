@@ -29,7 +29,7 @@ warnings.filterwarnings('ignore', category=FutureWarning)
 def _add_config_args(parser: argparse.ArgumentParser) -> None:
   parser.add_argument(
       '--config', metavar='FILE',
-      help='YAML configuration over the defaults (pipeline/configs/'
+      help='YAML configuration over the defaults (core/configs/'
       'default.yaml); see docs/configuration.md for every key')
   parser.add_argument(
       '--set', dest='overrides', action='append', default=[],
@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _load(args):
-  from pipeline import config as config_lib
+  from core import config as config_lib
   return config_lib.load_config(args.config, args.overrides)
 
 
@@ -187,7 +187,7 @@ def _report(args) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-  from pipeline import config as config_lib
+  from core import config as config_lib
   args = build_parser().parse_args(argv)
   handlers = {'run': _run, 'compile': _compile, 'report': _report}
   try:

@@ -41,7 +41,7 @@ def small_config_overrides(**extra) -> List[str]:
 
 
 def small_config(**extra):
-  from pipeline import config as config_lib  # Keeps pytest collection light.
+  from core import config as config_lib  # Keeps pytest collection light.
   return config_lib.load_config(overrides=small_config_overrides(**extra))
 
 
@@ -89,7 +89,7 @@ def _run_transform(root: str, train_shards: int = 2) -> Dict[str, str]:
   from apache_beam.options.pipeline_options import PipelineOptions
   from tensorflow_transform.tf_metadata import dataset_metadata
   from components import preprocessing
-  from pipeline import config as config_lib
+  from core import config as config_lib
 
   cfg = small_config()
   with open(config_lib.taxi_sample_path(), encoding='utf-8') as f:

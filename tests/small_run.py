@@ -26,13 +26,14 @@ import time
 from typing import Dict, List, Optional
 
 from pipeline import cli, local_runner, metadata
-from pipeline import config as config_lib
+from core import config as config_lib
 from pipeline.factory import NodeIds
 
 SAMPLE_ROWS = 600
 SMALL = ['model.epochs=2', 'model.train_eval_sample=256',
          'gate.train_sample_size=300',
-         'gate.accuracy_margin=-1', 'gate.min_auc=0',
+         'gate.min_accuracy_skill=-100', 'gate.min_log_loss_skill=-100',
+         'gate.min_auc=0', 'gate.min_pr_auc_skill=-100',
          'gate.max_gap={accuracy: 1, auc: 1, log_loss: 1}']
 # A loaded 2-core machine: TensorFlow alone takes a minute to import.
 TRAINER_START_TIMEOUT = 900

@@ -225,7 +225,7 @@ def test_interrupted_run_resumes_from_backup(transformed_data, tmp_path):
 
 def test_tfjob_manifest():
   from kubeflow.training import launch  # pylint: disable=import-outside-toplevel
-  from pipeline import config as config_lib  # pylint: disable=import-outside-toplevel
+  from core import config as config_lib  # pylint: disable=import-outside-toplevel
   path = os.path.join(os.path.dirname(launch.__file__), 'tfjob.yaml')
   with open(path, encoding='utf-8') as f:
     job = yaml.safe_load(f)

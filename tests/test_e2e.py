@@ -19,7 +19,8 @@ import os
 
 import pytest
 
-from pipeline import config as config_lib
+from core import config as config_lib
+from core import tasks
 from pipeline import local_runner, metadata
 from pipeline.factory import NodeIds
 
@@ -36,7 +37,8 @@ WEAKER = ['model.epochs=1', 'model.learning_rate=0.0003',
           'regularization.early_stopping=null', 'model.train_eval_sample=1024',
           'gate.train_sample_size=1000',
           # Loosen quality so that the baseline check is what decides.
-          'gate.accuracy_margin=-1', 'gate.min_auc=0']
+          'gate.min_accuracy_skill=-100', 'gate.min_log_loss_skill=-100',
+          'gate.min_auc=0', 'gate.min_pr_auc_skill=-100']
 
 
 @pytest.fixture(scope='module')
@@ -84,7 +86,8 @@ def test_first_run_blesses_and_pushes(first, workdir):
   assert _serving_versions(workdir) == [os.path.basename(first.pushed_to)]
   # The report's inputs exist: curves measured in this run.
   assert first.training['epochs_run'] >= 1
-  assert set(first.training['epochs'][0]['train']) == set(config_lib.METRICS)
+  assert set(first.training['epochs'][0]['train']) == set(
+      tasks.get('binary').metrics)
 
 
 def test_rerun_is_cached_and_pushes_nothing_new(first, workdir):

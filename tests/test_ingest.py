@@ -28,7 +28,7 @@ from tfx.utils import proto_utils
 from tfx_bsl.coders import csv_decoder
 
 from components.ingest import component, csv_fast
-from pipeline import config as config_lib
+from core import config as config_lib
 
 ColumnType = csv_decoder.ColumnType
 SPLITS = config_lib.SplitsConfig().as_buckets()  # train/eval/test 14/3/3

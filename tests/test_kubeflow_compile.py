@@ -16,7 +16,7 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 
 from kubeflow import runner
 from pipeline import cli
-from pipeline import config as config_lib
+from core import config as config_lib
 from pipeline import factory
 
 IMAGE = 'europe-docker.pkg.dev/acme/ml/tfx-generalize:1.2.3'

@@ -16,7 +16,7 @@ import tf_keras as keras
 from tensorflow.python.data.experimental.ops import distribute as tf_distribute
 
 from components.trainer import strategy as strategy_lib
-from pipeline import config as config_lib
+from core import config as config_lib
 
 Policy = tf.data.experimental.AutoShardPolicy
 

@@ -15,7 +15,7 @@ from distributed_fixtures import transformed_data  # noqa: F401  (fixture)
 from components.trainer import run as trainer_run
 from components.trainer import tuning
 from kubeflow.training import launch
-from pipeline import config as config_lib
+from core import config as config_lib
 
 pytestmark = pytest.mark.slow
 

@@ -28,7 +28,7 @@ from tfx.types import standard_artifacts
 from tfx.types import standard_component_specs as specs
 
 from components.trainer import strategy as strategy_lib
-from pipeline import config as config_lib
+from core import config as config_lib
 
 RUN_FN = 'components.trainer.run.run_fn'
 _SPLIT_PREFIX = 'Split-'
