@@ -245,3 +245,29 @@ def test_cli_compile_writes_the_spec(tmp_path, capsys):
       _tasks(job)['trainer']['inputs']['parameters']['custom_config'][
           'runtimeValue']['constant'])
   assert trainer_config['config']['model']['epochs'] == 3
+
+
+@pytest.mark.parametrize('task, label', [('multiclass', 'species'),
+                                         ('regression', 'price')])
+def test_every_task_compiles_with_the_task_in_its_components(task, label,
+                                                             tmp_path):
+  """The task reaches the label check, Transform, the Trainer and the gate
+  of the compiled spec, so a Kubeflow run judges it as a local one would."""
+  config = config_lib.load_config(overrides=[
+      f'task={task}', f'data.label={label}',
+      'data.features={numeric: [a], categorical: [b]}'])
+  path = runner.compile_pipeline(config, output_path=str(tmp_path / 'p.json'),
+                                 image=IMAGE, pipeline_root=ROOT,
+                                 data_root=DATA, serving_dir=SERVING)
+  with open(path, encoding='utf-8') as f:
+    tasks = _tasks(json.load(f))
+
+  def constant(node, key):
+    return tasks[node]['inputs']['parameters'][key]['runtimeValue']['constant']
+  assert constant(factory.NodeIds.ANOMALY_GATE, 'task') == task
+  assert json.loads(constant(factory.NodeIds.ANOMALY_GATE, 'label'))[
+      'name'] == label
+  assert constant(factory.NodeIds.GATE, 'task') == task
+  for node in (factory.NodeIds.TRANSFORM, factory.NodeIds.TRAINER):
+    custom = json.loads(constant(node, 'custom_config'))
+    assert custom['config']['task'] == task, node
