@@ -61,3 +61,17 @@ def test_tuner_searches_and_trainer_uses_the_best(transformed_data, tmp_path):
     training = json.load(f)
   assert training['regularization']['l2'] == best.get('l2')
   assert training['regularization']['dropout'] == best.get('dropout')
+
+
+@pytest.mark.parametrize('task, metric, direction', [
+    ('binary', 'val_auc', 'max'), ('multiclass', 'val_log_loss', 'min'),
+    ('regression', 'val_rmse', 'min')])
+def test_objective_is_the_tasks_early_stopping_metric(task, metric, direction):
+  config = config_lib.load_config(overrides=[
+      f'task={task}', 'data.label=y', 'data.features={numeric: [a]}'])
+  objective = tuning.objective(config)
+  assert (objective.name, objective.direction) == (metric, direction)
+  off = config_lib.load_config(overrides=[
+      f'task={task}', 'data.label=y', 'data.features={numeric: [a]}',
+      'regularization.early_stopping=null'])
+  assert tuning.objective(off).name == metric  # The task's default.
