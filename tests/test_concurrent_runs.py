@@ -49,6 +49,6 @@ def test_two_runs_at_once_share_a_serving_dir(tmp_path):
     with open(path / push.SOURCE_MARKER, encoding='utf-8') as f:
       sources.append(f.read())
     raw = small_run.read_raw_examples(pushed_models[sources[-1]])
-    assert push.verify_serving(str(path), raw).shape[0] == len(raw)
+    assert len(push.verify_serving(str(path), raw)['probability']) == len(raw)
   # One model from each run, not one model twice.
   assert sorted(sources) == sorted(pushed_models)

@@ -116,4 +116,4 @@ def test_two_pushers_at_once_both_land_complete(crashed, tmp_path):
     assert _files(target) == expected
     with open(os.path.join(target, push.SOURCE_MARKER)) as f:
       assert f.read() == sources[name]
-    assert push.verify_serving(target, raw).shape[0] == len(raw)
+    assert len(push.verify_serving(target, raw)['probability']) == len(raw)
