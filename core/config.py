@@ -318,6 +318,10 @@ def _coerce(value: Any, annotation: str, where: str) -> Any:
         raise ConfigError(f'{where}: expected a number, got {value!r}') from None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
       raise ConfigError(f'{where}: expected a number, got {value!r}')
+    if not math.isfinite(value):
+      # A NaN bound compares false with everything: it would switch a check
+      # off (or fail it) silently.
+      raise ConfigError(f'{where}: expected a finite number, got {value!r}')
     return float(value)
   if annotation == 'str':
     if not isinstance(value, str):
