@@ -114,6 +114,28 @@ def safe_div(a: float, b: float) -> float:
   return a / b if b else float('nan')
 
 
+def prior_skill_checks(held_out: Mapping[str, float], gate) -> List[QualityCheck]:
+  """Classification's skill over the train prior, on the held-out split:
+  accuracy as a share of the error the train majority class leaves, and
+  1 - log loss over the prior's log loss (``majority_accuracy`` and
+  ``prior_log_loss`` are the prior scored on the same rows)."""
+  majority = held_out['majority_accuracy']
+  return [
+      QualityCheck(
+          'accuracy_skill',
+          safe_div(held_out['accuracy'] - majority, 1.0 - majority),
+          gate.min_accuracy_skill, '>=',
+          f"(accuracy {held_out['accuracy']:.4f} - train's majority class "
+          f'{majority:.4f}) / (1 - majority)'),
+      QualityCheck(
+          'log_loss_skill',
+          1.0 - safe_div(held_out['log_loss'], held_out['prior_log_loss']),
+          gate.min_log_loss_skill, '>=',
+          f"1 - log loss {held_out['log_loss']:.4f} / the prior's "
+          f"{held_out['prior_log_loss']:.4f}"),
+  ]
+
+
 class Task(abc.ABC):
   """The interface; see the module docstring."""
 
@@ -131,8 +153,6 @@ class Task(abc.ABC):
   # summaries: (words, gate metric, the task metric it compares with,
   # format), e.g. ('majority class', 'majority_accuracy', 'accuracy', '.4f').
   trivial_scores: Tuple[Tuple[str, str, str, str], ...] = ()
-  # Gate settings (GateConfig field names) that this task's checks use.
-  gate_settings: Tuple[str, ...] = ()
   supports_label_smoothing: bool = True
 
   # -- configuration --------------------------------------------------------
@@ -235,11 +255,6 @@ class Task(abc.ABC):
       raise LabelError(f'{key!r} has shape {values.shape}, expected '
                        f'({count}, {width})')
     return values
-
-
-def cross_entropy(p_true: np.ndarray) -> np.ndarray:
-  """-log of the probability given to the true class, clipped as Keras does."""
-  return -np.log(np.clip(p_true, EPSILON, 1.0 - EPSILON))
 
 
 def number(text: str) -> Optional[float]:

@@ -101,8 +101,6 @@ class BinaryTask(base.Task):
   diagnostics = ('precision_recall',)
   trivial_scores = (('majority class', 'majority_accuracy', 'accuracy', '.4f'),
                     ('prior log loss', 'prior_log_loss', 'log_loss', '.4f'))
-  gate_settings = ('min_accuracy_skill', 'min_log_loss_skill', 'min_auc',
-                   'min_pr_auc_skill')
   _extra_gate_metrics = ('mean_label', 'majority_accuracy', 'prior_log_loss')
   gate_arrays = ('pr_curve_precision', 'pr_curve_recall')
 
@@ -213,21 +211,8 @@ class BinaryTask(base.Task):
     return _Accumulator(float(info['positive_rate']))
 
   def quality_checks(self, held_out, gate) -> List[base.QualityCheck]:
-    majority = held_out['majority_accuracy']
     prevalence = held_out['mean_label']
-    return [
-        base.QualityCheck(
-            'accuracy_skill',
-            base.safe_div(held_out['accuracy'] - majority, 1.0 - majority),
-            gate.min_accuracy_skill, '>=',
-            f"(accuracy {held_out['accuracy']:.4f} - majority class "
-            f'{majority:.4f}) / (1 - majority)'),
-        base.QualityCheck(
-            'log_loss_skill',
-            1.0 - base.safe_div(held_out['log_loss'], held_out['prior_log_loss']),
-            gate.min_log_loss_skill, '>=',
-            f"1 - log loss {held_out['log_loss']:.4f} / prior's "
-            f"{held_out['prior_log_loss']:.4f}"),
+    return base.prior_skill_checks(held_out, gate) + [
         base.QualityCheck('auc', held_out['auc'], gate.min_auc, '>=',
                           'floor min_auc (0.5 is chance)'),
         base.QualityCheck(

@@ -97,7 +97,6 @@ class MulticlassTask(base.Task):
   diagnostics = ('confusion_matrix',)
   trivial_scores = (('majority class', 'majority_accuracy', 'accuracy', '.4f'),
                     ('prior log loss', 'prior_log_loss', 'log_loss', '.4f'))
-  gate_settings = ('min_accuracy_skill', 'min_log_loss_skill')
   _extra_gate_metrics = ('balanced_accuracy', 'unknown_class_count',
                          'majority_accuracy', 'prior_log_loss')
   gate_arrays = ('class_recall', 'class_frequency', 'confusion_matrix')
@@ -180,24 +179,11 @@ class MulticlassTask(base.Task):
     return _Accumulator(info['frequencies'])
 
   def quality_checks(self, held_out, gate) -> List[base.QualityCheck]:
-    majority = held_out['majority_accuracy']
     return [
         base.QualityCheck(
             'known_classes', held_out['unknown_class_count'], 0.0, '<=',
             'held-out rows whose class the train split never showed'),
-        base.QualityCheck(
-            'accuracy_skill',
-            base.safe_div(held_out['accuracy'] - majority, 1.0 - majority),
-            gate.min_accuracy_skill, '>=',
-            f"(accuracy {held_out['accuracy']:.4f} - train's majority class "
-            f'{majority:.4f}) / (1 - majority)'),
-        base.QualityCheck(
-            'log_loss_skill',
-            1.0 - base.safe_div(held_out['log_loss'], held_out['prior_log_loss']),
-            gate.min_log_loss_skill, '>=',
-            f"1 - log loss {held_out['log_loss']:.4f} / class prior's "
-            f"{held_out['prior_log_loss']:.4f}"),
-    ]
+    ] + base.prior_skill_checks(held_out, gate)
 
   def check_serving(self, outputs, count, info) -> None:
     k = len(info['classes'])

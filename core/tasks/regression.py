@@ -113,7 +113,6 @@ class RegressionTask(base.Task):
   prediction_key = 'prediction'
   diagnostics = ('predicted_vs_actual', 'residuals')
   trivial_scores = (('train-mean RMSE', 'mean_rmse', 'rmse', '.4g'),)
-  gate_settings = ('min_r2_skill', 'rmse_margin')
   supports_label_smoothing = False
   _extra_gate_metrics = ('label_mean', 'label_std', 'mean_rmse', 'mse_skill')
   gate_arrays = ('sample_label', 'sample_prediction')
