@@ -172,18 +172,9 @@ def transformed_labels(transform_graph_uri: str, examples_uri: str,
   the run's own Transform graph derives it: exactly what the Trainer fitted
   and the gate scored (class indices in the vocabulary's order, float32
   arithmetic for a thresholded label)."""
-  import numpy as np
-  import tensorflow as tf
-  import tensorflow_transform as tft
-  output = tft.TFTransformOutput(transform_graph_uri)
-  spec = output.raw_feature_spec()
-  layer = output.transform_features_layer()
-  labels = []
-  for batch in tf.data.TFRecordDataset(
-      split_files(examples_uri, split), compression_type='GZIP').batch(4096):
-    labels.append(np.asarray(layer(tf.io.parse_example(batch, spec))[label])
-                  .ravel())
-  return np.concatenate(labels)
+  from pipeline import report
+  return report.transformed_labels(transform_graph_uri,
+                                   split_files(examples_uri, split), label)
 
 
 def raw_rows(frame) -> List[Dict[str, str]]:

@@ -48,6 +48,7 @@ SPLITS = (TRAIN, EVAL, TEST)
 # Raw examples read per split for the label's distribution; the counts
 # themselves come from StatisticsGen and are exact.
 LABEL_SAMPLE = 50_000
+LABEL_BATCH = 65_536  # Records per Transform call when reading all of a split.
 # Classes shown one by one in the data summary; the rarer ones are summed.
 MAX_CLASSES_SHOWN = 8
 # Per-class numbers are written into the confusion matrix's cells up to this
@@ -93,31 +94,44 @@ def _rows_per_split(statistics) -> Dict[str, int]:
   return rows
 
 
-def _label_values(examples, transform_graph,
-                  label_name: str) -> Dict[str, np.ndarray]:
-  """split -> the label of up to ``LABEL_SAMPLE`` raw examples, as Transform's
-  own graph derives it: exactly what training and the gate see, whatever
-  the task (0/1, a class index with -1 for a class train never showed, or
-  the numeric target)."""
+def transformed_labels(transform_graph_uri: str, files, label_name: str,
+                       limit: Optional[int] = None) -> np.ndarray:
+  """The label of the raw examples in ``files`` (gzipped TFRecords, in file
+  order; the first ``limit`` only when given), as Transform's own graph
+  derives it: exactly what training and the gate see, whatever the task
+  (0/1, a class index with -1 for a class train never showed, or the
+  numeric target)."""
   import tensorflow_transform as tft  # pylint: disable=g-import-not-at-top
-  output = tft.TFTransformOutput(transform_graph.uri)
+  output = tft.TFTransformOutput(transform_graph_uri)
   spec = output.raw_feature_spec()
   layer = output.transform_features_layer()
+  records = tf.data.TFRecordDataset(list(files), compression_type='GZIP')
+  if limit is not None:
+    records = records.take(limit)
+  parts = []
+  # Few, large batches: iterating record by record in eager mode took seconds.
+  for batch in records.batch(limit or LABEL_BATCH):
+    label = layer(tf.io.parse_example(batch, spec))[label_name]
+    if isinstance(label, tf.sparse.SparseTensor):
+      label = tf.sparse.to_dense(label)
+    parts.append(np.asarray(label).reshape(-1))
+  return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def _label_values(examples, transform_graph,
+                  label_name: str) -> Dict[str, np.ndarray]:
+  """split -> the label of up to ``LABEL_SAMPLE`` raw examples, as
+  :func:`transformed_labels` derives it."""
   values = {}
   for split in _split_names(examples):
     files = sorted(tf.io.gfile.glob(
         os.path.join(examples.uri, f'Split-{split}', '*')))
     if not files:
       continue
-    # One batch: iterating record by record in eager mode took seconds.
-    batch = next(iter(tf.data.TFRecordDataset(
-        files, compression_type='GZIP').batch(LABEL_SAMPLE)), None)
-    if batch is None:
-      continue
-    label = layer(tf.io.parse_example(batch, spec))[label_name]
-    if isinstance(label, tf.sparse.SparseTensor):
-      label = tf.sparse.to_dense(label)
-    values[split] = np.asarray(label).reshape(-1)
+    labels = transformed_labels(transform_graph.uri, files, label_name,
+                                limit=LABEL_SAMPLE)
+    if len(labels):
+      values[split] = labels
   return values
 
 
