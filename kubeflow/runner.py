@@ -35,6 +35,7 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 from tfx import v1 as tfx
 from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
 
+from components.ingest import formats
 from kubeflow import dockerfile
 from core import config as config_lib
 from pipeline import factory
@@ -89,7 +90,12 @@ def resolve_locations(config: config_lib.PipelineConfig, *,
     elif pipeline_root:
       serving_dir = pipeline_root.rstrip('/') + '/serving_model'
   if config.data.path:
-    default_root, pattern = os.path.split(config.data.path)
+    # From the string alone (no bucket is listed at compile time): a file's
+    # folder and name, a folder (a trailing '/' or no extension) and its
+    # format's pattern, or a glob split before its first wildcard.
+    fmt = formats.resolve(config.data.format, config.data.path)
+    where = formats.location(config.data.path, fmt)
+    default_root, pattern = where.root, where.pattern
   else:
     default_root, pattern = IMAGE_TAXI_DATA_ROOT, os.path.basename(
         config_lib.taxi_sample_path())

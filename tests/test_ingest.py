@@ -34,6 +34,12 @@ ColumnType = csv_decoder.ColumnType
 SPLITS = config_lib.SplitsConfig().as_buckets()  # train/eval/test 14/3/3
 
 
+def test_column_types_are_tfx_bsl_s():
+  # csv_fast defines its own copy so that it imports without Beam.
+  assert {t.name: int(t) for t in csv_fast.ColumnType} == {
+      t.name: int(t) for t in ColumnType if t != ColumnType.IGNORE}
+
+
 def _props(input_base, splits, output_splits=SPLITS, partition_feature=None):
   output = example_gen_pb2.Output()
   if output_splits:
@@ -198,14 +204,39 @@ def test_input_splits_without_hashing_match_stock(tmp_path):
   data.mkdir()
   rows = _tricky_rows(120)
   _write_csv(data / 'train.csv', rows[:80])
-  # Windows line ends, a byte order mark, no newline at the end.
+  # Windows line ends, no newline at the end.
   _write_csv(data / 'eval.csv', rows[80:], newline='\r\n',
-             encoding='utf-8-sig', last_newline=False)
+             last_newline=False)
   props = _props(str(data), {'train': 'train.csv', 'eval': 'eval.csv'},
                  output_splits=None)
   _assert_same(_run(stock.Executor, str(tmp_path / 'stock'), props),
                _run(component.ArrowCsvExecutor, str(tmp_path / 'ours'),
                     props))
+
+
+def test_header_as_users_write_it(tmp_path):
+  # Stock names the first column '\ufeff<name>' after a byte-order mark and
+  # keeps the spaces in ' b'; ours reads the names a user meant, so these
+  # files give the examples of the plain file.
+  rows = _tricky_rows(60)
+  plain, odd = tmp_path / 'plain', tmp_path / 'odd'
+  plain.mkdir()
+  odd.mkdir()
+  _write_csv(plain / 'data.csv', rows)
+  _write_csv(odd / 'data.csv', rows, newline='\r\n', encoding='utf-8-sig')
+  text = (odd / 'data.csv').read_bytes().decode('utf-8-sig')
+  header, rest = text.split('\r\n', 1)
+  names = header.split(',')
+  spaced = ' , '.join(f'"{n}"' if i == 0 else n for i, n in enumerate(names))
+  (odd / 'data.csv').write_text('\ufeff' + spaced + '\r\n' + rest,
+                                encoding='utf-8', newline='')
+  assert csv_fast.read_header(str(odd / 'data.csv')) == names
+  props = lambda d: _props(str(d), {'single_split': 'data.csv'})
+  expected = _splits(_run(component.ArrowCsvExecutor, str(tmp_path / 'a'),
+                          props(plain)))
+  assert sum(sum(c.values()) for c in expected.values()) == 60
+  assert _splits(_run(component.ArrowCsvExecutor, str(tmp_path / 'b'),
+                      props(odd))) == expected
 
 
 @pytest.mark.slow  # Stock takes about 6 s on the 15,002 rows.
@@ -414,3 +445,33 @@ def test_component_is_csv_example_gen_with_our_executor():
   assert (component.ArrowCsvExecutor.__module__ + '.'
           + component.ArrowCsvExecutor.__qualname__
           == 'components.ingest.component.ArrowCsvExecutor')
+
+
+def test_remote_files_are_read_through_fileio():
+  # ram:// is a TensorFlow filesystem like gs://: no local path, fileio only.
+  path = 'ram://ingest/data.csv'
+  with tf.io.gfile.GFile(path, 'w') as f:
+    f.write('\ufeffa, b\r\n1,"x, y"\r\n2,z\r\n')
+  names = csv_fast.read_header(path, component._open)  # pylint: disable=protected-access
+  assert names == ['a', 'b']
+  table = csv_fast.read_csv(path, names, open_fn=component._open)  # pylint: disable=protected-access
+  assert table.to_pydict() == {'a': ['1', '2'], 'b': ['x, y', 'z']}
+
+
+def test_beam_fallback_reads_the_header_as_the_fast_path(tmp_path, monkeypatch,
+                                                         beam_calls):
+  # A byte-order mark and spaces around names: stock's Beam path would name
+  # the columns '\ufeffa' and ' b'; the fallback reads them as 'a' and 'b'.
+  data = tmp_path / 'data'
+  data.mkdir()
+  (data / 'data.csv').write_text(
+      '\ufeffa , b\n' + ''.join(f'{i},{"xy"[i % 2]}\n' for i in range(60)),
+      encoding='utf-8')
+  props = _props(str(data), {'all': 'data.csv'})
+  fast = _run(component.ArrowCsvExecutor, str(tmp_path / 'fast'), props)
+  monkeypatch.setattr(component, 'MAX_IN_MEMORY_BYTES', 1)
+  beam = _run(component.ArrowCsvExecutor, str(tmp_path / 'beam'), props)
+  assert beam_calls == ['ArrowCsvExecutor']
+  _assert_same(fast, beam)
+  example = tf.train.Example.FromString(next(iter(_splits(beam)['train'])))
+  assert set(example.features.feature) == {'a', 'b'}

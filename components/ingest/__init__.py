@@ -1,2 +1,4 @@
-"""Ingestion: CsvExampleGen with a vectorized Arrow executor (``component``)
-and the Arrow/numpy CSV-to-tf.Example conversion it uses (``csv_fast``)."""
+"""Ingestion: the input formats (``formats``: CSV, Parquet, TFRecord, one
+object each), their ExampleGens with in-process executors (``component``)
+and the Arrow/numpy conversions they use (``csv_fast``, ``parquet_fast``,
+``tfrecord_fast``)."""

@@ -1,23 +1,37 @@
-"""``ArrowCsvExampleGen``: CsvExampleGen with a vectorized, in-process executor.
+"""In-process ExampleGen executors, one per input format, each producing the
+artifact of its stock TFX route.
 
-The component is stock ``CsvExampleGen`` (same spec, parameters and driver,
-so input fingerprints, spans and versions are resolved as before) with
-another executor. ``ArrowCsvExecutor`` subclasses the stock CSV executor
-and produces the same artifact: the same splits holding the same
-tf.Examples (``csv_fast`` reproduces stock's type inference, serialization
-and hash partitioning), as gzip TFRecord shards
-``Split-<name>/data_tfrecord-<i>-of-<n>.gz``, with the same ``split_names``,
-``payload_format`` and ``file_format`` properties. It reads the CSV with
-Arrow, encodes examples with numpy and compresses the shards in threads:
-measured on the 327,346-row flights CSV in docs/performance.md (P2).
+* ``ArrowCsvExampleGen``: stock ``CsvExampleGen`` (same spec, parameters and
+  driver, so input fingerprints, spans and versions are resolved as before)
+  with ``ArrowCsvExecutor``. It reads every CSV file of the split pattern
+  (shards with one header each, which must agree), plain or gzip, with
+  Arrow; ``csv_fast`` reproduces stock's type inference (over all files of
+  the split), serialization and hash partitioning. Stock itself cannot read
+  a ``.csv.gz`` (it reads the header line still compressed, and cannot
+  iterate the lines of Beam's decompressing file); the Beam path here reads
+  both as the in-process path does, so both read gzip.
+* ``ParquetExampleGen``: ``FileBasedExampleGen`` with ``ArrowParquetExecutor``,
+  which subclasses TFX's ``custom_executors.parquet_executor`` and writes
+  what it writes (``parquet_fast``: zeros and empty strings as empty
+  Features, as stock's ``dict_to_example`` does).
+* ``TFRecordExampleGen``: stock ``ImportExampleGen`` with
+  ``TFRecordImportExecutor``: the same tf.Examples (parsed and
+  re-serialized deterministically, as stock hashes them) in the same splits.
 
-Everything it does not handle goes to the stock Beam executor
+All three write gzip TFRecord shards
+``Split-<name>/data_tfrecord-<i>-of-<n>.gz`` with stock's ``split_names``,
+``payload_format`` and ``file_format``, rows in a seeded random order,
+encoded with numpy and compressed in threads: measured on the 327,346-row
+flights CSV in docs/performance.md (P2).
+
+Everything they do not handle goes to the stock Beam executor
 (``super().Do``), which can also spread work over a distributed runner:
 inputs larger than ``MAX_IN_MEMORY_BYTES``, payloads other than tf.Example,
 file formats other than gzip TFRecords, splitting by
-``partition_feature_name``, and duplicate column names (whose meaning in
-stock, where the last column wins with a type merged over both, is not
-worth reproducing).
+``partition_feature_name``, compressions other than gzip, CSV files with
+duplicate column names (whose meaning in stock, where the last column wins
+with a type merged over both, is not worth reproducing), and Parquet files
+with list or other non-scalar columns or schemas that differ between files.
 
 No half-written output: shards are written under a staging directory inside
 the output artifact and renamed into ``Split-*`` only after every shard is
@@ -26,6 +40,8 @@ also deletes the whole output directory of a failed execution; this covers
 orchestrators that retry into the same output URI.)
 """
 
+import dataclasses
+import io
 import math
 import os
 import queue
@@ -33,32 +49,43 @@ import threading
 import time
 import uuid
 import zlib
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from absl import logging
+import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 from tfx import types
+from tfx.components.example_gen import component as example_gen_component
 from tfx.components.example_gen import utils as example_gen_utils
 from tfx.components.example_gen import write_split
 from tfx.components.example_gen.csv_example_gen import component as csv_component
 from tfx.components.example_gen.csv_example_gen import executor as csv_executor
+from tfx.components.example_gen.custom_executors import parquet_executor
+from tfx.components.example_gen.import_example_gen import component as import_component
+from tfx.components.example_gen.import_example_gen import executor as import_executor
 from tfx.components.util import examples_utils
 from tfx.dsl.components.base import executor_spec
 from tfx.dsl.io import fileio
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 from tfx.types import standard_component_specs
-from tfx.utils import io_utils
 from tfx.utils import proto_utils
+from tfx_bsl.coders import csv_decoder
 
 from components import beam_fallback
 from components.ingest import csv_fast
+from components.ingest import formats
+from components.ingest import parquet_fast
+from components.ingest import tfrecord_fast
 
 # Peak memory is about three times the input (Arrow string columns, then
 # per column its distinct entries and row codes, and one batch of examples);
 # above this, the Beam executor runs.
 MAX_IN_MEMORY_BYTES = 2 * 1024 ** 3
+# A gzip file counts as this many times its size against that bound: text
+# and tf.Examples shrink 3 to 8 times; the bound assumes the most.
+GZIP_EXPANSION = 8
 BATCH_ROWS = 65_536
 # gzip level 1: on the flights examples, zlib is 5x faster than at level 6
 # (Beam's default), and the shards are about 10% larger than stock's.
@@ -66,18 +93,216 @@ COMPRESSION_LEVEL = 1
 # A split gets one shard per CPU (compressed in parallel, read in parallel
 # downstream) once its serialized examples reach this size, else one.
 MIN_SHARD_BYTES = 8 * 1024 ** 2
-# Serialized tf.Examples take about four times the bytes of their CSV rows.
-_EXAMPLE_BYTES_PER_CSV_BYTE = 4
 # Rows are written in a seeded random order. Stock shuffles too (Beam's
-# Reshuffle); the CSV's own order (often by time) would otherwise reach the
-# Trainer's bounded shuffle buffer and any first-N sample of a split.
+# Reshuffle); the input's own order (often by time) would otherwise reach
+# the Trainer's bounded shuffle buffer and any first-N sample of a split.
 SHUFFLE_SEED = 0
+# Beam would decompress these by the suffix too; the in-process readers
+# read gzip only.
+_OTHER_COMPRESSIONS = ('.bz2', '.deflate', '.zst', '.zstd', '.xz', '.lzma')
 
 _STAGING_PREFIX = '.staging-'
 
 
-class ArrowCsvExecutor(beam_fallback.BeamOnFallback, csv_executor.Executor):
-  """Stock CSV ExampleGen executor, done in-process with Arrow when it can."""
+class _FileioRaw(io.RawIOBase):
+  """A fileio (gfile) file as a raw binary stream: gfile's objects lack
+  ``closed`` and ``readinto``, which Arrow and ``io`` need."""
+
+  def __init__(self, f):
+    super().__init__()
+    self._f = f
+
+  def readable(self) -> bool:
+    return True
+
+  def seekable(self) -> bool:
+    return True
+
+  def readinto(self, buffer) -> int:
+    data = self._f.read(len(buffer))
+    buffer[:len(data)] = data
+    return len(data)
+
+  def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+    self._f.seek(offset, whence)
+    return self._f.tell()
+
+  def tell(self) -> int:
+    return self._f.tell()
+
+  def close(self) -> None:
+    if not self.closed:
+      self._f.close()
+    super().close()
+
+
+def _open(path: str):
+  """A binary file object for any filesystem TFX's fileio reads (gs://)."""
+  return io.BufferedReader(_FileioRaw(fileio.open(path, 'rb')),
+                           buffer_size=1 << 20)
+
+
+def _remote_open(path: str) -> Optional[Callable[[str], Any]]:
+  """fileio for URLs; None lets Arrow and Python read local files directly."""
+  return _open if formats.is_remote(path) else None
+
+
+def _gzip_aware_size(path: str) -> int:
+  size = fileio.stat(path).length
+  return size * GZIP_EXPANSION if formats.is_gzip(path) else size
+
+
+class _NeedsBeam(Exception):
+  """Raised while reading: the stock Beam executor must convert this input."""
+
+
+@dataclasses.dataclass
+class _Records:
+  """The serialized examples of one input split: ``take(rows)`` gives those
+  of row indices ``rows``; ``size`` is their total in bytes."""
+  count: int
+  size: int
+  take: Callable[[np.ndarray], pa.LargeBinaryArray]
+
+
+class _Ingest:
+  """What one input format's in-process executor does differently."""
+
+  def input_bytes(self, path: str) -> int:
+    """The file's weight against MAX_IN_MEMORY_BYTES."""
+    return _gzip_aware_size(path)
+
+  def reason(self, paths: Sequence[str]) -> Optional[str]:
+    """Why these files of one split need the Beam executor, or None."""
+    for path in paths:
+      if path.lower().endswith(_OTHER_COMPRESSIONS):
+        return f'{path}: compressed other than with gzip'
+    return None
+
+  def records(self, paths: Sequence[str]) -> _Records:
+    """The split's examples (may raise _NeedsBeam)."""
+    raise NotImplementedError
+
+
+def _column_records(columns: Sequence[csv_fast.Column], n: int,
+                    missing_as_empty_feature: bool = False) -> _Records:
+  encoded = [csv_fast.encode_column(c, missing_as_empty_feature)
+             for c in columns]
+  return _Records(n, csv_fast.encoded_bytes(encoded),
+                  lambda rows: csv_fast.encode_examples(encoded, rows))
+
+
+class _CsvIngest(_Ingest):
+  """CSV files, plain or gzip, read with Arrow (``csv_fast``)."""
+
+  def reason(self, paths):
+    reason = super().reason(paths)
+    if reason:
+      return reason
+    # Raises, naming both files and headers, where two differ.
+    names = formats.CSV.headers(paths, _open)
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+      return f'{paths[0]}: duplicate column names {duplicates}'
+    return None
+
+  def records(self, paths):
+    names = formats.CSV.header(paths[0], _open)
+    table = pa.concat_tables([formats.CSV.read_table(p, names, _open)
+                              for p in paths])
+    n = table.num_rows
+    columns = csv_fast.convert_table(table, ', '.join(paths))
+    del table
+    return _column_records(columns, n)
+
+
+class _ParquetIngest(_Ingest):
+  """Parquet files, read with Arrow and converted as stock converts them."""
+
+  def input_bytes(self, path):
+    # The size in memory, from the footer: Parquet compresses a lot.
+    return parquet_fast.uncompressed_bytes(path, _remote_open(path))
+
+  def records(self, paths):
+    tables = [parquet_fast.read_table(p, _remote_open(p)) for p in paths]
+    fields = set(tables[0].schema)
+    for path, table in zip(paths[1:], tables[1:]):
+      # Stock converts each file's rows with that file's columns: a column
+      # one file lacks is no feature at all in its rows.
+      if set(table.schema) != fields:
+        raise _NeedsBeam(f'{path} has other columns than {paths[0]}')
+    order = tables[0].column_names
+    table = pa.concat_tables([t.select(order) for t in tables])
+    reason = parquet_fast.unsupported(table)
+    if reason:
+      raise _NeedsBeam(f'{", ".join(paths)}: {reason}')
+    columns = parquet_fast.to_columns(table)
+    n = table.num_rows
+    del table, tables
+    return _column_records(columns, n, missing_as_empty_feature=True)
+
+
+class _TFRecordIngest(_Ingest):
+  """TFRecord files of tf.Examples, plain or gzip."""
+
+  def records(self, paths):
+    records = []
+    for path in paths:
+      records += tfrecord_fast.reserialize(
+          tfrecord_fast.read_records(path, _remote_open(path)), path)
+    array = pa.array(records, pa.large_binary())
+    size = sum(map(len, records))
+    del records
+    return _Records(len(array), size, array.take)
+
+
+def _split_files(input_base: str, pattern: str) -> List[str]:
+  full_pattern = os.path.join(input_base, pattern)
+  found = fileio.glob(full_pattern)
+  if not found:
+    # Stock's message, for either path.
+    raise RuntimeError(
+        f'Split pattern {full_pattern} does not match any files.')
+  return sorted(found)
+
+
+def _beam_reason(files: Dict[str, List[str]],
+                 output_config: example_gen_pb2.Output,
+                 exec_properties: Dict[str, Any],
+                 ingest: Optional[_Ingest] = None) -> Optional[str]:
+  """Why the stock Beam executor must run, or None (CSV unless ``ingest``
+  says otherwise)."""
+  ingest = ingest or _CsvIngest()
+  payload_format = exec_properties.get(
+      standard_component_specs.OUTPUT_DATA_FORMAT_KEY,
+      example_gen_pb2.FORMAT_TF_EXAMPLE)
+  if payload_format != example_gen_pb2.FORMAT_TF_EXAMPLE:
+    return f'payload format {payload_format} is not FORMAT_TF_EXAMPLE'
+  file_format = exec_properties.get(
+      standard_component_specs.OUTPUT_FILE_FORMAT_KEY,
+      example_gen_pb2.FILE_FORMAT_UNSPECIFIED)
+  if file_format not in (example_gen_pb2.FILE_FORMAT_UNSPECIFIED,
+                         example_gen_pb2.FORMAT_TFRECORDS_GZIP):
+    return f'file format {file_format} is not gzip TFRecords'
+  if output_config.split_config.HasField('partition_feature_name'):
+    return 'splitting by partition_feature_name'
+  for paths in files.values():
+    reason = ingest.reason(paths)
+    if reason:
+      return reason
+  total = sum(ingest.input_bytes(f) for paths in files.values()
+              for f in paths)
+  if total > MAX_IN_MEMORY_BYTES:
+    return (f'{total:,} input bytes (in memory) exceed MAX_IN_MEMORY_BYTES='
+            f'{MAX_IN_MEMORY_BYTES:,}')
+  return None
+
+
+class _InProcessExecutor(beam_fallback.BeamOnFallback):
+  """The stock executor's ``Do``, in process where it can be; listed before
+  the stock executor class it extends. ``INGEST`` is the format's reader."""
+
+  INGEST: _Ingest = _Ingest()
 
   def Do(self, input_dict: Dict[str, List[types.Artifact]],
          output_dict: Dict[str, List[types.Artifact]],
@@ -93,13 +318,11 @@ class ArrowCsvExecutor(beam_fallback.BeamOnFallback, csv_executor.Executor):
     input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
     files = {split.name: _split_files(input_base, split.pattern)
              for split in input_config.splits}
+    name = type(self).__name__
 
-    reason = _beam_reason(files, output_config, exec_properties)
+    reason = _beam_reason(files, output_config, exec_properties, self.INGEST)
     if reason:
-      logging.info('ArrowCsvExecutor: running the stock Beam executor: %s',
-                   reason)
-      self.init_beam()
-      return super().Do(input_dict, output_dict, exec_properties)
+      return self._beam_do(reason, input_dict, output_dict, exec_properties)
 
     self._log_startup(input_dict, output_dict, exec_properties)
     examples = output_dict[standard_component_specs.EXAMPLES_KEY]
@@ -116,18 +339,23 @@ class ArrowCsvExecutor(beam_fallback.BeamOnFallback, csv_executor.Executor):
         # hashed into the output splits.
         (pattern_files,) = files.values()
         buckets = [s.hash_buckets for s in output_config.split_config.splits]
-        rows = _convert(pattern_files, split_names, buckets, staging)
+        rows = _write(self.INGEST.records(pattern_files), split_names,
+                      buckets, staging)
       else:
-        # Stock: each input split on its own, types inferred per split.
-        rows = sum(_convert(files[name], [name], None, staging)
-                   for name in split_names)
+        # Stock: each input split on its own (CSV: types inferred per split).
+        rows = sum(_write(self.INGEST.records(files[split]), [split], None,
+                          staging) for split in split_names)
       _publish(staging, examples, split_names)
+    except _NeedsBeam as e:
+      reason = str(e)
     finally:
       if fileio.exists(staging):
         fileio.rmtree(staging)
+    if reason:
+      return self._beam_do(reason, input_dict, output_dict, exec_properties)
     seconds = time.monotonic() - started
-    logging.info('ArrowCsvExecutor: %d rows in %.1f s (%.0f rows/s)', rows,
-                 seconds, rows / max(seconds, 1e-9))
+    logging.info('%s: %d rows in %.1f s (%.0f rows/s)', name, rows, seconds,
+                 rows / max(seconds, 1e-9))
 
     # As the stock executor sets them.
     payload_format = exec_properties.get(
@@ -142,73 +370,90 @@ class ArrowCsvExecutor(beam_fallback.BeamOnFallback, csv_executor.Executor):
         examples_utils.set_file_format(
             output, write_split.to_file_format_str(file_format))
 
-
-def _split_files(input_base: str, pattern: str) -> List[str]:
-  csv_pattern = os.path.join(input_base, pattern)
-  found = fileio.glob(csv_pattern)
-  if not found:
-    # Stock's message, for either path.
-    raise RuntimeError(
-        f'Split pattern {csv_pattern} does not match any files.')
-  return sorted(found)
+  def _beam_do(self, reason, input_dict, output_dict, exec_properties):
+    logging.info('%s: running the stock Beam executor: %s',
+                 type(self).__name__, reason)
+    self.init_beam()
+    return super().Do(input_dict, output_dict, exec_properties)
 
 
-def _beam_reason(files: Dict[str, List[str]],
-                 output_config: example_gen_pb2.Output,
-                 exec_properties: Dict[str, Any]) -> Optional[str]:
-  """Why the stock Beam executor must run, or None."""
-  payload_format = exec_properties.get(
-      standard_component_specs.OUTPUT_DATA_FORMAT_KEY,
-      example_gen_pb2.FORMAT_TF_EXAMPLE)
-  if payload_format != example_gen_pb2.FORMAT_TF_EXAMPLE:
-    return f'payload format {payload_format} is not FORMAT_TF_EXAMPLE'
-  file_format = exec_properties.get(
-      standard_component_specs.OUTPUT_FILE_FORMAT_KEY,
-      example_gen_pb2.FILE_FORMAT_UNSPECIFIED)
-  if file_format not in (example_gen_pb2.FILE_FORMAT_UNSPECIFIED,
-                         example_gen_pb2.FORMAT_TFRECORDS_GZIP):
-    return f'file format {file_format} is not gzip TFRecords'
-  if output_config.split_config.HasField('partition_feature_name'):
-    return 'splitting by partition_feature_name'
-  total = sum(fileio.stat(f).length for paths in files.values()
-              for f in paths)
-  if total > MAX_IN_MEMORY_BYTES:
-    return (f'{total:,} input bytes exceed MAX_IN_MEMORY_BYTES='
-            f'{MAX_IN_MEMORY_BYTES:,}')
-  for paths in files.values():
-    names = io_utils.load_csv_column_names(paths[0])
-    for path in paths[1:]:
-      if io_utils.load_csv_column_names(path) != names:
-        raise RuntimeError(
-            f'Files in same split have different headers: {paths[0]} has '
-            f'{names}, {path} has {io_utils.load_csv_column_names(path)}')
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-      return f'{paths[0]}: duplicate column names {duplicates}'
-  return None
+class _ReadCsvRecords(csv_executor._ReadCsvRecordsFromTextFile):  # pylint: disable=protected-access
+  """Stock's CSV line reader, reading lines with ``readline``: Beam opens a
+  .gz file as a ``CompressedFile``, which stock's ``for line in file``
+  cannot iterate."""
+
+  def process(self, csv_filepath: str):
+    with beam.io.filesystems.FileSystems.open(csv_filepath) as file:
+      file.readline()  # The header.
+      buffer = csv_executor._CsvLineBuffer()  # pylint: disable=protected-access
+      for line in iter(file.readline, b''):
+        buffer.write(line.decode('utf-8'))
+        if buffer.is_complete_line():
+          yield buffer.read()
+      if not buffer.is_empty():
+        raise ValueError(
+            f'Csv record had unbalanced quotes. File: {csv_filepath}')
 
 
-def _convert(paths: Sequence[str], split_names: Sequence[str],
-             hash_buckets: Optional[Sequence[int]], staging: str) -> int:
-  """Converts the CSV files of one input split into the shards of
+class _CsvToExample(csv_executor._CsvToExample):  # pylint: disable=protected-access
+  """Stock's CSV transform, able to read gzip: the column names read as the
+  in-process path reads them (``formats.CSV.headers``: gzip decompressed, a
+  byte-order mark dropped, names trimmed), where stock reads the header line
+  raw, and the lines read by ``_ReadCsvRecords``. The rest is stock's."""
+
+  def expand(self, pipeline):
+    csv_files = fileio.glob(self._csv_pattern)
+    if not csv_files:
+      raise RuntimeError('Split pattern {} does not match any files.'.format(
+          self._csv_pattern))
+    column_names = formats.CSV.headers(csv_files, _open)
+    # pylint: disable=protected-access
+    parsed_csv_lines = (
+        pipeline
+        | 'CreateFilenames' >> beam.Create(csv_files)
+        | 'ReadFromText' >> beam.ParDo(_ReadCsvRecords())
+        | 'ParseCSVLine' >> beam.ParDo(csv_decoder.ParseCSVLine(delimiter=','))
+        | 'ExtractParsedCSVLines' >> beam.Keys())
+    column_infos = beam.pvalue.AsSingleton(
+        parsed_csv_lines
+        | 'InferColumnTypes' >> beam.CombineGlobally(
+            csv_decoder.ColumnTypeInferrer(column_names,
+                                           skip_blank_lines=True)))
+    return (parsed_csv_lines
+            | 'ToTFExample' >> beam.ParDo(
+                csv_executor._ParsedCsvToTfExample(), column_infos))
+    # pylint: enable=protected-access
+
+
+class ArrowCsvExecutor(_InProcessExecutor, csv_executor.Executor):
+  """Stock CSV ExampleGen executor, done in-process with Arrow when it can."""
+  INGEST = _CsvIngest()
+
+  def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
+    return _CsvToExample
+
+
+class ArrowParquetExecutor(_InProcessExecutor, parquet_executor.Executor):
+  """TFX's Parquet executor, done in-process with Arrow when it can."""
+  INGEST = _ParquetIngest()
+
+
+class TFRecordImportExecutor(_InProcessExecutor, import_executor.Executor):
+  """Stock ImportExampleGen executor, done in-process when it can."""
+  INGEST = _TFRecordIngest()
+
+
+def _write(records: _Records, split_names: Sequence[str],
+           hash_buckets: Optional[Sequence[int]], staging: str) -> int:
+  """Writes the examples of one input split into the shards of
   ``split_names`` under ``staging``; returns the number of rows."""
-  names = io_utils.load_csv_column_names(paths[0])
-  table = pa.concat_tables(
-      [csv_fast.read_csv(p, names, open_fn=lambda f: fileio.open(f, 'rb'))
-       for p in paths])
-  n = table.num_rows
-  columns = [csv_fast.encode_column(c)
-             for c in csv_fast.convert_table(table, ', '.join(paths))]
-  del table
-
-  in_bytes = sum(fileio.stat(p).length for p in paths)
+  n = records.count
   shares = (np.array(hash_buckets) / sum(hash_buckets) if hash_buckets
             else np.ones(1))
   writers = []
   for name, share in zip(split_names, shares):
-    estimate = in_bytes * share * _EXAMPLE_BYTES_PER_CSV_BYTE
     count = max(1, min(os.cpu_count() or 1,
-                       math.ceil(estimate / MIN_SHARD_BYTES)))
+                       math.ceil(records.size * share / MIN_SHARD_BYTES)))
     split_dir = os.path.join(staging, f'Split-{name}')
     fileio.makedirs(split_dir)
     writers.append([
@@ -219,9 +464,9 @@ def _convert(paths: Sequence[str], split_names: Sequence[str],
     order = np.random.default_rng(SHUFFLE_SEED).permutation(n)
     for start in range(0, n, BATCH_ROWS):
       rows = order[start:start + BATCH_ROWS]
-      records = csv_fast.encode_examples(columns, rows)
+      batch = records.take(rows)
       buckets, crcs = csv_fast.hashes_and_crcs(
-          records, sum(hash_buckets) if hash_buckets else None)
+          batch, sum(hash_buckets) if hash_buckets else None)
       split_of = (csv_fast.split_indices(buckets, hash_buckets)
                   if hash_buckets else np.zeros(len(rows), dtype=np.int64))
       for index, shard_writers in enumerate(writers):
@@ -230,7 +475,7 @@ def _convert(paths: Sequence[str], split_names: Sequence[str],
         for writer, part in zip(shard_writers,
                                 np.array_split(selected, len(shard_writers))):
           if len(part):
-            writer.put(csv_fast.tfrecord_frames(records.take(part),
+            writer.put(csv_fast.tfrecord_frames(batch.take(part),
                                                 crcs[part]))
   finally:
     errors = [w.close() for ws in writers for w in ws]
@@ -291,10 +536,24 @@ def _publish(staging: str, examples: List[types.Artifact],
       fileio.rename(path, os.path.join(split_uri, os.path.basename(path)))
 
 
-# The class behind tfx.v1.components.CsvExampleGen, imported directly:
+# The classes behind tfx.v1.components' ExampleGens, imported directly:
 # tfx.v1 also imports every other component (16 s more here, under load).
 class ArrowCsvExampleGen(csv_component.CsvExampleGen):
   """``CsvExampleGen`` with ``ArrowCsvExecutor``: same parameters, same
   driver, same output artifact."""
 
   EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(ArrowCsvExecutor)
+
+
+class ParquetExampleGen(example_gen_component.FileBasedExampleGen):
+  """``FileBasedExampleGen`` with ``ArrowParquetExecutor``: the artifact of
+  FileBasedExampleGen with TFX's Parquet executor."""
+
+  EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(ArrowParquetExecutor)
+
+
+class TFRecordExampleGen(import_component.ImportExampleGen):
+  """``ImportExampleGen`` with ``TFRecordImportExecutor``: same parameters,
+  same driver, same output artifact."""
+
+  EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(TFRecordImportExecutor)

@@ -24,7 +24,9 @@ same work column-wise:
 No TFX types here; ``components.ingest.component`` is the executor.
 """
 
+import csv
 import dataclasses
+import enum
 import hashlib
 from typing import Callable, List, Optional, Sequence, Tuple
 
@@ -33,11 +35,21 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
-from tfx_bsl.coders.csv_decoder import ColumnType
 
 _INT64_MIN = -(1 << 63)
 _INT64_MAX = (1 << 63) - 1
-_EMPTY = pa.scalar(b'', pa.large_binary())
+BLOCK_BYTES = 64 << 20
+
+
+class ColumnType(enum.IntEnum):
+  """tfx_bsl's ``csv_decoder.ColumnType``, values included (a test checks
+  they agree). Defined here because importing tfx_bsl's coders imports Beam
+  (seconds), and the pre-run checks read files with this module before
+  anything heavy is imported."""
+  UNKNOWN = -1  # No value in any row.
+  INT = 0  # statistics_pb2.FeatureNameStatistics.INT
+  FLOAT = 1
+  STRING = 2
 
 
 class CsvInputError(ValueError):
@@ -48,16 +60,45 @@ class CsvInputError(ValueError):
 # Reading
 
 
+def read_header(path: str,
+                open_fn: Optional[Callable[[str], object]] = None) -> List[str]:
+  """The column names on the first line of ``path``.
+
+  Stock (``io_utils.load_csv_column_names``) splits the line on commas as it
+  is; names are read here the way users write them: a UTF-8 byte-order mark
+  dropped, quotes honoured (``"a,b"`` is one name), and spaces around a name
+  trimmed (``fare, tips``). The pre-run check and ingestion both call this,
+  so they agree on the columns. ``open_fn``, if given, opens ``path`` as a
+  binary file object with ``readline`` (a gs:// path, a gzip stream).
+  """
+  source = open(path, 'rb') if open_fn is None else open_fn(path)
+  with source:
+    first = source.readline()
+  try:
+    text = first.decode('utf-8-sig')
+  except UnicodeDecodeError as e:
+    raise CsvInputError(f'{path}: the header line is not UTF-8 text (byte '
+                        f'{e.start}: {first[e.start:e.start + 1]!r})') from None
+  text = text.rstrip('\r\n')
+  if not text.strip():
+    return []
+  return [name.strip() for name in next(csv.reader([text]))]
+
+
 def read_csv(path: str, column_names: Sequence[str],
              open_fn: Optional[Callable[[str], object]] = None) -> pa.Table:
   """All rows of ``path`` as string columns named ``column_names``.
 
-  The header line is skipped, not parsed: stock takes the column names from
-  ``io_utils.load_csv_column_names`` (a plain split on commas), and so do we.
-  ``open_fn`` opens non-local paths (e.g. gs://) as binary file objects.
+  The header line is skipped, not parsed (``read_header`` reads it).
+  ``open_fn``, if given, opens ``path`` as a binary file object (a gs://
+  path, a gzip stream); else Arrow reads the local file itself.
   """
   names = list(column_names)
-  read_options = pa_csv.ReadOptions(column_names=names, skip_rows=1)
+  # Arrow parses in blocks and cannot split a row across two: a block far
+  # larger than its 1 MiB default keeps huge fields (long text, serialized
+  # blobs) readable at no cost for ordinary rows.
+  read_options = pa_csv.ReadOptions(column_names=names, skip_rows=1,
+                                    block_size=BLOCK_BYTES)
   # Stock joins physical lines until their quotes balance, so quoted values
   # may hold newlines; blank lines are skipped in both.
   parse_options = pa_csv.ParseOptions(newlines_in_values=True,
@@ -67,7 +108,7 @@ def read_csv(path: str, column_names: Sequence[str],
       # Only the empty cell is missing; 'NA', 'null', 'nan' are values.
       null_values=[''], strings_can_be_null=True,
       quoted_strings_can_be_null=True)
-  source = path if open_fn is None or '://' not in path else open_fn(path)
+  source = path if open_fn is None else open_fn(path)
   try:
     return pa_csv.read_csv(source, read_options=read_options,
                            parse_options=parse_options,
@@ -109,11 +150,17 @@ class Column:
   values: object = None
 
 
-def _numeric(name, kind, values, present):
+def numeric_column(name: str, kind: ColumnType, values, present: np.ndarray
+                   ) -> Column:
+  """An INT or FLOAT column of ``values`` (int64 or float32, as stock's
+  lists hold them)."""
   dtype = np.int64 if kind == ColumnType.INT else np.float32
   with np.errstate(over='ignore'):  # Beyond float32: inf, as in protobuf.
     values = np.asarray(values).astype(dtype, copy=False)
   return Column(name, kind, present, values)
+
+
+_numeric = numeric_column
 
 
 def convert_column(name: str, column: pa.ChunkedArray) -> Column:
@@ -349,15 +396,27 @@ class EncodedColumn:
   codes: np.ndarray
 
 
-def encode_column(column: Column) -> EncodedColumn:
+def _empty_feature_entry(key: bytes) -> bytes:
+  """A map entry holding an empty Feature (no list at all): 0a len key 12 00."""
+  return b'\x0a' + _varint_bytes(len(key) + 2) + key + b'\x12\x00'
+
+
+def encode_column(column: Column, missing_as_empty_feature: bool = False
+                  ) -> EncodedColumn:
   """Serializes each distinct value of the column once (most columns have
-  few); rows then only pick their entry by code."""
+  few); rows then only pick their entry by code.
+
+  A cell that is not present is an empty list of the column's type, as
+  stock's CSV route writes it, or with ``missing_as_empty_feature`` an
+  empty Feature, as stock's Parquet route (``dict_to_example``) writes it.
+  """
   key = _key_field(column.name)
   n = len(column.present)
   if column.type == ColumnType.UNKNOWN:
-    # No type: an empty Feature, 0a len key 12 00.
-    entry = b'\x0a' + _varint_bytes(len(key) + 2) + key + b'\x12\x00'
-    return EncodedColumn(column.name, pa.array([entry], pa.large_binary()),
+    # No type: an empty Feature in every row.
+    return EncodedColumn(column.name,
+                         pa.array([_empty_feature_entry(key)],
+                                  pa.large_binary()),
                          np.zeros(n, dtype=np.int32))
   if column.type == ColumnType.STRING:
     encoded = column.values.dictionary_encode()
@@ -379,6 +438,10 @@ def encode_column(column: Column) -> EncodedColumn:
     values = np.append(encoded.dictionary.to_numpy(), 0).astype(bits.dtype)
     entries = _numeric_entries(column.type, values.view(column.values.dtype),
                                present, key)
+  if missing_as_empty_feature:
+    entries = pa.concat_arrays([
+        entries.slice(0, distinct),
+        pa.array([_empty_feature_entry(key)], pa.large_binary())])
   return EncodedColumn(column.name, entries, codes)
 
 
@@ -398,7 +461,10 @@ def encode_examples(columns: Sequence[EncodedColumn], rows: np.ndarray
 def _join(arrays: Sequence[pa.Array]) -> pa.LargeBinaryArray:
   if len(arrays) == 1:
     return arrays[0]
-  return pc.binary_join_element_wise(*arrays, _EMPTY)
+  # The separator as a scalar built here: building Arrow scalars imports
+  # pandas (a second), which module level would cost every pre-run check.
+  return pc.binary_join_element_wise(*arrays,
+                                     pa.scalar(b'', pa.large_binary()))
 
 
 # ---------------------------------------------------------------------------
@@ -480,3 +546,14 @@ def _data_bytes(array: pa.LargeBinaryArray) -> memoryview:
     return memoryview(b'')
   offsets = _offsets(array)
   return memoryview(array.buffers()[2])[int(offsets[0]):int(offsets[-1])]
+
+
+def encoded_bytes(columns: Sequence[EncodedColumn]) -> int:
+  """The bytes the examples' feature entries take, over all rows: their
+  serialized size but for a few bytes of framing per example."""
+  total = 0
+  for column in columns:
+    lengths = pc.binary_length(column.entries).to_numpy(
+        zero_copy_only=False).astype(np.int64)
+    total += int(np.bincount(column.codes, minlength=len(lengths)) @ lengths)
+  return total
