@@ -6,8 +6,9 @@ one side to the other, or the sample were not the one documented, the gap would
 be computed on the wrong data while every downstream test still passed.  So
 this recomputes, outside TFMA, the task's statistics (its accumulator, fed
 the serving output the task names) on exactly the rows each side should hold
-(the whole held-out split; the train rows with the smallest fingerprints) by
-calling the exported signatures, and compares.
+(the whole held-out split; the train rows with the smallest fingerprints, as
+many as the held-out split holds within the configured bounds) by calling
+the exported signatures, and compares.
 
 Runs on the shared small run of tests/small_run.py.
 """
@@ -26,6 +27,7 @@ from tfx.utils import io_utils, path_utils
 
 import small_run
 from components.gate import executor as gate_executor
+from core import config as config_lib
 from core import tasks
 from pipeline import metadata
 from pipeline.factory import NodeIds
@@ -57,7 +59,7 @@ def _direct_metrics(model_dir, records, label_key):
   return task, accumulator.result()
 
 
-def _evaluate(tmp_path_factory):
+def _evaluate(tmp_path_factory, sample=SAMPLE):
   crashed = small_run.crashed_and_resumed(tmp_path_factory)
   path = crashed.result.metadata_path
   store = metadata.connect_sqlite(path)
@@ -66,7 +68,7 @@ def _evaluate(tmp_path_factory):
   schema = artifact_utils.deserialize_artifact(
       store.get_artifact_types_by_id([schema_proto.type_id])[0], schema_proto)
   model, _, examples = small_run.run_artifacts(path)
-  gate = dataclasses.replace(crashed.config.gate, train_sample_size=SAMPLE,
+  gate = dataclasses.replace(crashed.config.gate, train_sample_size=sample,
                              slice_features=(SLICE_FEATURE,),
                              slice_min_examples=1)
   out = str(tmp_path_factory.mktemp('gate_eval'))
@@ -89,6 +91,11 @@ def evaluated(tmp_path_factory):
 def _expected(evaluated, records):
   return _direct_metrics(evaluated['model_dir'], records,
                          evaluated['label_key'])
+
+
+def _smallest(records, size):
+  return sorted(records, key=lambda r: hashlib.blake2b(
+      r, digest_size=8).digest())[:size]
 
 
 def _floats(task, values):
@@ -116,10 +123,32 @@ def test_held_out_side_is_exactly_the_held_out_split(evaluated):
 def test_train_side_is_the_documented_deterministic_sample(evaluated):
   records = _split_records(evaluated['examples'], 'train')
   assert len(records) > SAMPLE
-  sample = sorted(records, key=lambda r: hashlib.blake2b(
-      r, digest_size=8).digest())[:SAMPLE]
+  # The held-out split is smaller than train_sample_size: that many rows.
+  assert len(_split_records(evaluated['examples'], 'test')) < SAMPLE
   _assert_same(evaluated['metrics']['train']['candidate'][''],
-               _expected(evaluated, sample))
+               _expected(evaluated, _smallest(records, SAMPLE)))
+
+
+@pytest.mark.parametrize('in_beam', [False, True])
+def test_the_train_sample_follows_the_held_out_split_size(
+    evaluated, tmp_path_factory, monkeypatch, in_beam):
+  if in_beam:  # Counted in Beam and cut to size through a side input.
+    monkeypatch.setattr(gate_executor, 'IN_PROCESS_SAMPLE_MAX_BYTES', 0)
+  small_floor = _evaluate(tmp_path_factory, sample=10)
+  held_out = _split_records(evaluated['examples'], 'test')
+  records = _split_records(evaluated['examples'], 'train')
+  assert 10 < len(held_out) < len(records)
+  train = small_floor['metrics']['train']['candidate']['']
+  assert train['example_count'] == len(held_out)
+  _assert_same(train, _expected(evaluated, _smallest(records, len(held_out))))
+
+
+def test_train_sample_rows_is_bounded_on_both_sides():
+  gate = config_lib.parse_gate({'train_sample_size': 2000,
+                                'train_sample_max_size': 20000}, 'binary')
+  assert gate_executor.train_sample_rows(gate, 300) == 2000
+  assert gate_executor.train_sample_rows(gate, 7000) == 7000
+  assert gate_executor.train_sample_rows(gate, 50000) == 20000
 
 
 def test_slices_partition_each_side(evaluated):

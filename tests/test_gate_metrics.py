@@ -9,8 +9,10 @@ and the K probabilities as they are, neither one-hot nor flattened.
 Then real TFMA runs, through the executor, on SavedModels written here with
 the two signatures the Trainer exports (``serving_default`` with the task's
 outputs, ``transform_features`` with the label) and a ``task.json``: the
-metrics TFMA computes for candidate and baseline, per split and slice, must
-equal the task's accumulator fed the models' own outputs directly.
+metrics TFMA computes for candidate and baseline, per split and slice, and
+their bootstrap replicates, must equal the task's accumulator fed the
+models' own outputs directly with each row's bootstrap key (a hash of its
+raw bytes, in its side's stream).
 """
 
 import json
@@ -28,6 +30,7 @@ from components.gate import executor as gate_executor
 from components.gate import metrics
 from core import config as config_lib
 from core import tasks
+from core.tasks import base
 
 CLASSES = ['a', 'b', 'c']
 INFOS = {
@@ -48,8 +51,9 @@ def _eval_config(task, models=('',)):
                      prediction_key=task.prediction_key) for m in models])
 
 
-def _combine(task, info, inputs, eval_config, model_name=''):
-  [computation] = metrics.TaskMetrics(task.name, info).computations(
+def _combine(task, info, inputs, eval_config, model_name='', replicates=0):
+  [computation] = metrics.TaskMetrics(task.name, info, replicates
+                                      ).computations(
       eval_config=eval_config, model_names=[model_name])
   combiner = computation.combiner
   # Two accumulators merged, as Beam does across bundles.
@@ -64,11 +68,12 @@ def _combine(task, info, inputs, eval_config, model_name=''):
   return computation.keys, combiner.extract_output(merged)
 
 
-def _direct(task, info, labels, predictions):
-  acc = task.accumulator(info)
-  for y, p in zip(labels, predictions):
-    acc.add(np.asarray(y), np.asarray(p))
-  return acc.result()
+def _direct(task, info, labels, predictions, keys=None, replicates=0):
+  acc = task.accumulator(info, replicates)
+  keys = [None] * len(labels) if keys is None else keys
+  for y, p, k in zip(labels, predictions, keys):
+    acc.add(np.asarray(y), np.asarray(p), k)
+  return base.flatten(acc.result())
 
 
 def _serving(task, prediction):
@@ -126,9 +131,9 @@ def test_multiclass_labels_are_neither_one_hot_nor_flattened():
     def __init__(self, inner):
       self.inner = inner
 
-    def add(self, label, prediction):
-      seen.append((label.shape, prediction.shape, int(label[0])))
-      self.inner.add(label, prediction)
+    def add(self, label, prediction, key=None):
+      seen.append((label.shape, prediction.shape, int(label[0]), key))
+      self.inner.add(label, prediction, key)
 
     def merge(self, other):
       self.inner.merge(other.inner)
@@ -145,7 +150,50 @@ def test_multiclass_labels_are_neither_one_hot_nor_flattened():
   for y, p in zip(labels, predictions):
     combiner.add_input(acc, metric_types.StandardMetricInputs(
         labels=_label(task, y), predictions=_serving(task, p)))
-  assert seen == [((1,), (3,), y) for y in labels]
+  assert seen == [((1,), (3,), y, None) for y in labels]
+
+
+@pytest.mark.parametrize('name', list(CASES))
+def test_with_replicates_the_combiner_weights_rows_by_their_key(name):
+  task = tasks.get(name)
+  labels, predictions = CASES[name]
+  keys = [base.bootstrap_key(f'row {i}'.encode(), 0)
+          for i in range(len(labels))]
+  inputs = [metric_types.StandardMetricInputs(
+      labels=_label(task, y), predictions=_serving(task, p),
+      features={metrics.KEY_FEATURE: np.array([k])})
+            for y, p, k in zip(labels, predictions, keys)]
+  [computation] = metrics.TaskMetrics(task.name, INFOS[name], 100
+                                      ).computations(
+      eval_config=_eval_config(task))
+  # TFMA is asked for the key column alone, besides labels and predictions.
+  [preprocessor] = computation.preprocessors
+  assert preprocessor.include_filter['features'] == {metrics.KEY_FEATURE: {}}
+  keys_out, output = _combine(task, INFOS[name], inputs, _eval_config(task),
+                              replicates=100)
+  by_name = {k.name: v for k, v in output.items()}
+  assert set(by_name) == set(metrics.key_names(task, 100))
+  expected = _direct(task, INFOS[name], labels,
+                     np.asarray(predictions, np.float32), keys, 100)
+  for metric in task.gate_metric_names:
+    replicates = by_name[base.replicate_name(metric)]
+    assert replicates.shape == (100,)
+    np.testing.assert_allclose(replicates,
+                               expected[base.replicate_name(metric)],
+                               rtol=1e-9, err_msg=metric)
+
+
+def test_with_replicates_a_row_without_its_key_is_refused():
+  task = tasks.get('binary')
+  [computation] = metrics.TaskMetrics('binary', INFOS['binary'], 100
+                                      ).computations(
+      eval_config=_eval_config(task))
+  combiner = computation.combiner
+  with pytest.raises(ValueError, match=metrics.KEY_FEATURE):
+    combiner.add_input(combiner.create_accumulator(),
+                       metric_types.StandardMetricInputs(
+                           labels=_label(task, 1),
+                           predictions=_serving(task, 0.7)))
 
 
 def test_with_a_baseline_each_model_reads_its_own_predictions():
@@ -173,6 +221,9 @@ def test_metric_config_round_trips_through_tfma():
   assert isinstance(instance, metrics.TaskMetrics)
   assert instance.get_config()['task'] == 'multiclass'
   assert instance.get_config()['info'] == INFOS['multiclass']
+  assert instance.get_config()['replicates'] == 0
+  config = metrics.metric_config(task, INFOS['multiclass'], 200)
+  assert metric_specs.metric_instance(config).get_config()['replicates'] == 200
 
 
 def test_an_unknown_task_is_refused():
@@ -184,6 +235,7 @@ def test_an_unknown_task_is_refused():
 # Real TFMA runs through the executor, on tiny models of each task.
 
 ROWS = {'train': 120, 'test': 90}
+REPLICATES = 200  # The gate's default.
 
 
 def _rows(split, task_name, seed):
@@ -308,8 +360,11 @@ def _write_model(root, name, task_name, weight, info=None):
   return model
 
 
-def _expected(model, task_name, records, info=None):
-  """The task's accumulator fed the model's own outputs, by zone too."""
+def _expected(model, task_name, records, info=None, stream=0,
+              replicates=REPLICATES):
+  """The task's accumulator fed the model's own outputs, by zone too, each
+  row weighted in the replicates by the key of its raw bytes in
+  ``stream``."""
   task = tasks.get(task_name)
   loaded = tf.saved_model.load(os.path.join(model.uri, 'Format-Serving'))
   batch = tf.constant(records)
@@ -319,19 +374,27 @@ def _expected(model, task_name, records, info=None):
       examples=batch)['label'].numpy()
   zones = np.array([tf.train.Example.FromString(r).features.feature['zone']
                     .bytes_list.value[0].decode() for r in records])
-  result = {'': _direct(task, info or INFOS[task_name], labels, predictions)}
+  keys = np.array([base.bootstrap_key(r, stream) for r in records])
+  result = {'': _direct(task, info or INFOS[task_name], labels, predictions,
+                        keys, replicates)}
   for zone in np.unique(zones):
     keep = zones == zone
     result[f'zone:{zone}'] = _direct(task, info or INFOS[task_name],
-                                     labels[keep], predictions[keep])
+                                     labels[keep], predictions[keep],
+                                     keys[keep], replicates)
   return result
 
 
-def _assert_same(task, tfma_metrics, expected):
+def _assert_same(task, tfma_metrics, expected, replicates=REPLICATES):
   assert set(tfma_metrics) == set(expected)
   for slice_name, values in expected.items():
     got = tfma_metrics[slice_name]
-    assert set(got) == set(metrics.key_names(task)), slice_name
+    assert set(got) == set(metrics.key_names(task, replicates)), slice_name
+    for name in task.gate_metric_names if replicates else ():
+      key = base.replicate_name(name)
+      np.testing.assert_allclose(np.asarray(got[key], float),
+                                 np.asarray(values[key], float), rtol=1e-6,
+                                 atol=1e-9, err_msg=f'{slice_name} {key}')
     for name in task.gate_metric_names:
       assert got[name] == pytest.approx(values[name], rel=1e-6,
                                         nan_ok=True), (slice_name, name)
@@ -377,8 +440,10 @@ def test_tfma_scores_multiclass_candidate_and_baseline_like_the_task(
   for branch, split in (('held_out', 'test'), ('train', 'train')):
     _assert_same(task, run['result'][branch]['candidate'],
                  _expected(run['candidate'], 'multiclass',
-                           run['records'][split]))
-  # The baseline on the held-out rows only, with its own prior.
+                           run['records'][split],
+                           stream=gate_executor.STREAMS[branch]))
+  # The baseline on the held-out rows only, with its own prior, weighted by
+  # the same keys as the candidate: paired.
   assert set(run['result']['held_out']) == {'candidate', 'baseline'}
   assert set(run['result']['train']) == {'candidate'} or set(
       run['result']['train']) == {'candidate', 'baseline'}
@@ -443,6 +508,51 @@ def test_binary_gate_end_to_end_with_a_comparable_baseline(tmp_path):
   assert blessing.get_string_custom_property('baseline_model') == baseline.uri
   with open(os.path.join(blessing.uri, gate_executor.GATE_JSON)) as f:
     assert json.load(f)['checks'] == payload['checks']
+  # Every number carries its interval, every check its verdict.
+  assert payload['confidence'] == 0.95
+  assert set(payload['intervals']['held_out']) == set(
+      payload['metrics']['held_out'])
+  assert set(payload['intervals']['baseline']) == set(task.gate_metric_names)
+  # The train sample follows the held-out split's size (at least
+  # train_sample_size, 1000 here: all 120 train rows).
+  assert payload['sizes'] == {'held_out': ROWS['test'],
+                              'train': ROWS['train']}
+  for check in payload['checks']:
+    assert check['verdict'] in ('pass', 'fail', 'inconclusive', 'refused')
+    if check['verdict'] in ('pass', 'fail', 'inconclusive'):
+      assert check['low'] <= check['high']
+  # 90 held-out rows cannot resolve a 0.03 accuracy gap: refused, saying so.
+  [gap] = [c for c in payload['checks'] if c['kind'] == 'gap'
+           and c['metric'] == 'accuracy' and not c['slice']]
+  assert gap['verdict'] in ('refused', 'fail'), gap
+  assert not payload['blessed']
+
+
+def test_a_baseline_that_yields_no_metrics_is_refused_by_the_executor(
+    tmp_path, monkeypatch):
+  root = str(tmp_path)
+  examples, records = _write_examples(root, 'binary')
+  schema = _write_schema(root, 'binary')
+  candidate = _write_model(root, 'candidate', 'binary', 2.0)
+  baseline = _write_model(root, 'baseline', 'binary', 2.0)
+
+  def evaluate(self, **kwargs):
+    # What TFMA returns when the baseline's metrics are missing: the
+    # candidate's only (computed directly; no TFMA run needed).
+    assert kwargs['baseline_uri'] == baseline.uri
+    return {branch: {'candidate': _expected(candidate, 'binary',
+                                            records[split], stream=stream)}
+            for branch, split, stream in (('held_out', 'test', 0),
+                                          ('train', 'train', 1))}
+
+  monkeypatch.setattr(gate_executor.Executor, 'evaluate', evaluate)
+  payload, blessing = _do(root, examples, schema, candidate, baseline,
+                          'binary')
+  [check] = [c for c in payload['checks'] if c['kind'] == 'baseline']
+  assert check['verdict'] == 'refused' and not check['passed']
+  assert 'yielded no metrics' in check['detail']
+  assert not payload['blessed'] and 'baseline' in payload['failed_checks']
+  assert (tmp_path / 'blessing' / 'NOT_BLESSED').exists()
 
 
 def test_regression_gate_decides_without_an_incomparable_baseline(tmp_path):

@@ -3,8 +3,10 @@
 Each accumulator is what the gate's TFMA metric runs; here it is fed
 (label, prediction) pairs directly, in the shapes TFMA hands over, and its
 results are compared with Keras (the Trainer's definitions), scikit-learn
-or numpy on tiny examples. Then the quality checks: the trivial predictor
-fails each task's, a model with signal passes them at the default bounds.
+or numpy on tiny examples. Then its bootstrap replicates: each one is the
+statistic of the rows resampled by their Poisson counts, whatever the
+merging. Then the quality checks: the trivial predictor fails each task's,
+a model with signal passes them at the default bounds.
 """
 
 import math
@@ -35,7 +37,8 @@ def _run(task, info, labels, predictions):
 
 
 def _assert_complete(task, result):
-  assert set(result) == set(task.gate_metric_names) | set(task.gate_arrays)
+  assert set(result) - {base.REPLICATES} == (set(task.gate_metric_names)
+                                             | set(task.gate_arrays))
   for name in task.gate_metric_names:
     assert isinstance(result[name], float), name
   for name in task.gate_arrays:
@@ -261,6 +264,152 @@ def test_merge_equals_one_big_accumulator(task_name):
     assert merged[name] == pytest.approx(whole[name], rel=1e-9, abs=1e-12), name
   for name in task.gate_arrays:
     assert merged[name] == whole[name], name
+
+
+# --------------------------------------------------------------------------
+# Bootstrap replicates.
+
+REPLICATES = 100
+
+
+def _data(task_name, n=400, seed=3):
+  rng = np.random.default_rng(seed)
+  if task_name == 'binary':
+    labels, predictions = rng.integers(0, 2, n), rng.random(n)
+    predictions[:5] = [0.0, 1.0, 1e-9, 0.5, 0.9999999]  # Edges of the bins.
+    return {'positive_rate': 0.3}, labels, predictions
+  if task_name == 'multiclass':
+    labels = rng.integers(0, 3, n)
+    labels[:7] = -1  # Unseen classes are counted in every replicate too.
+    return M_INFO, labels, rng.dirichlet([1, 1, 1], n)
+  labels = rng.normal(3, 2, n)
+  return R_INFO, labels, labels + rng.normal(0, 1, n)
+
+
+def _keys(n, stream=0):
+  return [base.bootstrap_key(f'example {i}'.encode(), stream)
+          for i in range(n)]
+
+
+def _bootstrapped(task, info, labels, predictions, keys, cuts=()):
+  parts = np.split(np.arange(len(labels)), list(cuts))
+  accs = [task.accumulator(info, REPLICATES).add_batch(
+      [np.atleast_1d(labels[i]) for i in idx],
+      [np.atleast_1d(predictions[i]) for i in idx], [keys[i] for i in idx])
+          for idx in parts]
+  for other in accs[1:]:
+    accs[0].merge(other)
+  return accs[0].result()
+
+
+@pytest.mark.parametrize('task_name', ['binary', 'multiclass', 'regression'])
+def test_each_replicate_is_the_statistic_of_a_poisson_resample(task_name):
+  task = tasks.get(task_name)
+  info, labels, predictions = _data(task_name)
+  keys = _keys(len(labels))
+  result = _bootstrapped(task, info, labels, predictions, keys)
+  replicates = result[base.REPLICATES]
+  assert set(replicates) == set(task.gate_metric_names)
+  table = base.poisson_table(REPLICATES)
+  columns = np.array(keys) % base.BOOTSTRAP_BUCKETS
+  for b in (0, 1, 57):
+    weights = table[b, columns].astype(int)
+    # Replicate b: each row counted as often as its Poisson weight says.
+    resampled = _run(task, info, np.repeat(labels, weights, axis=0),
+                     np.repeat(predictions, weights, axis=0))
+    for name in task.gate_metric_names:
+      # AUC and PR-AUC are binned coarser in the replicates (and shifted
+      # onto the point's binning).
+      tolerance = {'auc': 2e-3, 'pr_auc': 5e-3}.get(name, 1e-9)
+      assert replicates[name][b] == pytest.approx(
+          resampled[name], rel=tolerance, abs=tolerance), (name, b)
+  # Without replicates the point values are the same.
+  plain = _run(task, info, labels, predictions)
+  for name in task.gate_metric_names:
+    assert result[name] == pytest.approx(plain[name], rel=1e-12), name
+
+
+@pytest.mark.parametrize('task_name', ['binary', 'multiclass', 'regression'])
+def test_replicates_merge_like_one_accumulator(task_name):
+  task = tasks.get(task_name)
+  info, labels, predictions = _data(task_name, n=1500)
+  keys = _keys(len(labels))
+  whole = _bootstrapped(task, info, labels, predictions, keys)
+  merged = _bootstrapped(task, info, labels, predictions, keys,
+                         cuts=[3, 700, 701, 1200])
+  for name in task.gate_metric_names:
+    np.testing.assert_allclose(merged[base.REPLICATES][name],
+                               whole[base.REPLICATES][name], rtol=1e-9,
+                               err_msg=name)
+
+
+def test_replicates_need_each_examples_key():
+  acc = BINARY.accumulator({'positive_rate': 0.5}, REPLICATES)
+  with pytest.raises(ValueError, match='bootstrap key'):
+    acc.add(np.array([1]), np.array([0.7]))
+
+
+def test_the_poisson_table_and_keys_are_fixed_and_streams_disjoint():
+  table = base.poisson_table(REPLICATES)
+  assert table.shape == (REPLICATES, base.BOOTSTRAP_BUCKETS)
+  # The same counts in every process and release (a fixed seed of numpy's
+  # frozen legacy generator): a changed table would change every interval.
+  assert table[0, :12].tolist() == [2, 0, 0, 2, 1, 1, 1, 1, 1, 3, 0, 1]
+  assert table.sum() == 410008
+  np.testing.assert_array_equal(base.poisson_table(2 * REPLICATES)[
+      :REPLICATES], table)
+  assert base.bootstrap_key(b'abc', 0) == 46451695055574410
+  # The held-out rows (stream 0) and the train rows (stream 1) use
+  # disjoint columns of the table: independent replicates.
+  held = {base.bootstrap_key(r, 0) % base.BOOTSTRAP_BUCKETS
+          for r in (b'a', b'b', b'c', b'd')}
+  train = {base.bootstrap_key(r, 1) % base.BOOTSTRAP_BUCKETS
+           for r in (b'a', b'b', b'c', b'd')}
+  assert all(c % 2 == 0 for c in held) and all(c % 2 == 1 for c in train)
+  assert all(base.bootstrap_key(bytes([i]) * 40, 1) < 2 ** 63
+             for i in range(256))
+
+
+def test_quality_check_replicates_follow_the_statistic():
+  info, labels, predictions = _data('binary', n=2000)
+  result = _bootstrapped(BINARY, info, labels, predictions,
+                         _keys(len(labels)))
+  replicates = result[base.REPLICATES]
+  checks = {c.metric: c for c in BINARY.quality_checks(
+      result, _gate('binary'), replicates)}
+  majority = replicates['majority_accuracy']
+  np.testing.assert_allclose(
+      checks['accuracy_skill'].replicates,
+      (replicates['accuracy'] - majority) / (1 - majority))
+  assert checks['auc'].replicates.shape == (REPLICATES,)
+  # Multiclass' unseen-class count is exact: no replicates.
+  info, labels, predictions = _data('multiclass')
+  result = _bootstrapped(MULTICLASS, info, labels, predictions,
+                         _keys(len(labels)))
+  checks = {c.metric: c for c in MULTICLASS.quality_checks(
+      result, _gate('multiclass'), result[base.REPLICATES])}
+  assert checks['known_classes'].exact
+  assert checks['known_classes'].replicates is None
+  # Regression's RMSE bound is against the train mean on the same resample.
+  info, labels, predictions = _data('regression')
+  result = _bootstrapped(REGRESSION, info, labels, predictions,
+                         _keys(len(labels)))
+  replicates = result[base.REPLICATES]
+  [rmse] = [c for c in REGRESSION.quality_checks(
+      result, _gate('regression'), replicates) if c.metric == 'rmse']
+  np.testing.assert_allclose(
+      rmse.replicates,
+      replicates['rmse'] / replicates['mean_rmse'] * result['mean_rmse'])
+
+
+def test_gaps_are_elementwise_on_replicates():
+  rmse = REGRESSION.metrics['rmse']
+  np.testing.assert_allclose(
+      rmse.gap(np.array([10.0, 0.0, 0.0]), np.array([12.0, 0.0, 1.0])),
+      [0.2, 0.0, math.inf])
+  np.testing.assert_allclose(
+      BINARY.metrics['log_loss'].gap(np.array([0.1, 0.2]),
+                                     np.array([0.3, 0.2])), [0.2, 0.0])
 
 
 # --------------------------------------------------------------------------

@@ -3,13 +3,17 @@
 One Beam pipeline and one TFMA pass over the union of
 
 * the held-out split, and
-* a bounded, deterministic sample of the train split (the examples with the
-  smallest fingerprints), so that the extra cost stays bounded,
+* a deterministic sample of the train split (the examples with the smallest
+  fingerprints) as large as the held-out split, bounded for cost
+  (:func:`train_sample_rows`), so that neither side dominates the noise of
+  the gap between them,
 
 each row tagged with its split, and metrics sliced by that tag (and by the
 configured slice features within it).  The latest blessed model, when there
 is one, is TFMA's baseline in the same pass, so candidate and baseline are
-scored on the same held-out examples.
+scored on the same held-out examples. Each row also gets its bootstrap key
+(a hash of its raw bytes, in its side's stream), from which the task's
+accumulators weight it in every bootstrap replicate: the gate's intervals.
 
 What is measured is the task's (``core/tasks``): the candidate's
 ``task.json`` (written by the Trainer into the exported model) names the
@@ -74,6 +78,9 @@ TFMA_DIR = 'tfma'
 # The column the gate adds to tell held-out rows from train rows in its one
 # TFMA pass; an input feature of this name is rejected.
 SPLIT_FEATURE = '__gate_split__'
+# Bootstrap streams (core/tasks/base.py): the two sides' replicates are
+# independent.
+STREAMS = {'held_out': 0, 'train': 1}
 # Train splits up to this size (gzipped TFRecords) are sampled in this process
 # with a heap; larger ones in Beam, which can spread the reading. The sample
 # is the same either way.
@@ -84,9 +91,11 @@ BASELINE = 'baseline'
 
 
 def eval_config(task: tasks_lib.Task, label_key: str, slice_features,
-                infos: Mapping[str, Mapping[str, Any]]) -> tfma.EvalConfig:
+                infos: Mapping[str, Mapping[str, Any]],
+                replicates: int = 0) -> tfma.EvalConfig:
   """TFMA config: the task's statistics per split (and per split and slice
-  feature) only; the thresholds live in the decision.
+  feature) only, with ``replicates`` bootstrap replicates; the thresholds
+  live in the decision.
 
   ``infos``: the label info of each model to score, by model name
   (``CANDIDATE``, and ``BASELINE`` when there is one); each model's metric
@@ -110,7 +119,8 @@ def eval_config(task: tasks_lib.Task, label_key: str, slice_features,
           for f in slice_features],
       # One spec per model: with a single model TFMA names it '' anyway.
       metrics_specs=[tfma.MetricsSpec(
-          metrics=[gate_metrics.metric_config(task, infos[name])],
+          metrics=[gate_metrics.metric_config(task, infos[name],
+                                              replicates)],
           model_names=[name] if len(names) > 1 else [])
                      for name in names],
       # No "default" metrics: ours are computed from predictions.
@@ -146,12 +156,14 @@ def _metric_value(value) -> Any:
 
 
 def load_slice_metrics(output_path: str, branches: Dict[str, str],
-                       task: tasks_lib.Task) -> Dict[str, Dict[str, Any]]:
+                       task: tasks_lib.Task,
+                       replicates: int = 0) -> Dict[str, Dict[str, Any]]:
   """branch -> model name -> slice name -> metric name -> value (a float,
-  or a list for ``task.gate_arrays``), for ``branches`` mapping branch names
-  to the split tags written in the data."""
+  or a list for ``task.gate_arrays`` and for the replicates), for
+  ``branches`` mapping branch names to the split tags written in the
+  data."""
   by_tag = {tag: branch for branch, tag in branches.items()}
-  names = set(gate_metrics.key_names(task))
+  names = set(gate_metrics.key_names(task, replicates))
   result: Dict[str, Dict[str, Any]] = {branch: {} for branch in branches}
   for per_slice in tfma.load_metrics(output_path):
     tag, name = _split_and_slice(per_slice.slice_key)
@@ -167,23 +179,44 @@ def load_slice_metrics(output_path: str, branches: Dict[str, str],
   return result
 
 
-def _tag_split(batch: pa.RecordBatch, tag: str) -> pa.RecordBatch:
-  """Adds the column TFMA slices on to tell the branches apart."""
+def _tag_split(batch: pa.RecordBatch, tag: str,
+               stream: int) -> pa.RecordBatch:
+  """Adds the column TFMA slices on to tell the branches apart, and each
+  row's bootstrap key (a hash of its raw record, in ``stream``)."""
   column = pa.array([[tag.encode()]] * batch.num_rows, pa.list_(pa.binary()))
+  records = batch.column(batch.schema.get_field_index(
+      tfma.ARROW_INPUT_COLUMN)).flatten().to_pylist()
+  keys = pa.array([[tasks_lib.base.bootstrap_key(r, stream)]
+                   for r in records], pa.list_(pa.int64()))
   return pa.RecordBatch.from_arrays(
-      batch.columns + [column], batch.schema.names + [SPLIT_FEATURE])
+      batch.columns + [column, keys],
+      batch.schema.names + [SPLIT_FEATURE, gate_metrics.KEY_FEATURE])
 
 
 def _fingerprint(record: bytes) -> int:
   return int.from_bytes(hashlib.blake2b(record, digest_size=8).digest(), 'big')
 
 
+def train_sample_rows(gate: config_lib.GateConfig, held_out_rows: int) -> int:
+  """The train sample's size: as many rows as the held-out split holds (a gap
+  is as noisy as its noisier side), at least ``train_sample_size``, at most
+  ``train_sample_max_size`` (the train side's cost)."""
+  return min(max(held_out_rows, gate.train_sample_size),
+             gate.train_sample_max_size)
+
+
 @beam.ptransform_fn
-def _DeterministicSample(records, size: int):  # pylint: disable=invalid-name
-  """The ``size`` records with the smallest fingerprints: stable across runs."""
-  return (records
-          | 'Smallest' >> beam.combiners.Top.Smallest(size, key=_fingerprint)
-          | 'Flatten' >> beam.FlatMap(lambda batch: batch))
+def _DeterministicSample(records, size: int, rows=None):  # pylint: disable=invalid-name
+  """The ``size`` records with the smallest fingerprints: stable across runs.
+
+  ``rows``: a singleton PCollection; then only the first ``rows`` of those
+  (a number known only once the pipeline runs)."""
+  smallest = records | 'Smallest' >> beam.combiners.Top.Smallest(
+      size, key=_fingerprint)
+  if rows is None:
+    return smallest | 'Flatten' >> beam.FlatMap(lambda batch: batch)
+  return smallest | 'Flatten' >> beam.FlatMap(
+      lambda batch, n: batch[:n], beam.pvalue.AsSingleton(rows))
 
 
 def smallest_fingerprints(records: Iterable[bytes], size: int) -> List[bytes]:
@@ -282,9 +315,12 @@ class Executor(evaluator_executor.Executor):
         held_out_split=exec_properties[HELD_OUT_SPLIT_KEY],
         train_split=exec_properties[TRAIN_SPLIT_KEY],
         gate=gate, output_uri=evaluation_uri)
+    # A side or a baseline without metrics reaches the decision empty, where
+    # it fails closed (a refused check), never as a skipped one.
     result = decision_lib.decide(
-        task, metrics['held_out'][CANDIDATE], metrics['train'][CANDIDATE],
-        metrics['held_out'][BASELINE][decision_lib.OVERALL]
+        task, metrics['held_out'].get(CANDIDATE, {}),
+        metrics['train'].get(CANDIDATE, {}),
+        metrics['held_out'].get(BASELINE, {}).get(decision_lib.OVERALL, {})
         if baseline else None, gate, baseline_note=note)
     for check in result.checks:
       logging.info('gate: %s', check.describe())
@@ -316,10 +352,12 @@ class Executor(evaluator_executor.Executor):
     if schema_artifacts:
       schema = io_utils.SchemaReader().read(io_utils.get_only_uri_in_dir(
           artifact_utils.get_single_uri(schema_artifacts)))
-      if any(f.name == SPLIT_FEATURE for f in schema.feature):
-        raise ValueError(f'Input feature {SPLIT_FEATURE!r} clashes with the '
-                         "column the gate uses to tag each row's split; "
-                         'rename it.')
+      for reserved, role in ((SPLIT_FEATURE, "tag each row's split"),
+                             (gate_metrics.KEY_FEATURE,
+                              "hold each row's bootstrap key")):
+        if any(f.name == reserved for f in schema.feature):
+          raise ValueError(f'Input feature {reserved!r} clashes with the '
+                           f'column the gate uses to {role}; rename it.')
     tfxio_factory = tfxio_utils.get_tfxio_factory_from_artifact(
         examples=examples, telemetry_descriptors=['GeneralizationGate'],
         schema=schema, raw_record_column_name=tfma.ARROW_INPUT_COLUMN)
@@ -336,31 +374,46 @@ class Executor(evaluator_executor.Executor):
       uris = artifact_utils.get_split_uris(examples, split)
       return tfxio_factory([io_utils.all_files_pattern(u) for u in uris])
 
-    config = eval_config(task, label_key, gate.slice_features, infos)
+    replicates = gate.bootstrap_replicates
+    config = eval_config(task, label_key, gate.slice_features, infos,
+                         replicates)
     branches = {'held_out': held_out_split}
     if train_split:
       branches['train'] = train_split
     output_path = os.path.join(output_uri, TFMA_DIR)
     with self._make_beam_pipeline() as p:
       held_out = split_tfxio(held_out_split)
-      batches = [p | 'ReadHeldOut' >> held_out.BeamSource()
-                 | 'TagHeldOut' >> beam.Map(_tag_split, held_out_split)]
+      held_out_batches = p | 'ReadHeldOut' >> held_out.BeamSource()
+      batches = [held_out_batches | 'TagHeldOut' >> beam.Map(
+          _tag_split, held_out_split, STREAMS['held_out'])]
       if train_split:
         train = split_tfxio(train_split)
+        held_out_records = _read_small_split(
+            artifact_utils.get_split_uris(examples, held_out_split))
         records = _read_small_split(
             artifact_utils.get_split_uris(examples, train_split))
-        if records is not None:
-          # A small split is sampled here: in Beam, reading it and the
-          # Top-k's shuffle cost more stages than the sample's TFMA work.
+        if held_out_records is not None and records is not None:
+          # Small splits are counted and sampled here: in Beam, reading them
+          # and the Top-k's shuffle cost more stages than the sample's TFMA
+          # work.
+          size = train_sample_rows(gate, sum(1 for _ in held_out_records))
           sample = (p | 'SampleTrain' >> beam.Create(smallest_fingerprints(
-              records, gate.train_sample_size)))
+              records, size)))
         else:
+          # The held-out split's size is known once it is read: the sample
+          # is the train_sample_max_size smallest fingerprints, cut there.
+          rows = (held_out_batches
+                  | 'RowsPerBatch' >> beam.Map(lambda batch: batch.num_rows)
+                  | 'HeldOutRows' >> beam.CombineGlobally(sum)
+                  | 'SampleRows' >> beam.Map(
+                      lambda n: train_sample_rows(gate, n)))
           sample = (p | 'ReadTrain' >> train.RawRecordBeamSource()
                     | 'SampleTrain' >> _DeterministicSample(
-                        gate.train_sample_size))
+                        gate.train_sample_max_size, rows))
         batches.append(
             sample | 'DecodeTrain' >> train.RawRecordToRecordBatch()
-            | 'TagTrain' >> beam.Map(_tag_split, train_split))
+            | 'TagTrain' >> beam.Map(_tag_split, train_split,
+                                     STREAMS['train']))
       # One TFMA pass over both, sliced by split: extraction, model calls and
       # metric combiners are set up once (a second pass cost 1.6x, measured).
       _ = (batches | 'Union' >> beam.Flatten()
@@ -368,7 +421,7 @@ class Executor(evaluator_executor.Executor):
                eval_shared_model=_one_or_many(models(config)),
                eval_config=config, output_path=output_path,
                tensor_adapter_config=_adapter(held_out)))
-    return load_slice_metrics(output_path, branches, task)
+    return load_slice_metrics(output_path, branches, task, replicates)
 
 
 def _one_or_many(models):

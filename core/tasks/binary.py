@@ -20,70 +20,147 @@ from core.tasks import base
 BINS = 10_000
 # Points of the precision-recall curve kept for the report.
 CURVE_POINTS = 100
+# The replicates' AUC and PR-AUC: bins equally spaced in logit(p) over
+# +-LOGIT_RANGE (p from 3e-4 to 0.9997), where a 3%-positive model's
+# predictions spread out; a [replicates, 2, REPLICATE_BINS] histogram stays
+# small enough to merge cheaply. Each replicate is shifted by the fine
+# minus the coarse point value, so the interval is centred on the point.
+REPLICATE_BINS = 100
+LOGIT_RANGE = 8.0
+
+
+def _curves(counts: np.ndarray):
+  """(AUC, average precision, tpr, precision) from ``counts[..., label,
+  bin]`` (bins in increasing prediction order), over any leading axes."""
+  negatives, positives = counts[..., 0, :], counts[..., 1, :]
+  zero = np.zeros(counts.shape[:-2] + (1,))
+  # Thresholds from the top bin down: cumulative true/false positives.
+  tp = np.concatenate([zero, np.cumsum(positives[..., ::-1], axis=-1)], -1)
+  fp = np.concatenate([zero, np.cumsum(negatives[..., ::-1], axis=-1)], -1)
+  p, n = tp[..., -1:], fp[..., -1:]
+  with np.errstate(divide='ignore', invalid='ignore'):
+    tpr = np.where(p > 0, tp / np.where(p > 0, p, 1.0), 0.0)
+    fpr = np.where(n > 0, fp / np.where(n > 0, n, 1.0), 0.0)
+    predicted = tp + fp
+    precision = np.where(predicted > 0,
+                         tp / np.where(predicted > 0, predicted, 1.0), 1.0)
+  auc = np.where((p[..., 0] > 0) & (n[..., 0] > 0),
+                 np.trapz(tpr, fpr, axis=-1), math.nan)
+  # Average precision: precision at each threshold, weighted by the recall
+  # it adds.
+  pr_auc = np.where(p[..., 0] > 0,
+                    np.sum(np.diff(tpr, axis=-1) * precision[..., 1:], -1),
+                    math.nan)
+  return auc, pr_auc, tpr, precision
+
+
+def _replicate_bins(p: np.ndarray) -> np.ndarray:
+  clipped = np.clip(np.nan_to_num(p, nan=0.0), base.EPSILON,
+                    1.0 - base.EPSILON)
+  z = np.log(clipped) - np.log1p(-clipped)
+  scaled = (z + LOGIT_RANGE) / (2 * LOGIT_RANGE) * REPLICATE_BINS
+  return np.clip(scaled.astype(np.int64), 0, REPLICATE_BINS - 1)
 
 
 class _Accumulator(base.Accumulator):
-  """Counts by label and prediction bin, plus the log loss and accuracy."""
+  """Counts by label and prediction bin, plus the log loss and accuracy;
+  per replicate: the counts, log loss, accuracy and label sums."""
 
-  def __init__(self, positive_rate: float):
+  def __init__(self, positive_rate: float, replicates: int = 0):
+    super().__init__(replicates)
     self.positive_rate = positive_rate
     self.counts = np.zeros((2, BINS + 1), np.int64)
     self.log_loss = 0.0
     self.correct = 0
+    if replicates:
+      self.coarse = np.zeros((2, REPLICATE_BINS), np.int64)
+      # Columns: rows, positives, log loss, correct.
+      self.sums = np.zeros((replicates, 4))
+      self.histograms = np.zeros((replicates, 2, REPLICATE_BINS))
 
-  def add(self, label, prediction):
-    y = int(np.ravel(label)[0])
-    p = float(np.ravel(prediction)[0])
-    if y not in (0, 1):
-      raise base.LabelError(f'binary label {y}, expected 0 or 1')
+  def _add(self, labels, predictions, weights):
+    y = labels[:, 0].astype(np.int64)
+    bad = (y != 0) & (y != 1)
+    if bad.any():
+      raise base.LabelError(f'binary label {int(y[bad][0])}, expected 0 or 1')
+    p = predictions[:, 0].astype(np.float64)
     # A NaN prediction (a diverged model) counts in the lowest bin; its NaN
     # log loss then fails the gate's log-loss check instead of crashing it.
-    self.counts[y, int(min(max(p, 0.0), 1.0) * BINS) if p == p else 0] += 1
-    clipped = min(max(p, base.EPSILON), 1.0 - base.EPSILON)
+    bins = np.where(np.isnan(p), 0,
+                    (np.clip(np.nan_to_num(p), 0.0, 1.0) * BINS).astype(
+                        np.int64))
+    self.counts += np.bincount(y * (BINS + 1) + bins,
+                               minlength=2 * (BINS + 1)).reshape(2, BINS + 1)
+    clipped = np.clip(p, base.EPSILON, 1.0 - base.EPSILON)
     # Keras' BinaryCrossentropy formula, epsilon inside the logs included.
-    self.log_loss -= math.log(clipped + base.EPSILON) if y else math.log(
-        1.0 - clipped + base.EPSILON)
-    self.correct += int((p > 0.5) == bool(y))
+    losses = -np.where(y == 1, np.log(clipped + base.EPSILON),
+                       np.log(1.0 - clipped + base.EPSILON))
+    self.log_loss += float(losses.sum())
+    correct = (p > 0.5) == (y == 1)
+    self.correct += int(correct.sum())
+    if weights is not None:
+      coarse = y * REPLICATE_BINS + _replicate_bins(p)
+      self.coarse += np.bincount(coarse, minlength=2 * REPLICATE_BINS
+                                 ).reshape(2, REPLICATE_BINS)
+      self.sums += base.weighted_sums(np.stack(
+          [np.ones_like(p), y.astype(float), losses, correct.astype(float)],
+          axis=1), weights)
+      self.histograms += base.weighted_counts(
+          coarse, 2 * REPLICATE_BINS, weights).reshape(self.histograms.shape)
 
-  def merge(self, other):
+  def _merge(self, other):
     self.counts += other.counts
     self.log_loss += other.log_loss
     self.correct += other.correct
+    if self.replicates:
+      self.coarse += other.coarse
+      self.sums += other.sums
+      self.histograms += other.histograms
 
-  def result(self) -> Dict[str, Any]:
-    negatives, positives = self.counts.sum(axis=1)
-    n = int(negatives + positives)
-    mean_label = base.safe_div(positives, n)
-    # Thresholds from the top bin down: cumulative true/false positives.
-    tp = np.concatenate([[0], np.cumsum(self.counts[1, ::-1])])
-    fp = np.concatenate([[0], np.cumsum(self.counts[0, ::-1])])
-    tpr = tp / positives if positives else np.zeros_like(tp, float)
-    fpr = fp / negatives if negatives else np.zeros_like(fp, float)
-    auc = (float(np.trapz(tpr, fpr)) if positives and negatives
-           else float('nan'))
-    predicted = tp + fp
-    precision = np.divide(tp, predicted, out=np.ones_like(tp, float),
-                          where=predicted > 0)
-    # Average precision: precision at each threshold, weighted by the recall
-    # it adds.
-    pr_auc = (float(np.sum(np.diff(tpr) * precision[1:])) if positives
-              else float('nan'))
+  def _label_metrics(self, n, positives):
+    """The label's and the train prior's figures, for floats or arrays."""
+    mean_label = base.ratio(positives, n)
     p = min(max(self.positive_rate, base.EPSILON), 1.0 - base.EPSILON)
     prior_log_loss = -(mean_label * np.log(p + base.EPSILON)
                        + (1 - mean_label) * np.log(1 - p + base.EPSILON))
-    keep = np.unique(np.linspace(0, BINS + 1, CURVE_POINTS).astype(int))
     return {
-        'accuracy': base.safe_div(self.correct, n),
-        'auc': auc,
-        'pr_auc': pr_auc,
-        'log_loss': base.safe_div(self.log_loss, n),
-        'example_count': float(n),
         'mean_label': mean_label,
         'majority_accuracy': (mean_label if self.positive_rate >= 0.5
                               else 1.0 - mean_label),
-        'prior_log_loss': float(prior_log_loss),
+        'prior_log_loss': prior_log_loss,
+    }
+
+  def _result(self) -> Dict[str, Any]:
+    negatives, positives = self.counts.sum(axis=1)
+    n = int(negatives + positives)
+    auc, pr_auc, tpr, precision = _curves(self.counts)
+    keep = np.unique(np.linspace(0, BINS + 1, CURVE_POINTS).astype(int))
+    labels = self._label_metrics(n, positives)
+    return {
+        'accuracy': base.safe_div(self.correct, n),
+        'auc': float(auc),
+        'pr_auc': float(pr_auc),
+        'log_loss': base.safe_div(self.log_loss, n),
+        'example_count': float(n),
+        'mean_label': float(labels['mean_label']),
+        'majority_accuracy': float(labels['majority_accuracy']),
+        'prior_log_loss': float(labels['prior_log_loss']),
         'pr_curve_precision': precision[keep].tolist(),
         'pr_curve_recall': tpr[keep].tolist(),
+    }
+
+  def _replicate_result(self) -> Dict[str, np.ndarray]:
+    n, positives, losses, correct = self.sums.T
+    fine_auc, fine_pr_auc, _, _ = _curves(self.counts)
+    coarse_auc, coarse_pr_auc, _, _ = _curves(self.coarse)
+    auc, pr_auc, _, _ = _curves(self.histograms)
+    return {
+        'accuracy': base.ratio(correct, n),
+        'auc': auc + (fine_auc - coarse_auc),
+        'pr_auc': pr_auc + (fine_pr_auc - coarse_pr_auc),
+        'log_loss': base.ratio(losses, n),
+        'example_count': n,
+        **self._label_metrics(n, positives),
     }
 
 
@@ -207,18 +284,20 @@ class BinaryTask(base.Task):
   def serving_outputs(self, output, info):
     return {'probability': output}
 
-  def accumulator(self, info) -> base.Accumulator:
-    return _Accumulator(float(info['positive_rate']))
+  def accumulator(self, info, replicates: int = 0) -> base.Accumulator:
+    return _Accumulator(float(info['positive_rate']), replicates)
 
-  def quality_checks(self, held_out, gate) -> List[base.QualityCheck]:
+  def quality_checks(self, held_out, gate,
+                     replicates=None) -> List[base.QualityCheck]:
     prevalence = held_out['mean_label']
-    return base.prior_skill_checks(held_out, gate) + [
-        base.QualityCheck('auc', held_out['auc'], gate.min_auc, '>=',
-                          'floor min_auc (0.5 is chance)'),
-        base.QualityCheck(
+    return base.prior_skill_checks(held_out, gate, replicates) + [
+        base.quality_check('auc', lambda m: m['auc'], held_out, replicates,
+                           gate.min_auc, '>=', 'floor min_auc (0.5 is chance)'),
+        base.quality_check(
             'pr_auc_skill',
-            base.safe_div(held_out['pr_auc'] - prevalence, 1.0 - prevalence),
-            gate.min_pr_auc_skill, '>=',
+            lambda m: base.ratio(m['pr_auc'] - m['mean_label'],
+                                 1.0 - m['mean_label']),
+            held_out, replicates, gate.min_pr_auc_skill, '>=',
             f"(PR-AUC {held_out['pr_auc']:.4f} - positive rate "
             f'{prevalence:.4f}) / (1 - positive rate)'),
     ]

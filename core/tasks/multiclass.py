@@ -6,6 +6,7 @@ frequent first); a class in another split that train never showed maps to
 The trivial predictor is the train split's class frequencies.
 """
 
+import math
 from typing import Any, Dict, List
 
 import numpy as np
@@ -16,71 +17,110 @@ from core.tasks import base
 LABEL_VOCABULARY = 'label_classes'
 
 
-def _cross_entropy(p: np.ndarray, y: int) -> float:
-  """Keras' sparse categorical cross-entropy of probabilities ``p``: clipped
-  to [EPSILON, 1 - EPSILON], renormalized, -log of the true class's."""
+def _cross_entropy(p: np.ndarray, y: np.ndarray) -> np.ndarray:
+  """Keras' sparse categorical cross-entropy of probabilities ``p`` ``[n, K]``
+  for classes ``y`` ``[n]``: clipped to [EPSILON, 1 - EPSILON],
+  renormalized, -log of the true class's."""
   q = np.clip(p, base.EPSILON, 1.0 - base.EPSILON)
-  return float(-np.log(q[y] / q.sum()))
+  return -np.log(q[np.arange(len(y)), y] / q.sum(axis=1))
 
 
 class _Accumulator(base.Accumulator):
-  """A confusion matrix (true by predicted) and the summed log loss."""
+  """A confusion matrix (true by predicted) and the summed log loss; per
+  replicate: per-class true positives, support and predictions, the log
+  loss and the unseen-class rows (all that the metrics need)."""
 
-  def __init__(self, frequencies):
+  def __init__(self, frequencies, replicates: int = 0):
+    super().__init__(replicates)
     self.prior = np.asarray(frequencies, float)
     k = len(self.prior)
     self.confusion = np.zeros((k, k), np.int64)
     self.log_loss = 0.0
     self.unknown = 0
+    if replicates:
+      # Per class: true positives, support, predicted.
+      self.class_counts = np.zeros((replicates, 3, k))
+      self.sums = np.zeros((replicates, 2))  # Log loss, unknown rows.
 
-  def add(self, label, prediction):
-    y = int(np.ravel(label)[0])
-    p = np.ravel(prediction).astype(float)
-    if not 0 <= y < len(self.prior):
-      self.unknown += 1
-      return
-    self.log_loss += _cross_entropy(p, y)
-    self.confusion[y, int(np.argmax(p))] += 1
+  def _add(self, labels, predictions, weights):
+    k = len(self.prior)
+    y = labels[:, 0].astype(np.int64)
+    known = (y >= 0) & (y < k)
+    self.unknown += int((~known).sum())
+    y_known = y[known]
+    p = predictions[known].astype(float)
+    losses = _cross_entropy(p, y_known)
+    predicted = np.argmax(p, axis=1)
+    self.log_loss += float(losses.sum())
+    self.confusion += np.bincount(y_known * k + predicted, minlength=k * k
+                                  ).reshape(k, k)
+    if weights is not None:
+      w = weights[:, known]
+      correct = (predicted == y_known).astype(float)
+      self.class_counts[:, 0] += base.weighted_counts(y_known, k,
+                                                      w * correct[None, :])
+      self.class_counts[:, 1] += base.weighted_counts(y_known, k, w)
+      self.class_counts[:, 2] += base.weighted_counts(predicted, k, w)
+      self.sums[:, 0] += base.weighted_sums(losses[:, None], w)[:, 0]
+      self.sums[:, 1] += weights[:, ~known].sum(axis=1)
 
-  def merge(self, other):
+  def _merge(self, other):
     self.confusion += other.confusion
     self.log_loss += other.log_loss
     self.unknown += other.unknown
+    if self.replicates:
+      self.class_counts += other.class_counts
+      self.sums += other.sums
 
-  def result(self) -> Dict[str, Any]:
-    cm = self.confusion
-    n = int(cm.sum())
-    support = cm.sum(axis=1)
-    predicted = cm.sum(axis=0)
-    tp = np.diag(cm).astype(float)
-    recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
-    precision = np.divide(tp, predicted, out=np.zeros_like(tp),
-                          where=predicted > 0)
-    denom = precision + recall
-    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp),
-                   where=denom > 0)
+  def _metrics(self, tp, support, predicted, log_loss, unknown):
+    """The float metrics from per-class counts ``[..., K]``, for the point
+    or for every replicate at once."""
+    n = support.sum(axis=-1)
+    with np.errstate(divide='ignore', invalid='ignore'):
+      recall = np.where(support > 0, tp / np.where(support > 0, support, 1),
+                        0.0)
+      precision = np.where(predicted > 0,
+                           tp / np.where(predicted > 0, predicted, 1), 0.0)
+      denom = precision + recall
+      f1 = np.where(denom > 0, 2 * precision * recall
+                    / np.where(denom > 0, denom, 1), 0.0)
     present = support > 0  # Macro averages over the classes that occur.
-    frequencies = support / n if n else np.zeros_like(tp)
+    classes = present.sum(axis=-1)
+    frequencies = support / np.where(n > 0, n, 1)[..., None]
     # The train prior, predicted for every row, with the same clipping.
     prior = np.clip(self.prior, base.EPSILON, 1.0 - base.EPSILON)
     prior = prior / prior.sum()
-    return {
-        'accuracy': base.safe_div(tp.sum(), n),
-        'macro_f1': float(f1[present].mean()) if present.any() else float('nan'),
-        'balanced_accuracy': (float(recall[present].mean()) if present.any()
-                              else float('nan')),
-        'log_loss': base.safe_div(self.log_loss, n),
-        'example_count': float(n),
-        'unknown_class_count': float(self.unknown),
+    return n, recall, frequencies, {
+        'accuracy': base.ratio(tp.sum(axis=-1), n),
+        'macro_f1': base.ratio((f1 * present).sum(axis=-1), classes),
+        'balanced_accuracy': base.ratio((recall * present).sum(axis=-1),
+                                        classes),
+        'log_loss': base.ratio(log_loss, n),
+        'example_count': n,
+        'unknown_class_count': unknown,
         # The train split's majority class, scored on these rows.
-        'majority_accuracy': (float(frequencies[int(np.argmax(self.prior))])
-                              if n else float('nan')),
-        'prior_log_loss': (float(-(frequencies * np.log(prior)).sum()) if n
-                           else float('nan')),
+        'majority_accuracy': np.where(
+            n > 0, frequencies[..., int(np.argmax(self.prior))], math.nan),
+        'prior_log_loss': np.where(
+            n > 0, -(frequencies * np.log(prior)).sum(axis=-1), math.nan),
+    }
+
+  def _result(self) -> Dict[str, Any]:
+    cm = self.confusion
+    _, recall, frequencies, values = self._metrics(
+        np.diag(cm).astype(float), cm.sum(axis=1).astype(float),
+        cm.sum(axis=0).astype(float), self.log_loss, float(self.unknown))
+    return {
+        **{name: float(v) for name, v in values.items()},
         'class_recall': recall.tolist(),
         'class_frequency': frequencies.tolist(),
         'confusion_matrix': cm.tolist(),
     }
+
+  def _replicate_result(self) -> Dict[str, np.ndarray]:
+    tp, support, predicted = (self.class_counts[:, i] for i in range(3))
+    return self._metrics(tp, support, predicted, self.sums[:, 0],
+                         self.sums[:, 1])[3]
 
 
 class MulticlassTask(base.Task):
@@ -175,15 +215,20 @@ class MulticlassTask(base.Task):
     return {'probabilities': output,
             'classes': tf.tile(names[tf.newaxis, :], [tf.shape(output)[0], 1])}
 
-  def accumulator(self, info) -> base.Accumulator:
-    return _Accumulator(info['frequencies'])
+  def accumulator(self, info, replicates: int = 0) -> base.Accumulator:
+    return _Accumulator(info['frequencies'], replicates)
 
-  def quality_checks(self, held_out, gate) -> List[base.QualityCheck]:
+  def quality_checks(self, held_out, gate,
+                     replicates=None) -> List[base.QualityCheck]:
     return [
-        base.QualityCheck(
-            'known_classes', held_out['unknown_class_count'], 0.0, '<=',
-            'held-out rows whose class the train split never showed'),
-    ] + base.prior_skill_checks(held_out, gate)
+        # A count of rows, not an estimate: one such row fails, whatever a
+        # resample would hold.
+        base.quality_check(
+            'known_classes', lambda m: m['unknown_class_count'], held_out,
+            replicates, 0.0, '<=',
+            'held-out rows whose class the train split never showed',
+            exact=True),
+    ] + base.prior_skill_checks(held_out, gate, replicates)
 
   def check_serving(self, outputs, count, info) -> None:
     k = len(info['classes'])

@@ -11,6 +11,7 @@ the target's scale.
 
 import hashlib
 import heapq
+import math
 import struct
 from typing import Any, Dict, List, Tuple
 
@@ -31,7 +32,8 @@ def _sample_key(y: float, p: float) -> int:
 
 
 class _Accumulator(base.Accumulator):
-  """Sums of the label, its square and the errors, plus a bounded sample.
+  """Sums of the label, its square and the errors, plus a bounded sample;
+  per replicate: the same sums.
 
   The label sums are of ``y - train mean``: the spread is computed without
   cancellation when the target's mean is large against its spread. The
@@ -39,23 +41,26 @@ class _Accumulator(base.Accumulator):
   sample: uniform over distinct pairs, and mergeable exactly).
   """
 
-  def __init__(self, train_mean: float):
+  def __init__(self, train_mean: float, replicates: int = 0):
+    super().__init__(replicates)
     self.train_mean = train_mean
-    self.n = 0
-    self.sum_d = self.sum_d2 = self.sum_e2 = self.sum_abs = 0.0
+    # Rows, sum of d, of d^2, of e^2, of |e|: d = y - train mean, e = p - y.
+    self.totals = np.zeros(5)
     self._heap: List[Tuple[int, float, float]] = []  # (-key, label, prediction)
+    if replicates:
+      self.sums = np.zeros((replicates, 5))
 
-  def add(self, label, prediction):
-    y = float(np.ravel(label)[0])
-    p = float(np.ravel(prediction)[0])
+  def _add(self, labels, predictions, weights):
+    y = labels[:, 0].astype(np.float64)
+    p = predictions[:, 0].astype(np.float64)
     e = p - y
     d = y - self.train_mean
-    self.n += 1
-    self.sum_d += d
-    self.sum_d2 += d * d
-    self.sum_e2 += e * e
-    self.sum_abs += abs(e)
-    self._keep((-_sample_key(y, p), y, p))
+    values = np.stack([np.ones_like(y), d, d * d, e * e, np.abs(e)], axis=1)
+    self.totals += values.sum(axis=0)
+    for label, prediction in zip(y.tolist(), p.tolist()):
+      self._keep((-_sample_key(label, prediction), label, prediction))
+    if weights is not None:
+      self.sums += base.weighted_sums(values, weights)
 
   def _keep(self, item):
     if len(self._heap) < SAMPLE_PAIRS:
@@ -63,35 +68,43 @@ class _Accumulator(base.Accumulator):
     elif item[0] > self._heap[0][0]:  # A smaller key than the largest kept.
       heapq.heapreplace(self._heap, item)
 
-  def merge(self, other):
-    self.n += other.n
-    self.sum_d += other.sum_d
-    self.sum_d2 += other.sum_d2
-    self.sum_e2 += other.sum_e2
-    self.sum_abs += other.sum_abs
+  def _merge(self, other):
+    self.totals += other.totals
     for item in other._heap:  # pylint: disable=protected-access
       self._keep(item)
+    if self.replicates:
+      self.sums += other.sums
 
-  def result(self) -> Dict[str, Any]:
-    n = self.n
-    mean_d = base.safe_div(self.sum_d, n)
+  def _metrics(self, n, sum_d, sum_d2, sum_e2, sum_abs):
+    """The float metrics from the sums, for the point or every replicate."""
+    mean_d = base.ratio(sum_d, n)
     # Σ(y - ȳ)², and Σ(y - train mean)²: the train mean's squared error.
-    total = max(self.sum_d2 - n * mean_d * mean_d, 0.0) if n else float('nan')
-    trivial = self.sum_d2 if n else float('nan')
-    sample = sorted(self._heap, reverse=True)  # By key.
+    total = np.where(n > 0, np.maximum(sum_d2 - n * mean_d * mean_d, 0.0),
+                     math.nan)
+    trivial = np.where(n > 0, sum_d2, math.nan)
     return {
-        'rmse': float(np.sqrt(base.safe_div(self.sum_e2, n))),
-        'mae': base.safe_div(self.sum_abs, n),
-        'r2': 1.0 - base.safe_div(self.sum_e2, total),
-        'example_count': float(n),
+        'rmse': np.sqrt(base.ratio(sum_e2, n)),
+        'mae': base.ratio(sum_abs, n),
+        'r2': 1.0 - base.ratio(sum_e2, total),
+        'example_count': n,
         'label_mean': self.train_mean + mean_d,
-        'label_std': float(np.sqrt(base.safe_div(total, n))),
+        'label_std': np.sqrt(base.ratio(total, n)),
         # The train split's mean, predicted for every one of these rows.
-        'mean_rmse': float(np.sqrt(base.safe_div(trivial, n))),
-        'mse_skill': 1.0 - base.safe_div(self.sum_e2, trivial),
+        'mean_rmse': np.sqrt(base.ratio(trivial, n)),
+        'mse_skill': 1.0 - base.ratio(sum_e2, trivial),
+    }
+
+  def _result(self) -> Dict[str, Any]:
+    sample = sorted(self._heap, reverse=True)  # By key.
+    values = self._metrics(*self.totals)
+    return {
+        **{name: float(v) for name, v in values.items()},
         'sample_label': [y for _, y, _ in sample],
         'sample_prediction': [p for _, _, p in sample],
     }
+
+  def _replicate_result(self) -> Dict[str, np.ndarray]:
+    return self._metrics(*self.sums.T)
 
 
 class RegressionTask(base.Task):
@@ -188,18 +201,25 @@ class RegressionTask(base.Task):
   def serving_outputs(self, output, info):
     return {'prediction': output}
 
-  def accumulator(self, info) -> base.Accumulator:
-    return _Accumulator(float(info['mean']))
+  def accumulator(self, info, replicates: int = 0) -> base.Accumulator:
+    return _Accumulator(float(info['mean']), replicates)
 
-  def quality_checks(self, held_out, gate) -> List[base.QualityCheck]:
+  def quality_checks(self, held_out, gate,
+                     replicates=None) -> List[base.QualityCheck]:
     trivial = held_out['mean_rmse']
     return [
-        base.QualityCheck(
-            'r2_skill', held_out['mse_skill'], gate.min_r2_skill, '>=',
+        base.quality_check(
+            'r2_skill', lambda m: m['mse_skill'], held_out, replicates,
+            gate.min_r2_skill, '>=',
             f"1 - MSE / MSE of the train mean (RMSE {held_out['rmse']:.4g} vs "
             f'{trivial:.4g})'),
-        base.QualityCheck(
-            'rmse', held_out['rmse'], (1.0 - gate.rmse_margin) * trivial, '<=',
+        # The threshold moves with the rows (the train mean scored on them):
+        # each replicate's RMSE is taken relative to its own trivial RMSE and
+        # put back in the point's units, so the interval is of the model
+        # against the train mean on the same resample.
+        base.quality_check(
+            'rmse', lambda m: m['rmse'] * base.ratio(trivial, m['mean_rmse']),
+            held_out, replicates, (1.0 - gate.rmse_margin) * trivial, '<=',
             f'train-mean predictor scores {trivial:.4g}, margin '
             f'{gate.rmse_margin:.0%}'),
     ]
