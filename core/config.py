@@ -10,8 +10,10 @@ the components that can only take JSON-serialisable execution properties).
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Mapping, Optional, Sequence, Tuple
@@ -32,10 +34,14 @@ REGULARIZATION_TECHNIQUES = ('l1', 'l2', 'dropout', 'weight_decay', 'max_norm',
 
 def taxi_sample_path() -> str:
   """The Chicago taxi sample that ships inside the tfx wheel (15,002 rows)."""
-  import tfx  # Local import: the config module itself must stay light.
-  return os.path.join(
-      os.path.dirname(tfx.__file__),
-      'examples/chicago_taxi_pipeline/data/simple/data.csv')
+  # Found, not imported: importing tfx takes seconds, and the pre-run check
+  # that reads this file must answer before anything heavy loads.
+  spec = importlib.util.find_spec('tfx')
+  if spec is None or not spec.submodule_search_locations:
+    raise ConfigError('data.path is not set and the tfx package (whose taxi '
+                      'sample is the default data) is not installed')
+  return os.path.join(list(spec.submodule_search_locations)[0],
+                      'examples/chicago_taxi_pipeline/data/simple/data.csv')
 
 
 @dataclass(frozen=True)
@@ -68,7 +74,14 @@ class LabelConfig:
 
 @dataclass(frozen=True)
 class FeaturesConfig:
-  """Which raw columns feed the model, and how Transform encodes them."""
+  """Which raw columns feed the model, and how Transform encodes them.
+
+  ``auto``: the lists are to be inferred from the data (``features: auto``,
+  a ``features`` section without ``numeric`` and ``categorical``, or none
+  at all); ``pipeline.infer`` fills them in before anything runs, and every
+  later stage sees explicit lists with ``auto`` false.
+  """
+  auto: bool = False
   numeric: Tuple[str, ...] = ()
   categorical: Tuple[str, ...] = ()
   # Numeric columns compressed with sign(x)*log1p(|x|) before z-scoring.
@@ -96,12 +109,21 @@ class SplitsConfig:
     return {'train': self.train, 'eval': self.eval, 'test': self.test}
 
 
+# data.format: ``auto`` (also written null) takes the format the file names
+# claim (components.ingest.formats, which holds one object per format).
+DATA_FORMATS = ('auto', 'csv', 'parquet', 'tfrecord')
+
+
 @dataclass(frozen=True)
 class DataConfig:
-  path: Optional[str] = None  # None: the taxi sample inside the tfx wheel.
-  format: str = 'csv'
+  # A file, a folder or a glob of CSV (.csv, .csv.gz), Parquet or TFRecord
+  # files; None: the taxi sample inside the tfx wheel.
+  path: Optional[str] = None
+  format: str = 'auto'
   label: LabelConfig = field(default_factory=LabelConfig)
-  features: FeaturesConfig = field(default_factory=FeaturesConfig)
+  # Left out of a user's data section: inferred from the data.
+  features: FeaturesConfig = field(
+      default_factory=lambda: FeaturesConfig(auto=True))
   splits: SplitsConfig = field(default_factory=SplitsConfig)
   schema_path: Optional[str] = None  # A curated schema (ImportSchemaGen).
 
@@ -203,6 +225,15 @@ class DistributionConfig:
   tpu_address: Optional[str] = None  # For ``tpu``/``auto``: grpc://host:port or name.
 
 
+# gate.inconclusive_<kind>: an inconclusive check blocks the blessing, or
+# its point estimate decides (never more lenient than the point estimate).
+INCONCLUSIVE = ('block', 'point')
+# Percentiles of fewer replicates are noise; more cost memory in every
+# slice's accumulator.
+MIN_BOOTSTRAP_REPLICATES = 100
+MAX_BOOTSTRAP_REPLICATES = 2000
+
+
 @dataclass(frozen=True)
 class GateConfig:
   """The generalization gate (docs/gate.md).
@@ -214,6 +245,15 @@ class GateConfig:
   bounds that apply to it.  No regression: against the latest blessed model,
   ``baseline_metric`` (default: the task's) may not be worse by more than
   ``baseline_tolerance`` (relative for RMSE and MAE).
+
+  Every check is decided on a ``confidence`` interval (a bootstrap of
+  ``bootstrap_replicates`` replicates; 0 decides on point estimates): wholly
+  on the right side of its threshold it passes, wholly on the wrong side it
+  fails, across it the check is inconclusive and ``inconclusive_<kind>``
+  says what that means: ``block`` (not blessed) or ``point`` (the point
+  estimate decides). The train sample holds as many rows as the held-out
+  split, at least ``train_sample_size`` and at most
+  ``train_sample_max_size``.
   """
   max_gap: Mapping[str, float] = field(default_factory=dict)
   # Classification: (accuracy - majority) / (1 - majority), and 1 - log loss
@@ -230,9 +270,21 @@ class GateConfig:
   baseline_metric: Optional[str] = None
   baseline_tolerance: float = 0.005
   train_sample_size: int = 2000
+  train_sample_max_size: int = 20000
   slice_features: Tuple[str, ...] = ()
   slice_max_gap: float = 0.08
   slice_min_examples: int = 200
+  bootstrap_replicates: int = 200
+  confidence: float = 0.95
+  inconclusive_quality: str = 'point'
+  inconclusive_baseline: str = 'block'
+  inconclusive_gap: str = 'block'
+  # Allows thresholds that switch a check off (GATE_BOUNDS); never by default.
+  permissive: bool = False
+
+  def inconclusive(self, kind: str) -> str:
+    """What an inconclusive check of ``kind`` means: 'block' or 'point'."""
+    return getattr(self, f'inconclusive_{kind}')
 
 
 @dataclass(frozen=True)
@@ -243,6 +295,9 @@ class BeamConfig:
   direct_num_workers: int = 0  # 0: one per core.
   multi_processing_above_rows: int = 200_000
   extra_args: Tuple[str, ...] = ()
+  # ExampleGen and StatisticsGen run their stock Beam path whatever the input
+  # size (components/beam_fallback.py): to exercise a distributed runner.
+  force_beam_executors: bool = False
 
 
 @dataclass(frozen=True)
@@ -258,9 +313,21 @@ class OutputConfig:
         self.root, path)
 
 
+def pipeline_name_for(data_path: Optional[str], label: str) -> str:
+  """``<file stem>-<label>`` in the characters Kubeflow accepts in a name
+  (lower-case letters, digits, dashes; at most 63)."""
+  stem = os.path.basename(str(data_path or 'taxi').rstrip('/'))
+  for suffix in ('.gz', '.csv', '.txt', '.parquet', '.tfrecord'):
+    stem = stem[:-len(suffix)] if stem.lower().endswith(suffix) else stem
+  name = re.sub(r'[^a-z0-9]+', '-', f'{stem}-{label}'.lower()).strip('-')
+  return name[:63].rstrip('-') or 'pipeline'
+
+
 @dataclass(frozen=True)
 class PipelineConfig:
-  pipeline_name: str = 'taxi-generalize'
+  # None: derived from the data and the label (``pipeline_name_for``); the
+  # default configuration names the taxi pipeline.
+  pipeline_name: Optional[str] = 'taxi-generalize'
   task: str = 'binary'  # binary | multiclass | regression (core/tasks/)
   data: DataConfig = field(default_factory=DataConfig)
   model: ModelConfig = field(default_factory=ModelConfig)
@@ -350,6 +417,11 @@ def _build(cls, raw: Any, where: str):
     return EarlyStoppingConfig()
   if cls is LabelConfig and isinstance(raw, str):
     raw = {'name': raw}
+  if cls is FeaturesConfig:
+    raw = _features_raw(raw)
+  if cls is DataConfig and isinstance(raw, Mapping) and (
+      'format' in raw and raw['format'] is None):
+    raw = {**raw, 'format': 'auto'}  # ``format: null`` means infer it too.
   if raw is None:
     raw = {}
   if not isinstance(raw, Mapping):
@@ -365,6 +437,17 @@ def _build(cls, raw: Any, where: str):
                           if where else name)
             for name in raw}
   return cls(**kwargs)
+
+
+def _features_raw(raw: Any) -> Any:
+  """``features: auto``, ``null`` or a section naming neither list (only,
+  say, ``min_frequency``) all mean: infer the lists from the data."""
+  if raw == 'auto' or raw is None:
+    return {'auto': True}
+  if (isinstance(raw, Mapping) and 'auto' not in raw
+      and 'numeric' not in raw and 'categorical' not in raw):
+    return {**raw, 'auto': True}
+  return raw
 
 
 _DATACLASSES = {cls.__name__: cls for cls in (
@@ -385,6 +468,14 @@ def validate(config: PipelineConfig) -> PipelineConfig:
     task.validate_label(config.data.label)
   except tasks_lib.LabelError as e:
     raise ConfigError(f'data.label: {e}') from None
+  if config.pipeline_name is None:
+    config = dataclasses.replace(config, pipeline_name=pipeline_name_for(
+        config.data.path, config.data.label.name))
+  elif not re.fullmatch(r'[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?',
+                        config.pipeline_name):
+    raise ConfigError(f'pipeline_name: {config.pipeline_name!r}: use lower-case '
+                      'letters, digits and dashes (at most 63), as Kubeflow '
+                      'requires')
   r = config.regularization
   if r.label_smoothing and not task.supports_label_smoothing:
     raise ConfigError(f'regularization.label_smoothing: smooths class labels; '
@@ -429,11 +520,23 @@ def validate(config: PipelineConfig) -> PipelineConfig:
         f'model.in_memory_max_mb: must be >= 0 (0 streams every split), got '
         f'{m.in_memory_max_mb}')
   d = config.data
-  if d.format != 'csv':
-    raise ConfigError(f'data.format: only csv is supported, got {d.format!r}')
-  if not d.features.all:
+  if d.format not in DATA_FORMATS:
+    raise ConfigError(f'data.format: unknown format {d.format!r}; expected '
+                      f'one of {", ".join(DATA_FORMATS)}')
+  if d.path is not None and not d.path.strip():
+    raise ConfigError('data.path: empty; name a file, a folder or a glob (or '
+                      'leave it out for the taxi sample)')
+  if d.features.auto:
+    given = [k for k in ('numeric', 'categorical', 'log_scale')
+             if getattr(d.features, k)]
+    if given:
+      raise ConfigError(
+          f'data.features: auto infers {", ".join(given)} from the data; '
+          'leave them out, or list numeric and categorical yourself')
+  elif not d.features.all:
     raise ConfigError('data.features: list at least one numeric or '
-                      'categorical feature')
+                      'categorical feature (or leave data.features out to '
+                      'infer them from the data)')
   # The column a label is thresholded from gives the answer away; the
   # column it is compared relative to (the taxi's fare) does not.
   overlap = set(d.features.all) & ({d.label.name, d.label.column} - {None})
@@ -463,7 +566,50 @@ def validate(config: PipelineConfig) -> PipelineConfig:
     raise ConfigError(
         'beam.direct_running_mode: expected auto, in_memory, multi_threading '
         f'or multi_processing, got {config.beam.direct_running_mode!r}')
+  for arg in config.beam.extra_args:
+    # Beam drops what it cannot parse with only a warning in the run log.
+    if not arg.startswith('--'):
+      raise ConfigError(f'beam.extra_args: {arg!r} is not a --flag')
+    if arg.startswith('--runner='):
+      raise ConfigError(f'beam.extra_args: {arg!r}: set beam.runner instead')
   return config
+
+
+# A gap or tolerance (absolute, or relative for RMSE and MAE) beyond this
+# passes any model.
+MAX_LOOSE_BOUND = 0.5
+# Bounds a production gate keeps unless ``gate.permissive`` is set: past
+# them a check no longer means what its name says (an AUC floor at or below
+# chance, a skill floor at or below the trivial predictor, a gap or a
+# baseline tolerance so wide that nothing fails).
+GATE_BOUNDS = {
+    'min_accuracy_skill': (0.0, 1.0, 'at least 0: no worse than the majority '
+                           'class'),
+    'min_log_loss_skill': (1e-9, 1.0, 'above 0: better than the prior'),
+    'min_auc': (0.5 + 1e-9, 1.0, 'above 0.5: better than chance'),
+    'min_pr_auc_skill': (1e-9, 1.0, 'above 0: better than the positive rate'),
+    'min_r2_skill': (1e-9, 1.0, 'above 0: better than the train mean'),
+    'rmse_margin': (0.0, 1.0, 'at least 0: no worse than the train mean'),
+    'baseline_tolerance': (0.0, MAX_LOOSE_BOUND, 'between 0 and '
+                           f'{MAX_LOOSE_BOUND}'),
+}
+
+
+def _refuse_switched_off(g: GateConfig) -> None:
+  """Raises ConfigError on a threshold that would switch its check off."""
+  for name, (low, high, meaning) in GATE_BOUNDS.items():
+    value = getattr(g, name)
+    if not low <= value <= high:
+      raise ConfigError(
+          f'gate.{name}: {value} switches the check off; expected {meaning}. '
+          'Set gate.permissive: true to allow it (small experiments only)')
+  for metric, gap in {**g.max_gap, '': g.slice_max_gap}.items():
+    if gap > MAX_LOOSE_BOUND:
+      where = f'max_gap.{metric}' if metric else 'slice_max_gap'
+      raise ConfigError(
+          f'gate.{where}: {gap} lets any gap pass; expected at most '
+          f'{MAX_LOOSE_BOUND}. Set gate.permissive: true to allow it (small '
+          'experiments only)')
 
 
 def _validate_gate(g: GateConfig, task: tasks_lib.Task) -> GateConfig:
@@ -481,8 +627,32 @@ def _validate_gate(g: GateConfig, task: tasks_lib.Task) -> GateConfig:
                       f'{task.name} model reports {known}')
   if g.train_sample_size <= 0:
     raise ConfigError('gate.train_sample_size: must be > 0')
+  if g.train_sample_max_size < g.train_sample_size:
+    raise ConfigError(
+        f'gate.train_sample_max_size: must be >= train_sample_size '
+        f'({g.train_sample_size}), got {g.train_sample_max_size}')
+  if g.bootstrap_replicates != 0 and not (
+      MIN_BOOTSTRAP_REPLICATES <= g.bootstrap_replicates
+      <= MAX_BOOTSTRAP_REPLICATES):
+    raise ConfigError(
+        f'gate.bootstrap_replicates: 0 (no intervals) or '
+        f'{MIN_BOOTSTRAP_REPLICATES} to {MAX_BOOTSTRAP_REPLICATES}, got '
+        f'{g.bootstrap_replicates}')
+  if not 0.5 <= g.confidence < 1.0:
+    raise ConfigError(f'gate.confidence: must be in [0.5, 1), got '
+                      f'{g.confidence}')
+  for kind in ('quality', 'baseline', 'gap'):
+    if g.inconclusive(kind) not in INCONCLUSIVE:
+      raise ConfigError(
+          f'gate.inconclusive_{kind}: expected one of '
+          f'{", ".join(INCONCLUSIVE)}, got {g.inconclusive(kind)!r}')
   if g.rmse_margin >= 1:
     raise ConfigError(f'gate.rmse_margin: must be < 1, got {g.rmse_margin}')
+  if g.slice_max_gap < 0 or g.slice_min_examples < 1:
+    raise ConfigError('gate.slice_max_gap must be >= 0 and '
+                      'gate.slice_min_examples >= 1')
+  if not g.permissive:
+    _refuse_switched_off(g)
   return dataclasses.replace(
       g, max_gap={**task.default_max_gap, **g.max_gap},
       baseline_metric=baseline)
@@ -491,6 +661,12 @@ def _validate_gate(g: GateConfig, task: tasks_lib.Task) -> GateConfig:
 def label_from_dict(raw: Mapping[str, Any]) -> LabelConfig:
   """The label section alone, as a component receives it."""
   return _build(LabelConfig, dict(raw), 'data.label')
+
+
+def features_from_dict(raw: Mapping[str, Any]) -> FeaturesConfig:
+  """The ``data.features`` section from its ``to_dict`` form (a component's
+  JSON parameter)."""
+  return _build(FeaturesConfig, dict(raw), 'data.features')
 
 
 def parse_gate(raw: Mapping[str, Any], task: str) -> GateConfig:
@@ -537,6 +713,7 @@ def load_config(path: Optional[str] = None,
   default dataset silently leaks into a user's configuration.
   """
   raw = yaml.safe_load(default_config_text()) or {}
+  default_name = raw.get('pipeline_name')
   if path is not None:
     if not os.path.exists(path):
       raise ConfigError(f'config file {path} does not exist')
@@ -549,6 +726,12 @@ def load_config(path: Optional[str] = None,
       raise ConfigError(f'{path}: expected a mapping at the top level')
     raw = _merge(raw, user)
   raw = apply_overrides(raw, overrides)
+  if (raw.get('pipeline_name') == default_name
+      and (raw.get('data') or {}).get('path') is not None):
+    # Another dataset gets a pipeline of its own, so that the baseline
+    # resolver (which searches the pipeline's runs) never hands it the taxi
+    # model, nor one dataset's model to another in a shared output.root.
+    raw['pipeline_name'] = None
   return validate(_build(PipelineConfig, raw, ''))
 
 

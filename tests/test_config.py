@@ -1,5 +1,7 @@
 """Configuration: parsing, overrides and the errors a user sees."""
 
+import re
+
 import pytest
 
 from core import config as config_lib
@@ -70,7 +72,7 @@ def test_user_file_replaces_the_dataset(tmp_path):
     ('gate.max_gap.f1=0.1', "gate.max_gap: unknown metric 'f1'"),
     ('gate.max_gap.auc=-0.1', 'gate.max_gap.auc: must be >= 0'),
     ('data.features.numeric=[tips]', "would leak the label"),
-    ('data.format=parquet', 'only csv is supported'),
+    ('data.format=xls', "data.format: unknown format 'xls'"),
     ('nonsense', 'expected section.key=value'),
     ('gate.min_auc=.nan', 'gate.min_auc: expected a finite number'),
     ('gate.max_gap.auc=.inf', 'gate.max_gap.auc: expected a finite number'),
@@ -166,3 +168,40 @@ def test_small_train_splits_get_smaller_batches(configured, rows, expected):
   assert model.batch_size_for(rows) == expected
   assert model.batch_size_for(rows) * config_lib.MIN_STEPS <= max(
       rows, config_lib.MIN_STEPS * expected)
+
+
+def test_another_dataset_gets_a_pipeline_of_its_own(tmp_path):
+  assert config_lib.load_config().pipeline_name == 'taxi-generalize'
+  user = tmp_path / 'penguins.yaml'
+  user.write_text('task: multiclass\ndata: {path: /data/Penguins Size.csv, '
+                  'label: species}\n')
+  assert config_lib.load_config(str(user)).pipeline_name == (
+      'penguins-size-species')
+  # Through --set too, and two labels of one file are two pipelines.
+  assert config_lib.load_config(overrides=[
+      'data.path=/d/flights.csv.gz', 'task=regression',
+      'data.label=arr_delay']).pipeline_name == 'flights-arr-delay'
+  # A name the user gives is kept, and checked.
+  assert config_lib.load_config(str(user), ['pipeline_name=mine']
+                                ).pipeline_name == 'mine'
+  with pytest.raises(config_lib.ConfigError, match='pipeline_name'):
+    config_lib.load_config(str(user), ['pipeline_name=My_Pipeline'])
+
+
+@pytest.mark.parametrize('setting, message', [
+    ('gate.min_auc=0', 'gate.min_auc: 0.0 switches the check off'),
+    ('gate.min_auc=0.5', 'above 0.5: better than chance'),
+    ('gate.min_accuracy_skill=-0.1', 'no worse than the majority class'),
+    ('gate.min_log_loss_skill=0', 'better than the prior'),
+    ('gate.rmse_margin=-0.01', 'gate.rmse_margin'),
+    ('gate.baseline_tolerance=-0.01', 'gate.baseline_tolerance'),
+    ('gate.max_gap={accuracy: 0.9}', 'gate.max_gap.accuracy: 0.9 lets any gap'),
+    ('gate.slice_max_gap=0.8', 'gate.slice_max_gap: 0.8'),
+])
+def test_a_threshold_that_switches_a_check_off_is_refused(setting, message):
+  with pytest.raises(config_lib.ConfigError, match=re.escape(message)):
+    config_lib.load_config(overrides=[setting])
+  # The documented escape hatch, for small experiments.
+  permissive = config_lib.load_config(overrides=[setting,
+                                                 'gate.permissive=true'])
+  assert permissive.gate.permissive
