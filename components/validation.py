@@ -97,6 +97,35 @@ def label_errors(task: tasks.Task, label: config_lib.LabelConfig,
           for error in _rule_errors(rule, split, stats)]
 
 
+def feature_errors(features: config_lib.FeaturesConfig,
+                   statistics: Dict[str, statistics_pb2.DatasetFeatureStatistics]
+                   ) -> List[str]:
+  """Every configured feature column present in every split, and every
+  numeric one holding finite numbers: what the pre-run check asks of the
+  file, here on the statistics, one line per problem."""
+  errors = []
+  for split, stats in sorted(statistics.items()):
+    by_name = {(f.path.step[0] if f.path.step else f.name): f
+               for f in stats.features}
+    for column in features.all:
+      where = f'split {split!r}, feature column {column!r}'
+      feature = by_name.get(column)
+      if feature is None:
+        errors.append(f'{where}: no such column in the data')
+        continue
+      if column not in features.numeric:
+        continue
+      if feature.type not in _NUMERIC:
+        errors.append(f'{where}: holds text, expected numbers (or list it '
+                      'in data.features.categorical)')
+      elif feature.HasField('num_stats'):
+        num = feature.num_stats
+        if not all(map(math.isfinite, (num.min, num.max))):
+          errors.append(f'{where}: holds an infinite value (min {num.min}, '
+                        f'max {num.max}); replace it or leave the cell empty')
+  return errors
+
+
 def read_statistics(uri: str, splits: Iterable[str]
                     ) -> Dict[str, statistics_pb2.DatasetFeatureStatistics]:
   result = {}
@@ -123,6 +152,10 @@ class LabelDataError(DataAnomalyError):
   """The label cannot be read for the task; the message says where."""
 
 
+class FeatureDataError(DataAnomalyError):
+  """A feature column is missing or does not hold what the config says."""
+
+
 @tfx.dsl.components.component
 def AnomalyGate(  # pylint: disable=invalid-name
     statistics: tfx.dsl.components.InputArtifact[
@@ -132,19 +165,27 @@ def AnomalyGate(  # pylint: disable=invalid-name
     report: tfx.dsl.components.OutputArtifact[
         tfx.types.standard_artifacts.String],
     task: tfx.dsl.components.Parameter[str],
-    label: tfx.dsl.components.Parameter[str]) -> None:
-  """Fails the run on an unreadable label or blocking anomalies; records the
-  report either way. ``label`` is the label section as JSON."""
+    label: tfx.dsl.components.Parameter[str],
+    features: tfx.dsl.components.Parameter[str] = '{}') -> None:
+  """Fails the run on an unreadable label, missing or mistyped feature
+  columns, or blocking anomalies; records the report either way. ``label``
+  and ``features`` are those config sections as JSON."""
   label_config = config_lib.label_from_dict(json.loads(label))
-  errors = label_errors(
-      tasks.get(task), label_config,
-      read_statistics(statistics.uri, artifact_utils.decode_split_names(
-          statistics.split_names)))
+  stats = read_statistics(statistics.uri, artifact_utils.decode_split_names(
+      statistics.split_names))
+  errors = label_errors(tasks.get(task), label_config, stats)
   if errors:
     report.value = ''.join(f'BLOCKING {line}\n' for line in errors)
     raise LabelDataError(
         f'the label cannot be read for task {task}; stopping before '
         'training:\n  ' + '\n  '.join(errors))
+  errors = feature_errors(config_lib.features_from_dict(json.loads(features)),
+                          stats)
+  if errors:
+    report.value = ''.join(f'BLOCKING {line}\n' for line in errors)
+    raise FeatureDataError(
+        'the feature columns do not hold what data.features says; stopping '
+        'before training:\n  ' + '\n  '.join(errors))
   splits = artifact_utils.decode_split_names(anomalies.split_names)
   blocking, warnings = describe(read_anomalies(anomalies.uri, splits))
   lines = ([f'BLOCKING {line}' for line in blocking] +

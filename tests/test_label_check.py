@@ -81,3 +81,26 @@ def test_unreadable_labels_name_split_and_column(task, label, feature,
   assert errors, 'no error'
   assert any(message in e for e in errors), errors
   assert all(e.startswith("split 'train', label column ") for e in errors)
+
+
+FEATURES = config_lib.features_from_dict(
+    {'numeric': ['fare', 'miles'], 'categorical': ['company']})
+
+
+def test_configured_features_in_every_split_pass():
+  assert validation.feature_errors(FEATURES, _stats(
+      _numeric('fare', kind=FS.FLOAT), _numeric('miles'),
+      _text('company'))) == []
+
+
+@pytest.mark.parametrize('features, message', [
+    ((_numeric('fare', kind=FS.FLOAT), _text('company')),
+     "split 'train', feature column 'miles': no such column in the data"),
+    ((_numeric('fare', kind=FS.FLOAT), _text('miles'), _text('company')),
+     "feature column 'miles': holds text, expected numbers"),
+    ((_numeric('fare', kind=FS.FLOAT, hi=float('inf')), _numeric('miles'),
+      _text('company')), "feature column 'fare': holds an infinite value"),
+])
+def test_missing_or_mistyped_features_are_named(features, message):
+  errors = validation.feature_errors(FEATURES, _stats(*features))
+  assert len(errors) == 1 and message in errors[0], errors

@@ -1,0 +1,220 @@
+"""Features inferred from the data: ``data.features`` left out, or ``auto``.
+
+The columns arrive as ingestion converts them (``csv_fast.convert_table``):
+each has the type stock CsvExampleGen gives it (INT, FLOAT, STRING, or
+UNKNOWN when no row has a value), so a column inferred as numeric is one
+the pipeline can actually read as a number. The rules, in order:
+
+* the label (``label.name``) and the column it is thresholded from
+  (``label.column``) are left out: they give the answer away. The column a
+  threshold is relative to (the taxi's ``fare``) is kept when it has a value
+  in every row, as ``validate`` allows it: on its own it says nothing about
+  the label. Where it is missing the label is 0 by definition, so its
+  missing-value indicator would give the label away; then it is left out;
+* a column with no values, a numeric column with only NaN or infinity, and
+  a constant column (one distinct value; empty cells not counted) are left
+  out: there is nothing to learn from them;
+* a STRING or INT column with a distinct value in at least
+  ``IDENTIFIER_SHARE`` of the rows that have one is an identifier (a row id,
+  a name, a key): as a category nearly every value is seen once and so is
+  never learnt, as a number it is an arbitrary code;
+* INT columns with at most ``MAX_CATEGORICAL_INTS`` distinct values are
+  categorical, other INT and all FLOAT columns numeric, STRING categorical;
+* a numeric column that is non-negative and skewed to the right (sample
+  skewness above ``LOG_SCALE_SKEW``) is also listed in ``log_scale``.
+
+No TensorFlow, TFX or Beam here: this runs before anything heavy is loaded.
+"""
+
+import dataclasses
+import math
+from typing import Dict, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+import pyarrow.compute as pc
+import yaml
+
+from components.ingest import csv_fast
+from core import config as config_lib
+
+ColumnType = csv_fast.ColumnType
+
+# Integer codes people write as numbers (weekday 7, month 12, hour 24, day
+# of the month 31, a rating, a small count) fall under this bound; integers
+# with more values are usually quantities (ages, durations, amounts), whose
+# order a one-hot encoding would throw away. The taxi's trip_start_hour (24
+# values) is categorical, its trip_seconds (110 values) numeric. Codes with
+# many values (census tracts, ZIP codes) come out numeric: move them.
+MAX_CATEGORICAL_INTS = 31
+# "A distinct value per row", with room for a few repeats (a record sent
+# twice, a join that duplicated rows): at 95% distinct, nearly every value
+# occurs once, below the vocabulary's min_frequency, so a category would
+# never be learnt. The taxi's trip_start_timestamp (92% distinct) stays
+# numeric.
+IDENTIFIER_SHARE = 0.95
+# The exponential distribution's skewness is 2: more skewed than that, a
+# non-negative column (fares, distances, durations, counts) has a long right
+# tail that would dominate its z-score; log1p compresses it. On the taxi
+# sample this picks fare (16), trip_miles (94) and trip_seconds (31) and
+# nothing else.
+LOG_SCALE_SKEW = 2.0
+
+
+@dataclasses.dataclass(frozen=True)
+class InferredFeatures:
+  """The lists inferred from one file, in the file's column order, and
+  every column left out with the reason why."""
+  numeric: Tuple[str, ...]
+  categorical: Tuple[str, ...]
+  log_scale: Tuple[str, ...]
+  left_out: Mapping[str, str]
+
+  @property
+  def all(self) -> Tuple[str, ...]:
+    return self.numeric + self.categorical
+
+
+def _distinct(column: csv_fast.Column, finite: Optional[np.ndarray]) -> int:
+  if column.type == ColumnType.STRING:
+    return pc.count_distinct(column.values, mode='only_valid').as_py()
+  return int(np.unique(finite).size)
+
+
+def skewness(values: np.ndarray) -> float:
+  """The sample skewness (third standardized moment); 0 for a constant."""
+  values = values.astype(np.float64)
+  centred = values - values.mean()
+  std = math.sqrt(float(np.mean(centred * centred)))
+  return float(np.mean(centred ** 3)) / std ** 3 if std > 0 else 0.0
+
+
+def _label_reasons(label: config_lib.LabelConfig,
+                   columns: Sequence[csv_fast.Column]) -> Dict[str, str]:
+  reasons = {label.name: 'the label'}
+  if label.column is not None:
+    reasons[label.column] = (f'the label {label.name!r} is derived from it '
+                             '(label.column)')
+  if label.relative_to is not None:
+    reference = next((c for c in columns if c.name == label.relative_to), None)
+    if reference is not None and not reference.present.all():
+      reasons[label.relative_to] = (
+          f'label.relative_to, empty in {int((~reference.present).sum())} '
+          f'rows, where the label is 0 by definition: its missing values '
+          'would give the label away')
+  return reasons
+
+
+def infer_features(columns: Sequence[csv_fast.Column],
+                   label: config_lib.LabelConfig,
+                   rows: Optional[int] = None) -> InferredFeatures:
+  """Types ``columns`` (``csv_fast.convert_table`` of the whole file;
+  ``rows``: its number of data rows, for the reasons' wording) by the rules
+  in the module docstring."""
+  label_reasons = _label_reasons(label, columns)
+  numeric, categorical, log_scale = [], [], []
+  left_out: Dict[str, str] = {}
+  for column in columns:
+    name = column.name
+    rows_here = rows if rows is not None else column.present.size
+    present = int(column.present.sum())
+    if name in label_reasons:
+      left_out[name] = label_reasons[name]
+      continue
+    if column.type == ColumnType.UNKNOWN:
+      left_out[name] = f'no values in the {rows_here} rows'
+      continue
+    # NaN and infinity are not values to learn from (nor to count).
+    finite = None
+    if column.type != ColumnType.STRING:
+      finite = column.values[column.present]
+      finite = finite[np.isfinite(finite)]
+      if finite.size == 0:
+        left_out[name] = 'no finite values (only NaN or infinity)'
+        continue
+    distinct = _distinct(column, finite)
+    if distinct == 1:
+      empty = rows_here - present
+      left_out[name] = 'constant: one value' + (
+          f' (and {empty} empty cells)' if empty else ' in every row')
+      continue
+    if (column.type in (ColumnType.STRING, ColumnType.INT)
+        and distinct >= IDENTIFIER_SHARE * present):
+      left_out[name] = (f'identifier-like: {distinct} distinct values in '
+                        f'{present} rows with a value')
+      continue
+    if column.type == ColumnType.STRING or (
+        column.type == ColumnType.INT and distinct <= MAX_CATEGORICAL_INTS):
+      categorical.append(name)
+      continue
+    numeric.append(name)
+    if finite.min() >= 0 and skewness(finite) > LOG_SCALE_SKEW:
+      log_scale.append(name)
+  return InferredFeatures(tuple(numeric), tuple(categorical), tuple(log_scale),
+                          left_out)
+
+
+def with_features(config: config_lib.PipelineConfig,
+                  inferred: InferredFeatures) -> config_lib.PipelineConfig:
+  """``config`` with ``data.features`` set to the inferred lists (its other
+  feature settings kept), validated; ConfigError when no column is usable."""
+  if not inferred.all:
+    reasons = '; '.join(f'{c}: {r}' for c, r in inferred.left_out.items())
+    raise config_lib.ConfigError(
+        f'data.features: no column of {config.data.path or "the taxi sample"} '
+        f'can be a feature ({reasons}); list data.features yourself')
+  features = dataclasses.replace(
+      config.data.features, auto=False, numeric=inferred.numeric,
+      categorical=inferred.categorical, log_scale=inferred.log_scale)
+  data = dataclasses.replace(config.data, features=features)
+  return config_lib.validate(dataclasses.replace(config, data=data))
+
+
+def resolve_features(config: config_lib.PipelineConfig,
+                     columns: Sequence[csv_fast.Column],
+                     rows: Optional[int] = None) -> config_lib.PipelineConfig:
+  """``config`` itself when its features are listed; else with the features
+  inferred from ``columns``."""
+  if not config.data.features.auto:
+    return config
+  return with_features(config, infer_features(columns, config.data.label,
+                                              rows))
+
+
+def yaml_scalar(value) -> str:
+  """``value`` as one YAML flow scalar: a column named ``yes``, ``1`` or
+  ``a: b`` is quoted, so it reads back as the same string."""
+  text = yaml.safe_dump(value, default_flow_style=True, width=math.inf,
+                        allow_unicode=True, sort_keys=False)
+  return text[:-len('\n...\n')] if text.endswith('\n...\n') else text.strip()
+
+
+def yaml_list(key: str, names: Sequence[str], indent: int,
+              width: int = 80) -> str:
+  """``key: [a, b, ...]`` wrapped at ``width``, continuation lines aligned
+  under the first item (as core/configs/default.yaml writes them)."""
+  head = f'{" " * indent}{key}: ['
+  lines, line = [], head
+  for i, name in enumerate(names):
+    item = yaml_scalar(name) + (',' if i < len(names) - 1 else '')
+    if line != head and len(line) + 1 + len(item) > width:
+      lines.append(line)
+      line = ' ' * len(head) + item
+    else:
+      line += ('' if line == head else ' ') + item
+  lines.append(line + ']')
+  return '\n'.join(lines)
+
+
+def format_features(inferred: InferredFeatures, indent: int = 2) -> str:
+  """The inferred lists as YAML to paste under ``data:`` (at ``indent``
+  spaces), the left-out columns as comments after them."""
+  pad = ' ' * indent
+  lines = [f'{pad}features:',
+           yaml_list('numeric', inferred.numeric, indent + 2),
+           yaml_list('log_scale', inferred.log_scale, indent + 2),
+           yaml_list('categorical', inferred.categorical, indent + 2)]
+  if inferred.left_out:
+    lines.append(f'{pad}# left out:')
+    lines += [f'{pad}#   {column}: {reason}'
+              for column, reason in inferred.left_out.items()]
+  return '\n'.join(lines)

@@ -1,0 +1,262 @@
+"""Features inferred from the data (pipeline/infer.py) and ``features: auto``
+in the configuration (core/config.py)."""
+
+import csv
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+
+from components.ingest import csv_fast
+from core import config as config_lib
+from pipeline import infer
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _columns(path):
+  table = csv_fast.read_csv(path, csv_fast.read_header(path))
+  return csv_fast.convert_table(table, path), table.num_rows
+
+
+def _write(path, header, rows):
+  with open(path, 'w', newline='', encoding='utf-8') as f:
+    writer = csv.writer(f)
+    writer.writerow(header)
+    writer.writerows(rows)
+  return str(path)
+
+
+@pytest.fixture(scope='module')
+def taxi():
+  # A features section without lists: inferred, with its settings kept.
+  config = config_lib.load_config(
+      overrides=['data.features={min_frequency: 20}'])
+  columns, rows = _columns(config_lib.taxi_sample_path())
+  return config, columns, rows
+
+
+def test_taxi_sample(taxi):
+  config, columns, rows = taxi
+  inferred = infer.infer_features(columns, config.data.label, rows)
+  assert {'fare', 'trip_miles', 'trip_seconds', 'pickup_latitude',
+          'dropoff_longitude'} <= set(inferred.numeric)
+  # Integer codes with at most 31 values, and text, are categories.
+  assert {'payment_type', 'company', 'trip_start_hour', 'trip_start_day',
+          'trip_start_month'} <= set(inferred.categorical)
+  # Exactly the default's log_scale: non-negative and skewed beyond 2.
+  assert inferred.log_scale == ('fare', 'trip_miles', 'trip_seconds')
+  # tips is what big_tipper is thresholded from: it would leak the label.
+  assert 'tips' in inferred.left_out and 'tips' not in inferred.all
+  # fare (label.relative_to, present in every row) stays a feature, as in
+  # the default config.
+  assert 'fare' not in inferred.left_out
+  # One value in one row of 15,002.
+  assert inferred.left_out['pickup_census_tract'].startswith('constant')
+  # 92% distinct: below the identifier share, a number.
+  assert 'trip_start_timestamp' in inferred.numeric
+  # Every column is placed once, in the file's order.
+  placed = inferred.all + tuple(inferred.left_out)
+  assert sorted(placed) == sorted(c.name for c in columns)
+  assert list(inferred.numeric) == [c.name for c in columns
+                                    if c.name in inferred.numeric]
+
+
+def test_taxi_resolve(taxi):
+  config, columns, rows = taxi
+  assert config.data.features.auto
+  resolved = infer.resolve_features(config, columns, rows)
+  features = resolved.data.features
+  assert not features.auto
+  assert 'fare' in features.numeric and 'tips' not in features.all
+  assert features.min_frequency == 20  # The section's other settings kept.
+  # Explicit lists are left as they are.
+  explicit = config_lib.load_config()
+  assert infer.resolve_features(explicit, columns, rows) is explicit
+
+
+def _mixed_csv(path, n=400):
+  rng = np.random.default_rng(0)
+  header = ['id', 'code', 'const', 'empty', 'rating', 'visits', 'price',
+            'temperature', 'city', 'flag', 'nothing', 'yes', 'y']
+  rows = []
+  for i in range(n):
+    rows.append([
+        i,                                     # identifier (integer)
+        f'u{i:05d}',                           # identifier (text)
+        'same',                                # constant
+        '',                                    # no values
+        int(rng.integers(1, 6)),               # 5 integer values
+        int(rng.lognormal(3, 1)),              # many integers, skewed
+        f'{rng.lognormal(3, 1):.2f}',          # float, skewed, >= 0
+        f'{rng.normal(5, 10):.2f}',            # float with negatives
+        ['oslo', 'rome', 'lima'][i % 3],       # text
+        int(rng.random() < 0.3),               # 0/1
+        'nan',                                 # only NaN
+        f'{rng.normal():.3f}',                 # a name YAML reads as true
+        int(rng.random() < 0.5),               # the label
+    ])
+  return _write(path, header, rows)
+
+
+def test_mixed_columns(tmp_path):
+  columns, rows = _columns(_mixed_csv(tmp_path / 'mixed.csv'))
+  inferred = infer.infer_features(columns, config_lib.LabelConfig(name='y'),
+                                  rows)
+  assert inferred.numeric == ('visits', 'price', 'temperature', 'yes')
+  assert inferred.categorical == ('rating', 'city', 'flag')
+  assert inferred.log_scale == ('visits', 'price')
+  reasons = inferred.left_out
+  assert set(reasons) == {'id', 'code', 'const', 'empty', 'nothing', 'y'}
+  assert reasons['id'].startswith('identifier-like: 400 distinct')
+  assert reasons['code'].startswith('identifier-like')
+  assert reasons['const'] == 'constant: one value in every row'
+  assert reasons['empty'] == 'no values in the 400 rows'
+  assert reasons['nothing'].startswith('no finite values')
+  assert reasons['y'] == 'the label'
+
+
+def test_format_reads_back(tmp_path):
+  """The printed lists are YAML that reads back as the same lists (a column
+  named ``yes`` stays a string), wrapped and indented to paste."""
+  columns, rows = _columns(_mixed_csv(tmp_path / 'mixed.csv'))
+  inferred = infer.infer_features(columns, config_lib.LabelConfig(name='y'),
+                                  rows)
+  text = infer.format_features(inferred, indent=0)
+  assert "'yes'" in text and '# left out:' in text
+  features = yaml.safe_load(text)['features']
+  assert features == {'numeric': list(inferred.numeric),
+                      'log_scale': list(inferred.log_scale),
+                      'categorical': list(inferred.categorical)}
+  names = [f'column_{i}' for i in range(30)]
+  wrapped = infer.yaml_list('numeric', names, 4)
+  assert all(len(line) <= 80 for line in wrapped.splitlines())
+  assert len(wrapped.splitlines()) > 1
+  assert yaml.safe_load('x:\n' + wrapped)['x']['numeric'] == names
+
+
+def test_identifier_share(tmp_path):
+  n = 200
+  # 95% distinct: an identifier; 90%: a number.
+  near = [i if i < 190 else 0 for i in range(n)]
+  less = [i if i < 180 else 0 for i in range(n)]
+  path = _write(tmp_path / 'ids.csv', ['near', 'less', 'y'],
+                [[a, b, i % 2] for i, (a, b) in enumerate(zip(near, less))])
+  columns, rows = _columns(path)
+  inferred = infer.infer_features(columns, config_lib.LabelConfig(name='y'),
+                                  rows)
+  assert 'near' in inferred.left_out
+  assert inferred.numeric == ('less',)
+
+
+def test_categorical_int_bound(tmp_path):
+  n = 400
+  path = _write(tmp_path / 'ints.csv', ['day', 'code', 'y'],
+                [[i % infer.MAX_CATEGORICAL_INTS,
+                  i % (infer.MAX_CATEGORICAL_INTS + 1), i % 2]
+                 for i in range(n)])
+  columns, rows = _columns(path)
+  inferred = infer.infer_features(columns, config_lib.LabelConfig(name='y'),
+                                  rows)
+  assert inferred.categorical == ('day',)
+  assert inferred.numeric == ('code',)
+
+
+def test_relative_to_with_missing_values(tmp_path):
+  """A missing reference value makes the label 0 by definition, so the
+  column is left out when it has missing values, kept when it has none."""
+  rows = [[f'{i % 7 + 1}.0', f'{i % 3}.0', f'{i % 5}.0'] for i in range(50)]
+  rows[4][0] = ''
+  path = _write(tmp_path / 'rel.csv', ['fare', 'tips', 'miles'], rows)
+  columns, n = _columns(path)
+  label = config_lib.LabelConfig(name='big', column='tips', threshold=0.2,
+                                 relative_to='fare')
+  inferred = infer.infer_features(columns, label, n)
+  assert 'label.relative_to, empty in 1 rows' in inferred.left_out['fare']
+  assert inferred.numeric == ('miles',)
+  rows[4][0] = '3.0'
+  columns, n = _columns(_write(tmp_path / 'rel.csv', ['fare', 'tips', 'miles'],
+                               rows))
+  assert infer.infer_features(columns, label, n).numeric == ('fare', 'miles')
+
+
+def test_nothing_usable(tmp_path):
+  path = _write(tmp_path / 'bare.csv', ['id', 'y'],
+                [[i, i % 2] for i in range(50)])
+  columns, rows = _columns(path)
+  config = config_lib.load_config(overrides=[
+      f'data={{path: {path}, label: y}}'])
+  with pytest.raises(config_lib.ConfigError, match='no column .* can be a '
+                     'feature .*id: identifier-like'):
+    infer.resolve_features(config, columns, rows)
+
+
+# --------------------------------------------------------------------------
+# The configuration side: what means "infer".
+
+
+def _load(tmp_path, data_yaml):
+  path = tmp_path / 'c.yaml'
+  path.write_text('data:\n' + data_yaml)
+  return config_lib.load_config(str(path))
+
+
+@pytest.mark.parametrize('features', [
+    '',  # Left out.
+    '  features: auto\n',
+    '  features: null\n',
+    '  features: {min_frequency: 5}\n',
+    '  features: {auto: true}\n',
+])
+def test_auto_config(tmp_path, features):
+  config = _load(tmp_path, '  path: d.csv\n  label: y\n' + features)
+  assert config.data.features.auto
+  assert config.data.features.all == ()
+  if 'min_frequency' in features:
+    assert config.data.features.min_frequency == 5
+  # The typed value survives the components' dict form.
+  assert config_lib.from_dict(config.to_dict()) == config
+
+
+def test_explicit_config(tmp_path):
+  config = _load(tmp_path, '  path: d.csv\n  label: y\n'
+                 '  features: {numeric: [a], categorical: [b]}\n')
+  assert not config.data.features.auto
+  assert config.data.features.all == ('a', 'b')
+  assert not config_lib.load_config().data.features.auto  # The taxi's lists.
+
+
+@pytest.mark.parametrize('features, message', [
+    ('{auto: true, numeric: [a]}', 'auto infers numeric'),
+    ('{log_scale: [a]}', 'auto infers log_scale'),
+    ('{auto: false}', 'list at least one'),
+    ('{numeric: [], categorical: []}', 'list at least one'),
+])
+def test_auto_config_errors(tmp_path, features, message):
+  with pytest.raises(config_lib.ConfigError, match=message):
+    _load(tmp_path, f'  path: d.csv\n  label: y\n  features: {features}\n')
+
+
+def test_no_heavy_imports(tmp_path):
+  """Inference runs before TensorFlow, TFX or Beam are imported."""
+  path = _mixed_csv(tmp_path / 'mixed.csv', n=50)
+  code = (
+      'import sys\n'
+      'from components.ingest import csv_fast\n'
+      'from core import config\n'
+      'from pipeline import infer\n'
+      f'path = {path!r}\n'
+      'table = csv_fast.read_csv(path, csv_fast.read_header(path))\n'
+      'columns = csv_fast.convert_table(table, path)\n'
+      "c = config.load_config(overrides=[f'data={{path: {path}, label: y}}'])\n"
+      'c = infer.resolve_features(c, columns, table.num_rows)\n'
+      "heavy = sorted({m.split('.')[0] for m in sys.modules} & {\n"
+      "    'tensorflow', 'tfx', 'tfx_bsl', 'apache_beam',\n"
+      "    'tensorflow_transform'})\n"
+      'print(heavy)\n')
+  out = subprocess.run([sys.executable, '-c', code], cwd=ROOT, check=True,
+                       capture_output=True, text=True).stdout
+  assert out.strip() == '[]'

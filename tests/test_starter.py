@@ -1,0 +1,224 @@
+"""``python -m pipeline init``: the starter config (pipeline/starter.py).
+
+Each task shape of tests/task_data.py is written, ``init`` is run on it,
+and what it wrote is loaded with ``core.config.load_config`` and checked
+against the file by the pre-run check, as ``run`` would.
+"""
+
+import csv
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+import task_data
+from core import config as config_lib
+from pipeline import infer, preflight, starter
+
+
+def _write(path, header, rows):
+  with open(path, 'w', newline='', encoding='utf-8') as f:
+    writer = csv.writer(f)
+    writer.writerow(header)
+    writer.writerows(rows)
+  return str(path)
+
+
+@pytest.mark.parametrize('shape, label, task, label_config', [
+    ('multiclass', 'species', 'multiclass', config_lib.LabelConfig('species')),
+    # Log-normal and positive: fitted in log space.
+    ('regression', 'target', 'regression',
+     config_lib.LabelConfig('target', target_transform='log')),
+    ('imbalanced', 'fraud', 'binary', config_lib.LabelConfig('fraud')),
+])
+def test_task_shapes(tmp_path, shape, label, task, label_config):
+  data = task_data.SHAPES[shape][0](tmp_path / f'{shape}.csv')
+  out = starter.main(data, label, output=str(tmp_path / 'c.yaml'))
+  assert out == str(tmp_path / 'c.yaml')
+  config = config_lib.load_config(out)
+  assert config.task == task
+  assert config.data.label == label_config
+  assert config.data.path == os.path.abspath(data)
+  features = config.data.features
+  assert not features.auto
+  assert list(features.numeric) == task_data.FEATURES['numeric']
+  assert list(features.categorical) == task_data.FEATURES['categorical']
+  assert features.log_scale == ()
+  name = f'{shape}-{label}'
+  assert config.pipeline_name == name
+  assert config.output.root == f'outputs/{name}'
+  # The default regularization and gate, as run would use them.
+  default = config_lib.load_config(
+      overrides=[f'task={task}', f'data.label={label}'])
+  assert config.regularization == default.regularization
+  assert config.gate == default.gate
+  # Only existing columns, readable for the task: the pre-run check passes.
+  preflight.check_csv(config)
+  text = open(out, encoding='utf-8').read()
+  assert f'python -m pipeline run --config {out}' in text
+  assert f'task: {task}' in text
+
+
+def test_regression_without_skew(tmp_path):
+  data = task_data.regression(tmp_path / 'r.csv')
+  config = config_lib.load_config(
+      starter.main(data, 'target', output=str(tmp_path / 'c.yaml')))
+  assert config.task == 'regression'
+  assert config.data.label.target_transform is None
+
+
+def test_taxi_tips(tmp_path):
+  config = config_lib.load_config(starter.main(
+      config_lib.taxi_sample_path(), 'tips', output=str(tmp_path / 'c.yaml')))
+  assert config.task == 'regression'
+  assert config.data.label.target_transform == 'log'
+  assert config.pipeline_name == 'data-tips'
+  assert 'fare' in config.data.features.numeric
+  assert 'payment_type' in config.data.features.categorical
+  assert 'tips' not in config.data.features.all
+
+
+def _labelled(tmp_path, labels, name='label.csv'):
+  return _write(tmp_path / name, ['x', 'colour', 'y'],
+                [[f'{i * 0.37 % 5:.2f}', ['a', 'b', 'c'][i % 3], v]
+                 for i, v in enumerate(labels)])
+
+
+def _guess(tmp_path, labels):
+  out = starter.main(_labelled(tmp_path, labels), 'y',
+                     output=str(tmp_path / 'c.yaml'), force=True)
+  return config_lib.load_config(out)
+
+
+def test_two_valued_labels(tmp_path):
+  # Text: the rarer value is the positive class.
+  config = _guess(tmp_path, ['no'] * 80 + ['yes'] * 20)
+  assert config.task == 'binary'
+  assert config.data.label.positive_value == 'yes'
+  config = _guess(tmp_path, ['churned'] * 10 + ['stayed'] * 90)
+  assert config.data.label.positive_value == 'churned'
+  # A tie: the larger value.
+  assert _guess(tmp_path, ['no', 'yes'] * 50).data.label.positive_value == 'yes'
+  # Numbers other than 0/1: the value, as a string (quoted in the YAML).
+  config = _guess(tmp_path, [1] * 70 + [2] * 30)
+  assert config.data.label.positive_value == '2'
+  # 0/1 (also written as floats): read as they are.
+  config = _guess(tmp_path, [0] * 70 + [1] * 30)
+  assert config.task == 'binary' and config.data.label.positive_value is None
+  assert _guess(tmp_path, ['0.0'] * 70 + ['1.0'] * 30).task == 'binary'
+  preflight.check_csv(config)
+
+
+def test_integer_labels(tmp_path):
+  # Few integer values: classes.
+  config = _guess(tmp_path, [i % 5 for i in range(200)])
+  assert config.task == 'multiclass'
+  preflight.check_csv(config)
+  # More than MAX_CATEGORICAL_INTS: a quantity.
+  bound = infer.MAX_CATEGORICAL_INTS
+  assert _guess(tmp_path, [i % (bound + 1) for i in range(200)]
+                ).task == 'regression'
+  # Floats with more than two values: regression.
+  assert _guess(tmp_path, [f'{i % 3}.5' for i in range(200)]
+                ).task == 'regression'
+
+
+def test_rare_class_warning(tmp_path):
+  out = starter.main(_labelled(tmp_path, ['a'] * 100 + ['b'] * 100 + ['c'] * 3),
+                     'y', output=str(tmp_path / 'c.yaml'))
+  text = open(out, encoding='utf-8').read()
+  assert "Warning: class 'c' has fewer than 10 rows" in text
+
+
+def test_names_that_need_quotes(tmp_path):
+  """Column names YAML would read as booleans or numbers stay strings."""
+  data = _write(tmp_path / 'My Data.v2.csv', ['yes', '1', 'a: b', 'Label'],
+                [[f'{i * 0.1:.1f}', ['p', 'q'][i % 2], i % 4, i % 2]
+                 for i in range(100)])
+  out = starter.main(data, 'Label', output=str(tmp_path / 'c.yaml'))
+  config = config_lib.load_config(out)
+  assert config.data.features.numeric == ('yes',)
+  assert config.data.features.categorical == ('1', 'a: b')
+  assert config.pipeline_name == 'my-data-v2-label'
+  preflight.check_csv(config)
+
+
+def test_default_output_and_overwrite(tmp_path, monkeypatch):
+  data = _labelled(tmp_path, [0, 1] * 50)
+  monkeypatch.chdir(tmp_path)
+  out = starter.main(data, 'y')
+  assert out == 'label-y.yaml' and os.path.exists(tmp_path / out)
+  with pytest.raises(starter.InitError, match='exists; pass --force'):
+    starter.main(data, 'y')
+  (tmp_path / out).write_text('stale')
+  assert starter.main(data, 'y', force=True) == out
+  assert 'task: binary' in (tmp_path / out).read_text()
+  # No staging file is left beside it.
+  assert sorted(os.listdir(tmp_path)) == ['label-y.yaml', 'label.csv']
+
+
+@pytest.mark.parametrize('labels, message', [
+    (['a'] * 50, "label column 'y' has one value \\('a'\\) in all 50 rows"),
+    (['a', 'b', ''] * 20, "label column 'y' is empty in 20 rows \\(first: "
+     'data row 3\\)'),
+    ([f'id{i}' for i in range(60)], 'an identifier, not classes'),
+    ([f'{i}.5' for i in range(59)] + ['nan'], "holds 'nan' in data row 60"),
+])
+def test_bad_labels(tmp_path, labels, message):
+  with pytest.raises(starter.InitError, match=message):
+    starter.main(_labelled(tmp_path, labels), 'y',
+                 output=str(tmp_path / 'c.yaml'))
+  assert not os.path.exists(tmp_path / 'c.yaml')
+
+
+def test_bad_files(tmp_path):
+  with pytest.raises(starter.InitError, match='no such file'):
+    starter.main(str(tmp_path / 'missing.csv'), 'y')
+  data = _labelled(tmp_path, [0, 1] * 50)
+  with pytest.raises(starter.InitError,
+                     match=r"no column 'tip' \(--label\); columns are "
+                     r"\['x', 'colour', 'y'\]"):
+    starter.main(data, 'tip', output=str(tmp_path / 'c.yaml'))
+  header_only = tmp_path / 'h.csv'
+  header_only.write_text('x,y\n')
+  with pytest.raises(starter.InitError, match='only a header'):
+    starter.main(str(header_only), 'y', output=str(tmp_path / 'c.yaml'))
+  only_label = _write(tmp_path / 'o.csv', ['id', 'y'],
+                      [[i, i % 2] for i in range(50)])
+  with pytest.raises(starter.InitError, match='no column can be a feature'):
+    starter.main(only_label, 'y', output=str(tmp_path / 'c.yaml'))
+  assert not os.path.exists(tmp_path / 'c.yaml')
+
+
+def test_written_text_is_commented_yaml(tmp_path):
+  data = task_data.imbalanced(tmp_path / 'f.csv', n=2000)
+  out = starter.main(data, 'fraud', output=str(tmp_path / 'c.yaml'))
+  text = open(out, encoding='utf-8').read()
+  raw = yaml.safe_load(text)
+  assert set(raw) == {'pipeline_name', 'task', 'data', 'regularization',
+                      'gate', 'output'}
+  # Only the binary task's bounds, with the defaults' values.
+  assert 'min_r2_skill' not in raw['gate'] and 'min_auc' in raw['gate']
+  assert '# left out:' in text and '#   fraud: the label' in text
+  assert max(len(line) for line in text.splitlines()
+             if not line.startswith(('#', '  path:'))) <= 79
+
+
+def test_no_heavy_imports(tmp_path):
+  """``init`` reads, infers and writes without TensorFlow, TFX or Beam."""
+  data = _labelled(tmp_path, [0, 1] * 50)
+  code = (
+      'import sys\n'
+      'from pipeline import starter\n'
+      f'starter.main({data!r}, "y", output={str(tmp_path / "c.yaml")!r})\n'
+      "heavy = sorted({m.split('.')[0] for m in sys.modules} & {\n"
+      "    'tensorflow', 'tfx', 'tfx_bsl', 'apache_beam',\n"
+      "    'tensorflow_transform'})\n"
+      'print(heavy)\n')
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  out = subprocess.run([sys.executable, '-c', code], cwd=root, check=True,
+                       capture_output=True, text=True).stdout
+  assert out.strip() == '[]'
+  assert os.path.exists(tmp_path / 'c.yaml')
