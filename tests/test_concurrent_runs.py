@@ -34,7 +34,8 @@ def test_two_runs_at_once_share_a_serving_dir(tmp_path):
   outputs = [p.communicate(timeout=1800) for p in procs]
   for proc, (_, err) in zip(procs, outputs):
     assert proc.returncode == cli.EXIT_OK, err[-3000:]
-  versions = sorted(os.listdir(serving))  # No .incoming-* left behind.
+  versions = sorted(n for n in os.listdir(serving)  # No .incoming-* left.
+                    if n != push.LOCK_FILE)
   assert len(versions) == 2 and all(v.isdigit() for v in versions), versions
   pushed_models = {}
   for name in ('a', 'b'):

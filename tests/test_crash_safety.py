@@ -26,6 +26,11 @@ from pipeline.factory import NodeIds
 pytestmark = pytest.mark.e2e
 
 
+def _entries(serving):
+  """What a serving directory holds besides the pushers' lock file."""
+  return [n for n in os.listdir(serving) if n != push.LOCK_FILE]
+
+
 @pytest.fixture(scope='module')
 def crashed(tmp_path_factory):
   return small_run.crashed_and_resumed(tmp_path_factory)
@@ -60,7 +65,7 @@ def test_rerun_reuses_upstream_and_completes(crashed):
       os.path.join(result.pushed_to, 'saved_model.pb'))
   # The only version is the resumed Trainer's model; nothing half-written.
   serving = os.path.dirname(result.pushed_to)
-  assert os.listdir(serving) == [os.path.basename(result.pushed_to)]
+  assert _entries(serving) == [os.path.basename(result.pushed_to)]
   store = metadata.connect_sqlite(result.metadata_path)
   model = metadata.node_runs(store)[NodeIds.TRAINER].outputs['model'][0]
   with open(os.path.join(result.pushed_to, push.SOURCE_MARKER)) as f:
@@ -77,7 +82,7 @@ def test_a_model_that_cannot_serve_is_not_pushed(crashed, tmp_path):
   with pytest.raises(push.PushError, match='serving signature'):
     small_run.safe_push(crashed.result.metadata_path, str(broken),
                         str(serving), str(tmp_path / 'pushed'))
-  assert not serving.exists() or os.listdir(serving) == []
+  assert not serving.exists() or _entries(serving) == []
 
 
 def test_two_pushers_at_once_both_land_complete(crashed, tmp_path):
@@ -107,7 +112,7 @@ def test_two_pushers_at_once_both_land_complete(crashed, tmp_path):
     assert proc.returncode == 0, err[-3000:]
   targets = [out.strip().splitlines()[-1] for out, _ in outputs]
   assert len(set(targets)) == 2
-  assert sorted(os.listdir(serving)) == sorted(
+  assert sorted(_entries(serving)) == sorted(
       os.path.basename(t) for t in targets)  # No .incoming-* left behind.
   expected = sorted(_files(os.path.join(model.uri, 'Format-Serving')) +
                     [push.SOURCE_MARKER])

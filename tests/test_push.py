@@ -202,3 +202,68 @@ def test_verify_serving_rejects_examples_it_cannot_parse(tmp_path):
 def test_verify_serving_rejects_a_missing_model(tmp_path):
   with pytest.raises(push.PushError, match='no model there'):
     push.verify_serving(str(tmp_path / 'absent'), _examples())
+
+
+# --------------------------------------------------------------------------
+# One model, one publication; remote versions; a blessing for its model only.
+
+
+def test_publish_twice_the_same_model_serves_one_version(tmp_path):
+  model, serving = _saved_model(tmp_path / 'model'), str(tmp_path / 'serving')
+  checked = []
+  first = push.publish(model, serving, '/models/a', verify=lambda: checked.append(1))
+  again = push.publish(model, serving, '/models/a', verify=lambda: checked.append(2))
+  assert first == (again[0], True) and again[1] is False
+  assert checked == [1]  # The smoke test runs only for a real publication.
+  assert push.versions(serving) == [int(os.path.basename(first[0]))]
+
+
+def test_concurrent_publishers_of_one_model_publish_it_once(tmp_path):
+  model, serving = _saved_model(tmp_path / 'model'), str(tmp_path / 'serving')
+  with concurrent.futures.ProcessPoolExecutor(4) as pool:
+    results = list(pool.map(push.publish, [model] * 4, [serving] * 4,
+                            ['/models/a'] * 4))
+  assert len(push.versions(serving)) == 1
+  assert sorted(new for _, new in results) == [False, False, False, True]
+  assert len({target for target, _ in results}) == 1
+
+
+def test_a_failed_smoke_test_publishes_nothing(tmp_path):
+  model, serving = _saved_model(tmp_path / 'model'), str(tmp_path / 'serving')
+
+  def broken():
+    raise push.PushError('no')
+  with pytest.raises(push.PushError):
+    push.publish(model, serving, '/models/a', verify=broken)
+  assert push.versions(serving) == []
+
+
+def test_remote_pushes_in_one_second_get_their_own_complete_versions(tmp_path):
+  # ram:// is an object store to TensorFlow (no rename): the remote path.
+  model, serving = _saved_model(tmp_path / 'model'), 'ram://serving/m'
+  with concurrent.futures.ThreadPoolExecutor(3) as pool:
+    targets = list(pool.map(
+        lambda i: push.atomic_push(model, serving, source_uri=f'/models/{i}'),
+        range(3)))
+  assert len(set(targets)) == 3 and len(push.versions(serving)) == 3
+  for i, target in enumerate(targets):
+    assert tf.io.gfile.exists(f'{target}/saved_model.pb')
+    assert push.find_pushed(serving, f'/models/{i}') == target
+
+
+def test_a_blessing_is_for_the_model_it_judged():
+  from tfx.types import standard_artifacts  # pylint: disable=g-import-not-at-top
+  from components.pusher import component  # pylint: disable=g-import-not-at-top
+  model, other, blessing = (standard_artifacts.Model(),
+                            standard_artifacts.Model(),
+                            standard_artifacts.ModelBlessing())
+  model.uri, other.uri, blessing.uri = '/m/1', '/m/2', '/b/1'
+  blessing.set_string_custom_property('current_model', '/m/1')
+  component.check_blessing_is_for(blessing, model)  # By URI: no MLMD ids.
+  with pytest.raises(push.PushError, match='not for model /m/2'):
+    component.check_blessing_is_for(blessing, other)
+  model.id, other.id = 7, 8
+  blessing.set_int_custom_property('current_model_id', 7)
+  component.check_blessing_is_for(blessing, model)
+  with pytest.raises(push.PushError, match='id 7'):
+    component.check_blessing_is_for(blessing, other)

@@ -27,6 +27,10 @@ PUSHED_MODEL_KEY = 'pushed_model'
 SERVING_DIR_KEY = 'serving_dir'
 SMOKE_SPLIT_KEY = 'smoke_split'
 SMOKE_EXAMPLES = 8
+# The gate records on its blessing the model it judged (the stock
+# Evaluator's property names).
+BLESSED_MODEL_ID = 'current_model_id'
+BLESSED_MODEL_URI = 'current_model'
 
 
 def read_examples(examples: List[types.Artifact], split: str,
@@ -50,27 +54,47 @@ class Executor(pusher_executor.Executor):
     if not self.CheckBlessing(input_dict):
       self._MarkNotPushed(pushed)
       return
+    model = artifact_utils.get_single_instance(input_dict[MODEL_KEY])
+    blessing = artifact_utils.get_single_instance(
+        input_dict[MODEL_BLESSING_KEY])
+    check_blessing_is_for(blessing, model)
     model_path = self.GetModelPath(input_dict)
     serving_dir = exec_properties[SERVING_DIR_KEY]
-    model_uri = artifact_utils.get_single_uri(input_dict[MODEL_KEY])
-    existing = push.find_pushed(serving_dir, model_uri)
-    if existing:
-      # Re-blessed (e.g. against itself as baseline): already being served.
-      logging.info('Model %s is already pushed at %s', model_uri, existing)
-      self._MarkPushed(pushed, pushed_destination=existing,
-                       pushed_version=os.path.basename(existing))
-      return
-    raw = read_examples(input_dict[EXAMPLES_KEY],
-                        exec_properties[SMOKE_SPLIT_KEY], SMOKE_EXAMPLES)
-    # Raises PushError (the execution fails) unless the model serves the raw
-    # examples within its task's output contract.
-    outputs = push.verify_serving(model_path, raw)
-    logging.info('Serving smoke test passed on %d raw examples: outputs %s',
-                 len(raw), {k: list(v.shape) for k, v in outputs.items()})
-    target = push.atomic_push(model_path, serving_dir, source_uri=model_uri)
-    logging.info('Model pushed to %s', target)
+
+    def smoke_test() -> None:
+      raw = read_examples(input_dict[EXAMPLES_KEY],
+                          exec_properties[SMOKE_SPLIT_KEY], SMOKE_EXAMPLES)
+      # Raises PushError (the execution fails) unless the model serves the
+      # raw examples within its task's output contract.
+      outputs = push.verify_serving(model_path, raw)
+      logging.info('Serving smoke test passed on %d raw examples: outputs %s',
+                   len(raw), {k: list(v.shape) for k, v in outputs.items()})
+
+    target, new = push.publish(model_path, serving_dir, model.uri,
+                               verify=smoke_test)
+    # Re-blessed (e.g. against itself as baseline): already being served.
+    logging.info('Model %s %s %s', model.uri,
+                 'pushed to' if new else 'is already served at', target)
     self._MarkPushed(pushed, pushed_destination=target,
                      pushed_version=os.path.basename(target))
+
+
+def check_blessing_is_for(blessing: types.Artifact,
+                          model: types.Artifact) -> None:
+  """A blessing belongs to the model the gate judged: pushing another model
+  with it (a wiring mistake, a stale channel) is refused. Compared by MLMD
+  id where both have one (LocalDagRunner), else by URI (a Kubeflow launcher
+  hands executors artifacts without ids)."""
+  blessed_id = blessing.get_int_custom_property(BLESSED_MODEL_ID)
+  blessed_uri = blessing.get_string_custom_property(BLESSED_MODEL_URI)
+  same = (blessed_id == model.id if blessed_id and model.id
+          else bool(blessed_uri) and blessed_uri == model.uri)
+  if not same:
+    raise push.PushError(
+        f'the blessing {blessing.uri} is for model {blessed_uri or "(none)"} '
+        f'(id {blessed_id or "unknown"}), not for model {model.uri} (id '
+        f'{model.id or "unknown"}) that this pusher was given; nothing was '
+        'pushed')
 
 
 class SafePusherSpec(types.ComponentSpec):

@@ -6,14 +6,29 @@ filesystem, and TF Serving ignores non-numeric directories, so a server never
 sees a partial model, and a crash leaves at most a ``.incoming-*`` directory
 that the next push removes. Two pushers racing for the same version number
 both succeed: the loser's rename fails and it takes the next number.
+
+``publish`` is the one entry point: whether the model is already served,
+its smoke test and its publication happen under one lock on the serving
+directory (``flock``), so two pushers of the same model publish it once.
+
+Object stores (``gs://``) have neither rename nor locks. There, each file is
+copied into the new version with ``saved_model.pb``, the file TF Serving
+waits for, last (as the stock Pusher does), so a server never loads a
+partial version; version numbers are claimed with a marker object each
+(``.claims/<version>.<random id>``, the lowest id of a number wins, the
+others take the next), so two pushes in the same second get two numbers; the
+already-served check there is a listing, not atomic with the push.
 """
 
+import contextlib
 import errno
+import fcntl
 import os
 import shutil
 import tempfile
 import time
-from typing import Dict, Sequence
+import uuid
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -25,27 +40,69 @@ INCOMING_PREFIX = '.incoming-'
 # the URI of the model it came from, so that a model is never pushed twice.
 SOURCE_MARKER = os.path.join('assets.extra', 'source_model_uri.txt')
 STALE_INCOMING_SECONDS = 3600
+LOCK_FILE = '.push.lock'
+CLAIMS_DIR = '.claims'
 
 
 class PushError(RuntimeError):
   """The candidate model failed its pre-push check; nothing was pushed."""
 
 
+def _remote(base_dir: str) -> bool:
+  return '://' in base_dir
+
+
+def _join(base_dir: str, *names: str) -> str:
+  return '/'.join([base_dir.rstrip('/'), *names]) if _remote(base_dir) else (
+      os.path.join(base_dir, *names))
+
+
 def versions(base_dir: str) -> list:
-  if not os.path.isdir(base_dir):
+  if not tf.io.gfile.isdir(base_dir):
     return []
-  return sorted(int(n) for n in os.listdir(base_dir) if n.isdigit())
+  return sorted(int(n.rstrip('/')) for n in tf.io.gfile.listdir(base_dir)
+                if n.rstrip('/').isdigit())
 
 
-def find_pushed(base_dir: str, source_uri: str):
+def find_pushed(base_dir: str, source_uri: str) -> Optional[str]:
   """The version directory already holding the model from ``source_uri``."""
   for version in versions(base_dir):
-    marker = os.path.join(base_dir, str(version), SOURCE_MARKER)
-    if os.path.exists(marker):
-      with open(marker, encoding='utf-8') as f:
+    marker = _join(base_dir, str(version), SOURCE_MARKER)
+    if tf.io.gfile.exists(marker):
+      with tf.io.gfile.GFile(marker) as f:
         if f.read() == source_uri:
-          return os.path.join(base_dir, str(version))
+          return _join(base_dir, str(version))
   return None
+
+
+@contextlib.contextmanager
+def _serving_lock(base_dir: str):
+  """Exclusive use of a local serving directory (a no-op on object stores,
+  which have no locks; see the module docstring)."""
+  if _remote(base_dir):
+    yield
+    return
+  os.makedirs(base_dir, exist_ok=True)
+  with open(os.path.join(base_dir, LOCK_FILE), 'a', encoding='utf-8') as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+      yield
+    finally:
+      fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def publish(model_dir: str, base_dir: str, source_uri: str,
+            verify: Callable[[], None] = lambda: None) -> Tuple[str, bool]:
+  """Publishes the model from ``source_uri`` unless it is already served:
+  (version directory, whether this call published it). ``verify`` (the
+  smoke test) runs first and raises to stop the push; the lookup, the test
+  and the publication are one step for pushers of one local directory."""
+  with _serving_lock(base_dir):
+    existing = find_pushed(base_dir, source_uri)
+    if existing:
+      return existing, False
+    verify()
+    return atomic_push(model_dir, base_dir, source_uri=source_uri), True
 
 
 def verify_serving(model_dir: str, serialized_examples: Sequence[bytes],
@@ -101,10 +158,30 @@ def _remove_stale_incoming(base_dir: str) -> None:
       shutil.rmtree(path, ignore_errors=True)
 
 
-def _push_remote(model_dir: str, base_dir: str) -> str:
-  """Object stores have no atomic rename: copy ``saved_model.pb`` last, the
-  file TF Serving waits for, as the stock Pusher does."""
-  target = f'{base_dir.rstrip("/")}/{int(time.time())}'
+def _claim_version(base_dir: str) -> int:
+  """A version number no other push takes: the lowest claim of a number
+  wins it, the others try the next one."""
+  claims_dir = _join(base_dir, CLAIMS_DIR)
+  tf.io.gfile.makedirs(claims_dir)
+  me = uuid.uuid4().hex
+  while True:
+    claims = [n.rstrip('/') for n in tf.io.gfile.listdir(claims_dir)]
+    claimed = [int(n.split('.')[0]) for n in claims if n.split('.')[0].isdigit()]
+    version = max([int(time.time())] + [v + 1 for v in versions(base_dir)]
+                  + [v + 1 for v in claimed])
+    mine = f'{version}.{me}'
+    with tf.io.gfile.GFile(_join(claims_dir, mine), 'w') as f:
+      f.write(me)
+    rivals = sorted(n.rstrip('/') for n in tf.io.gfile.listdir(claims_dir)
+                    if n.startswith(f'{version}.'))
+    if rivals[0] == mine:
+      return version
+
+
+def _push_remote(model_dir: str, base_dir: str, source_uri: str) -> str:
+  """Object stores have no atomic rename: everything else first, then the
+  source marker, then ``saved_model.pb``, the file TF Serving waits for."""
+  target = _join(base_dir, str(_claim_version(base_dir)))
   for root, _, files in tf.io.gfile.walk(model_dir):
     rel = os.path.relpath(root, model_dir)
     dest = target if rel == '.' else f'{target}/{rel}'
@@ -113,6 +190,9 @@ def _push_remote(model_dir: str, base_dir: str) -> str:
       if rel == '.' and name == 'saved_model.pb':
         continue
       tf.io.gfile.copy(os.path.join(root, name), f'{dest}/{name}', overwrite=True)
+  tf.io.gfile.makedirs(f'{target}/assets.extra')
+  with tf.io.gfile.GFile(f'{target}/{SOURCE_MARKER}', 'w') as f:
+    f.write(source_uri)
   tf.io.gfile.copy(os.path.join(model_dir, 'saved_model.pb'),
                    f'{target}/saved_model.pb', overwrite=True)
   return target
@@ -124,8 +204,8 @@ def atomic_push(model_dir: str, base_dir: str,
 
   ``source_uri`` (the model artifact's URI) is recorded inside the version.
   """
-  if '://' in base_dir:
-    return _push_remote(model_dir, base_dir)
+  if _remote(base_dir):
+    return _push_remote(model_dir, base_dir, source_uri)
   os.makedirs(base_dir, exist_ok=True)
   _remove_stale_incoming(base_dir)
   incoming = tempfile.mkdtemp(prefix=INCOMING_PREFIX, dir=base_dir)
