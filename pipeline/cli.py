@@ -1,4 +1,4 @@
-"""Command line: ``python -m pipeline {run,compile,report}``.
+"""Command line: ``python -m pipeline {run,init,runs,compile,report}``.
 
 Exit codes (documented in the README; schedulers and CI gate on them):
   0  the run finished and the model was blessed and pushed
@@ -8,9 +8,9 @@ Exit codes (documented in the README; schedulers and CI gate on them):
 """
 
 import argparse
-import logging
 import os
 import sys
+import time
 import warnings
 from typing import List, Optional
 
@@ -18,6 +18,8 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_NOT_BLESSED = 3
+RUN_LOG = 'run.log'  # In the run's report folder.
+RESOLVED_CONFIG = 'config.yaml'  # Likewise.
 
 # One Keras everywhere (tf_keras, as the TFX image): before TensorFlow loads.
 os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
@@ -53,11 +55,14 @@ def build_parser() -> argparse.ArgumentParser:
   run = sub.add_parser(
       'run', help='run the pipeline locally (LocalDagRunner, Beam '
       'DirectRunner, SQLite metadata)',
-      description='Checks the input file, then runs every component locally, '
-      'printing each as it starts ("  > node ...") and finishes ("  < node '
-      'done in N s"), then a summary table, and writes the HTML report to '
-      '<output.root>/reports/<run id>/report.html. Outputs go below '
-      'output.root: pipeline_root/, metadata.sqlite, serving_model/<version>/.',
+      description='Checks the configuration and every row of the input file '
+      '(in about a second, before anything heavy loads), then runs every '
+      'component locally, printing each as it starts ("  > node ...") and '
+      'finishes ("  < node done in N s") and the Trainer\'s epochs, then a '
+      'summary table; writes the HTML report (report.html) and the full log '
+      '(run.log: TFX, Beam, TensorFlow) to <output.root>/reports/<run id>/. '
+      'Outputs go below output.root: pipeline_root/, '
+      'metadata.sqlite, serving_model/<version>/.',
       epilog='Exit codes: 0 pushed (or already served), 1 a component failed '
       '(e.g. blocking data anomalies), 2 bad config or input data (nothing '
       'ran, nothing written), 3 not blessed (nothing pushed).')
@@ -65,8 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
   run.add_argument('--no-cache', action='store_true',
                    help='re-run every component even if its inputs are '
                    'unchanged')
-  run.add_argument('--quiet', action='store_true',
-                   help='hide TFX and TensorFlow logs; show progress only')
+  noise = run.add_mutually_exclusive_group()
+  noise.add_argument('--verbose', action='store_true',
+                     help='stream TFX, Beam and TensorFlow logs to the '
+                     'terminal instead of the run log file')
+  noise.add_argument('--quiet', action='store_true',
+                     help='progress and summary only, logs to the run log '
+                     'file (the default; kept for scripts)')
 
   comp = sub.add_parser('compile', help='compile for Kubeflow Pipelines '
                         '(KubeflowV2DagRunner) into a pipeline spec JSON')
@@ -81,6 +91,32 @@ def build_parser() -> argparse.ArgumentParser:
                     help='default folder ExampleGen reads, e.g. gs://bucket/data')
   comp.add_argument('--serving-dir', default=None,
                     help='default serving destination, e.g. gs://bucket/serving')
+
+  init = sub.add_parser(
+      'init', help='write a starter config for a CSV file: the task guessed '
+      'from the label, the features inferred, the default regularization '
+      'and gate',
+      description='Reads DATA whole, guesses the task from the label '
+      'column\'s values (binary, multiclass or regression), infers the '
+      'features and writes a commented YAML that `run --config` accepts as '
+      'it is; edit it first if you like.')
+  init.add_argument('data', metavar='DATA', help='the CSV file')
+  init.add_argument('--label', required=True, metavar='COLUMN',
+                    help='the column to predict')
+  init.add_argument('--output', default=None, metavar='FILE',
+                    help='where to write the config (default: '
+                    '<pipeline name>.yaml in the current directory)')
+  init.add_argument('--force', action='store_true',
+                    help='overwrite FILE if it exists')
+
+  runs = sub.add_parser(
+      'runs', help='list the runs in the metadata store, newest first',
+      description='Every run in <output.root>/metadata.sqlite, newest first: '
+      'run id, when, the data, blessed or not and why, the held-out metrics '
+      'with their gaps, the pushed version. Reads the metadata store only.')
+  _add_config_args(runs)
+  runs.add_argument('--json', action='store_true',
+                    help='print JSON (a list of runs) for scripts')
 
   rep = sub.add_parser('report', help='(re)generate the HTML run report from '
                        'a pipeline root and its metadata store, into '
@@ -97,15 +133,16 @@ def _load(args):
   return config_lib.load_config(args.config, args.overrides)
 
 
-def _write_report(result, config) -> None:
-  """Writes the HTML report; a failure here never changes the exit code."""
+def _write_report(result, config) -> str:
+  """Writes the HTML report; returns the line that says where (or why not).
+  A failure here never changes the exit code."""
   from pipeline import report
   try:
-    print(f'Report: {report.write_report(result, config)}')
+    return f'Report: {report.write_report(result, config)}'
   except Exception as e:  # pylint: disable=broad-except
     # The run's outcome (pushed or not) stands whatever the report does.
-    print(f'warning: could not write the report: {type(e).__name__}: {e}',
-          file=sys.stderr)
+    return f'warning: could not write the report: {type(e).__name__}: {e}'
+
 
 
 def _failed_result(config):
@@ -120,34 +157,99 @@ def _failed_result(config):
                                   where['pipeline_root'])
 
 
+def _checked(args):
+  """The configuration and the pre-run check of its data: both before
+  anything heavy is imported, so that a mistake is reported in about a
+  second. Raises ConfigError or InputDataError."""
+  from pipeline import preflight
+  summary = preflight.check_csv(_load(args))
+  if summary.inferred is not None:
+    from pipeline import infer
+    print('Features inferred from the data (data.features: auto); to edit '
+          'them, copy into your config:\n'
+          + infer.format_features(summary.inferred), file=sys.stderr)
+  return summary
+
+
+def _log_path(config) -> str:
+  """Where a quiet run writes TFX's, Beam's and TensorFlow's logs until its
+  run id is known."""
+  stamp = time.strftime('%Y%m%dT%H%M%S')
+  return os.path.abspath(os.path.join(config.output.root, 'reports',
+                                      f'.run-{stamp}-{os.getpid()}.log'))
+
+
+def _file_log(log_path: Optional[str], config, run_id: Optional[str]
+              ) -> Optional[str]:
+  """Moves the run's log into its report folder; returns where it is."""
+  if log_path is None or not os.path.exists(log_path):
+    return None
+  if run_id is None:
+    return log_path
+  from pipeline import local_runner
+  folder = local_runner.report_dir(config, run_id)
+  os.makedirs(folder, exist_ok=True)
+  target = os.path.join(folder, RUN_LOG)
+  os.replace(log_path, target)
+  return target
+
+
+def _write_resolved_config(config, run_id: str, inferred: bool) -> None:
+  """The configuration the run used, defaults and inferred features filled
+  in, as ``config.yaml`` in its report folder: a config to copy and edit."""
+  import yaml
+  from pipeline import local_runner
+  folder = local_runner.report_dir(config, run_id)
+  os.makedirs(folder, exist_ok=True)
+  head = ('# The configuration of run ' + run_id + ', every default filled in'
+          + ('; data.features were inferred from the data' if inferred else '')
+          + '.\n# Runs with `python -m pipeline run --config <this file>`.\n')
+  with open(os.path.join(folder, RESOLVED_CONFIG), 'w', encoding='utf-8') as f:
+    f.write(head + yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+
 def _run(args) -> int:
-  from pipeline import local_runner, preflight
-  import absl.logging
-  # The progress lines are INFO records of the absl logger, so it stays at
-  # INFO; --quiet raises the level of the handlers that print everything else.
-  absl.logging.set_verbosity(absl.logging.INFO)
-  if args.quiet:
-    absl.logging.get_absl_handler().setLevel(logging.WARNING)
-    for handler in logging.getLogger().handlers:
-      handler.setLevel(logging.WARNING)
-  config = _load(args)
+  from pipeline import console, preflight
   try:
-    result = local_runner.run_local(config, enable_cache=not args.no_cache)
+    summary = _checked(args)
   except preflight.InputDataError as e:
     print(f'error: {e}', file=sys.stderr)
     return EXIT_BAD_INPUT
-  except Exception as e:  # pylint: disable=broad-except
-    # LocalDagRunner re-raises whatever a component raised (a blocking data
-    # anomaly, a failed smoke test, ...): say which, and report what ran.
-    print(f'error: the pipeline failed: {type(e).__name__}: {e}',
-          file=sys.stderr)
-    result = _failed_result(config)
+  config = summary.config
+  log_path = None if args.verbose else _log_path(config)
+  error = report = None
+  # TensorFlow's and TFX's imports log too: they happen inside the capture.
+  with console.captured(log_path) as terminal:
+    import absl.logging  # pylint: disable=g-import-not-at-top
+    from pipeline import local_runner  # pylint: disable=g-import-not-at-top
+    # The progress lines are INFO records of the absl logger.
+    absl.logging.set_verbosity(absl.logging.INFO)
+    try:
+      result = local_runner.run_local(
+          config, enable_cache=not args.no_cache, summary=summary,
+          progress_stream=terminal)
+    except Exception as e:  # pylint: disable=broad-except
+      # LocalDagRunner re-raises whatever a component raised (a blocking
+      # data anomaly, a failed smoke test, ...): say which, report what ran.
+      error = f'error: the pipeline failed: {type(e).__name__}: {e}'
+      result = _failed_result(config)
     if result is not None:
-      print(local_runner.format_summary(result))
-      _write_report(result, config)
+      _write_resolved_config(config, result.run_id,
+                             summary.inferred is not None)
+      report = _write_report(result, config)
+  log = _file_log(log_path, config, result and result.run_id)
+  if error:
+    print(error, file=sys.stderr)
+    if log:
+      print(f'Full log: {log}', file=sys.stderr)
+  if result is not None:
+    print(local_runner.format_summary(result, nodes=bool(args.verbose or error)))
+    print(report, file=sys.stderr if report.startswith('warning') else
+          sys.stdout)
+  if log and not error:
+    print(f'Log: {log}')
+  if error:
     return EXIT_FAILED
-  print(local_runner.format_summary(result))
-  _write_report(result, config)
   if not result.blessed:
     print('Model NOT blessed: nothing was pushed (exit code 3).',
           file=sys.stderr)
@@ -156,8 +258,23 @@ def _run(args) -> int:
 
 
 def _compile(args) -> int:
-  from kubeflow import runner
   config = _load(args)
+  if config.data.features.auto:
+    # The compiled spec carries the feature lists as constants: infer them
+    # here, where the data is readable, or ask for them.
+    if '://' in (config.data.path or ''):
+      from core import config as config_lib
+      raise config_lib.ConfigError(
+          f'data.features: auto reads the data to infer the features, and '
+          f'{config.data.path} is not readable here; list data.features (or '
+          'run `python -m pipeline init` on a local copy and compile that)')
+    from pipeline import preflight
+    try:
+      config = _checked(args).config
+    except preflight.InputDataError as e:
+      print(f'error: {e}', file=sys.stderr)
+      return EXIT_BAD_INPUT
+  from kubeflow import runner
   path = runner.compile_pipeline(
       config, output_path=args.output, image=args.image,
       pipeline_root=args.pipeline_root, data_root=args.data_root,
@@ -186,10 +303,39 @@ def _report(args) -> int:
   return EXIT_OK
 
 
+def _init(args) -> int:
+  from pipeline import starter
+  try:
+    path = starter.main(args.data, args.label, output=args.output,
+                        force=args.force)
+  except starter.InitError as e:
+    print(f'error: {e}', file=sys.stderr)
+    return EXIT_BAD_INPUT
+  print(f'Config written to {path}; run it with:\n'
+        f'  python -m pipeline run --config {path}')
+  return EXIT_OK
+
+
+def _runs(args) -> int:
+  from pipeline import history
+  config = _load(args)
+  store = os.path.abspath(config.output.resolve(config.output.metadata_path))
+  try:
+    records = history.list_runs(store)
+  except FileNotFoundError as e:
+    print(f'error: {e}; run the pipeline first, or point --config/--set '
+          'output.root at its outputs', file=sys.stderr)
+    return EXIT_BAD_INPUT
+  print(history.to_json(records) if args.json
+        else history.format_runs(records))
+  return EXIT_OK
+
+
 def main(argv: Optional[List[str]] = None) -> int:
   from core import config as config_lib
   args = build_parser().parse_args(argv)
-  handlers = {'run': _run, 'compile': _compile, 'report': _report}
+  handlers = {'run': _run, 'compile': _compile, 'report': _report,
+              'init': _init, 'runs': _runs}
   try:
     return handlers[args.command](args)
   except config_lib.ConfigError as e:

@@ -5,7 +5,7 @@ returns a ``tfx.dsl.Pipeline``; it never reads the environment or the
 filesystem, so the local runner and the Kubeflow compiler build the very same
 graph. Locations may be ``RuntimeParameter``s on Kubeflow.
 
-ArrowCsvExampleGen -> StatisticsGen (in memory) -> SchemaGen | ImportSchemaGen
+ExampleGen (the data format's) -> StatisticsGen (in memory) -> SchemaGen | ImportSchemaGen
   -> ExampleValidator -> AnomalyGate -> Transform -> [Tuner] -> Trainer
   -> GeneralizationGate (with the latest blessed model) -> SafePusher
 """
@@ -17,7 +17,7 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
 from components.gate.component import GeneralizationGate
-from components.ingest.component import ArrowCsvExampleGen
+from components.ingest import formats
 from components.pusher.component import SafePusher
 from components.statistics.component import StatisticsGen
 from components.validation import AnomalyGate
@@ -63,6 +63,12 @@ def create_pipeline(config: config_lib.PipelineConfig,
   """Builds the pipeline. ``data_root`` is the folder ExampleGen reads,
   ``data_file_pattern`` the file(s) in it. ``train_steps`` (optional) caps
   the Trainer's steps; epochs and early stopping come from ``config``."""
+  if config.data.features.auto:
+    # Components get the feature lists as constants; a runner infers them
+    # from the data first (pipeline.preflight), where the data is readable.
+    raise config_lib.ConfigError(
+        'data.features: auto: the features must be inferred from the data '
+        'before the pipeline is built (the runners do it)')
   splits = config.data.splits
   # Each component gets only the sections it uses, so that changing, say, a
   # gate threshold re-runs the gate but reuses Transform and the Trainer.
@@ -71,7 +77,10 @@ def create_pipeline(config: config_lib.PipelineConfig,
   trainer_config = {'config': {k: sections[k] for k in (
       'task', 'data', 'model', 'regularization', 'tuning', 'distribution')}}
 
-  example_gen = ArrowCsvExampleGen(
+  # The format's own ExampleGen (CSV, Parquet or TFRecord): data.format, or
+  # for ``auto`` the format the pattern's file names claim.
+  input_format = formats.resolve(config.data.format, data_file_pattern)
+  example_gen = input_format.example_gen(
       input_base=data_root,
       input_config=tfx.proto.Input(splits=[
           tfx.proto.Input.Split(name='all', pattern=data_file_pattern)]),
@@ -99,8 +108,9 @@ def create_pipeline(config: config_lib.PipelineConfig,
       statistics=statistics_gen.outputs['statistics'],
       anomalies=example_validator.outputs['anomalies'],
       task=config.task,
-      label=json.dumps(sections['data']['label'], sort_keys=True)).with_id(
-          NodeIds.ANOMALY_GATE)
+      label=json.dumps(sections['data']['label'], sort_keys=True),
+      features=json.dumps(sections['data']['features'], sort_keys=True)
+  ).with_id(NodeIds.ANOMALY_GATE)
 
   transform = tfx.components.Transform(
       examples=example_gen.outputs['examples'],

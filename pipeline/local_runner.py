@@ -5,10 +5,8 @@ calls the pure factory, runs it and reads the outcome back from the metadata
 store. It is the only place that touches the local filesystem layout.
 """
 
-import contextlib
 import dataclasses
 import json
-import logging
 import os
 import sys
 import time
@@ -16,11 +14,12 @@ from typing import Dict, List, Optional, Sequence
 
 from tfx import v1 as tfx
 
+from components import beam_fallback
 from components.gate import executor as gate_executor
 from components.trainer import run as trainer_run
 from core import config as config_lib
 from core import tasks as tasks_lib
-from pipeline import factory, metadata, preflight
+from pipeline import console, factory, metadata, preflight
 
 # Runs recorded before the pipeline served several tasks were binary.
 LEGACY_TASK = 'binary'
@@ -80,12 +79,17 @@ def beam_args(beam: config_lib.BeamConfig, rows: Optional[int]) -> List[str]:
   work. Then no flag is passed at all: TFX repackages itself as an sdist for
   every Beam component whenever any Beam argument is set (for remote
   workers), which costs seconds per component and buys nothing locally.
+
+  ``force_beam_executors`` becomes a flag of its own, read by the in-process
+  executors (components/beam_fallback.py) wherever the flags go.
   """
   mode = beam.direct_running_mode
   if mode == 'auto':
     mode = ('multi_processing' if rows and
             rows > beam.multi_processing_above_rows else 'in_memory')
   args = list(beam.extra_args)
+  if beam.force_beam_executors and beam_fallback.FORCE_FLAG not in args:
+    args.append(beam_fallback.FORCE_FLAG)
   if beam.runner != 'DirectRunner':
     return [f'--runner={beam.runner}'] + args
   if mode != 'in_memory':
@@ -100,50 +104,33 @@ def paths(config: config_lib.PipelineConfig) -> Dict[str, str]:
           for name in ('pipeline_root', 'metadata_path', 'serving_dir')}
 
 
-class _Progress(logging.Handler):
-  """Prints each component as it starts and finishes, with its time."""
-
-  def __init__(self, stream):
-    super().__init__(logging.INFO)
-    self._stream = stream
-    self._started: Dict[str, float] = {}
-
-  def emit(self, record):
-    message = record.getMessage()
-    if not message.startswith('Component '):
-      return
-    node = message.split()[1]
-    if message.endswith('is running.'):
-      self._started[node] = time.monotonic()
-      print(f'  > {node} ...', file=self._stream, flush=True)
-    elif message.endswith('is finished.') and node in self._started:
-      took = time.monotonic() - self._started.pop(node)
-      print(f'  < {node} done in {took:.1f} s', file=self._stream, flush=True)
-
-
-@contextlib.contextmanager
-def _progress(stream):
-  handler = _Progress(stream)
-  logger = logging.getLogger('absl')
-  logger.addHandler(handler)
-  try:
-    yield
-  finally:
-    logger.removeHandler(handler)
+def report_dir(config: config_lib.PipelineConfig, run_id: str) -> str:
+  """``<output.root>/reports/<run id>/``: the run's report and log."""
+  # Run ids are timestamps; colons are not portable in file names.
+  return os.path.abspath(os.path.join(config.output.root, 'reports',
+                                      run_id.replace(':', '-')))
 
 
 def run_local(config: config_lib.PipelineConfig, *,
               enable_cache: bool = True,
-              progress_stream=sys.stderr) -> RunResult:
-  """Runs the whole pipeline; raises InputDataError before anything runs."""
-  summary = preflight.check_csv(config)
+              progress_stream=sys.stderr,
+              summary: Optional[preflight.DataSummary] = None) -> RunResult:
+  """Runs the whole pipeline; raises InputDataError before anything runs.
+
+  ``summary`` is the pre-run check's, when the caller ran it already; its
+  configuration (features inferred, if asked) is the one run.
+  """
+  summary = summary or preflight.check_csv(config)
+  config = summary.config
   where = paths(config)
-  data_path = os.path.abspath(config.data.resolved_path)
+  # What the check listed: a file's folder and name, a folder and its
+  # format's pattern, or a glob split before its first wildcard.
+  data = summary.location
   pipeline = factory.create_pipeline(
       config,
       pipeline_root=where['pipeline_root'],
-      data_root=os.path.dirname(data_path),
-      data_file_pattern=os.path.basename(data_path),
+      data_root=data.root,
+      data_file_pattern=data.pattern,
       serving_dir=where['serving_dir'],
       beam_pipeline_args=beam_args(config.beam, summary.rows_total),
       metadata_connection_config=tfx.orchestration.metadata
@@ -151,7 +138,7 @@ def run_local(config: config_lib.PipelineConfig, *,
       enable_cache=enable_cache)
   os.makedirs(os.path.dirname(where['metadata_path']), exist_ok=True)
   start = time.monotonic()
-  with _progress(progress_stream):
+  with console.progress(progress_stream):
     tfx.orchestration.LocalDagRunner().run(pipeline)
   return read_result(where['metadata_path'], where['pipeline_root'],
                      time.monotonic() - start)
@@ -196,12 +183,35 @@ def read_result(metadata_path: str, pipeline_root: str,
       wall_seconds=wall_seconds)
 
 
-def format_summary(result: RunResult) -> str:
-  """The short summary printed at the end of a run."""
+def format_summary(result: RunResult, nodes: bool = True) -> str:
+  """The short summary printed at the end of a run; ``nodes`` adds a table
+  of every node's state and time (a quiet run has printed those already,
+  except the states of nodes that did not run)."""
+
+  def interval_note(check: dict) -> str:
+    # The check's interval and, unless it simply passed or failed, its
+    # verdict and the held-out rows that would decide it ('' for a
+    # gate.json without intervals).
+    note = ''
+    if check.get('low') is not None:
+      note = f"  [{check['low']:.4f}, {check['high']:.4f}]"
+    verdict = check.get('verdict', 'pass')
+    if verdict in ('inconclusive', 'refused'):
+      note += f' {verdict}' + (' (point estimate decides)' if check['passed']
+                               else '')
+      if check.get('rows_needed'):
+        note += f", ~{check['rows_needed']:,} held-out rows would decide it"
+    return note
+
   lines = [f'Run {result.run_id}: {result.wall_seconds:.0f} s wall']
-  lines.append('  node                  state      seconds')
-  for node, state in result.nodes.items():
-    lines.append(f'  {node:<21} {state:<10} {result.seconds[node]:7.1f}')
+  if nodes:
+    lines.append('  node                  state      seconds')
+    for node, state in result.nodes.items():
+      lines.append(f'  {node:<21} {state:<10} {result.seconds[node]:7.1f}')
+  else:
+    unusual = {n: s for n, s in result.nodes.items() if s != 'COMPLETE'}
+    if unusual:
+      lines.append('  ' + ', '.join(f'{n} {s}' for n, s in unusual.items()))
   if result.training:
     t = result.training
     es = t.get('early_stopping')
@@ -242,7 +252,8 @@ def format_summary(result: RunResult) -> str:
         lines.append(
             f"  {'ok  ' if check['passed'] else 'FAIL'} {check['kind']:<8} "
             f"{check['metric']}{where}: {check['value']:.4f} "
-            f"{check['comparison']} {check['threshold']:.4f}")
+            f"{check['comparison']} {check['threshold']:.4f}"
+            + interval_note(check))
   lines.append(f"Blessed: {'yes' if result.blessed else 'NO'}"
                + ('' if result.blessed or not result.gate
                   else f" ({result.gate['reason']})"))

@@ -88,3 +88,42 @@ def blessed_model_ids(store: metadata_store.MetadataStore) -> List[int]:
     if custom(blessing, 'blessed') == 1:
       ids.append(custom(blessing, 'current_model_id'))
   return ids
+
+
+def all_node_runs(store: metadata_store.MetadataStore
+                  ) -> Dict[str, Dict[str, NodeRun]]:
+  """run id -> ``node_runs(store, run id)``, for every run, oldest first.
+
+  The same answer as calling ``node_runs`` once per run, in a number of
+  queries that grows with the runs and nodes rather than with every
+  execution, so that listing a long history stays fast.
+  """
+  node_of: Dict[int, str] = {}
+  for node in store.get_contexts_by_type(NODE):
+    for execution in store.get_executions_by_context(node.id):
+      node_of[execution.id] = node.name.split('.', 1)[-1]
+  runs = sorted(store.get_contexts_by_type(PIPELINE_RUN), key=lambda c: c.id)
+  executions_of = {run.name: sorted(store.get_executions_by_context(run.id),
+                                    key=lambda e: e.id)  # Pipeline order.
+                   for run in runs}
+  ids = [e.id for executions in executions_of.values() for e in executions]
+  output_events = [e for e in store.get_events_by_execution_ids(ids)
+                   if e.type == metadata_store_pb2.Event.OUTPUT] if ids else []
+  artifacts = {a.id: a for a in store.get_artifacts_by_id(
+      [e.artifact_id for e in output_events])} if output_events else {}
+  outputs: Dict[int, Dict[str, List[metadata_store_pb2.Artifact]]] = {}
+  for event in output_events:
+    key = event.path.steps[0].key if event.path.steps else ''
+    outputs.setdefault(event.execution_id, {}).setdefault(key, []).append(
+        artifacts[event.artifact_id])
+  result = {}
+  for run_id, executions in executions_of.items():
+    result[run_id] = {}
+    for execution in executions:
+      node_id = node_of.get(execution.id, '')
+      result[run_id][node_id] = NodeRun(
+          node_id=node_id,
+          state=metadata_store_pb2.Execution.State.Name(
+              execution.last_known_state),
+          execution=execution, outputs=outputs.get(execution.id, {}))
+  return result

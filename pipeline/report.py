@@ -60,9 +60,7 @@ PASS_COLOR, FAIL_COLOR = '#2ca02c', '#d62728'
 
 def report_dir(result: local_runner.RunResult,
                config: config_lib.PipelineConfig) -> str:
-  # Run ids are timestamps; colons are not portable in file names.
-  safe = result.run_id.replace(':', '-')
-  return os.path.abspath(os.path.join(config.output.root, 'reports', safe))
+  return local_runner.report_dir(config, result.run_id)
 
 
 # --------------------------------------------------------------------------
@@ -94,42 +92,53 @@ def _rows_per_split(statistics) -> Dict[str, int]:
   return rows
 
 
+class LabelReader:
+  """Reads the label of raw examples as Transform's own graph derives it:
+  exactly what training and the gate see, whatever the task (0/1, a class
+  index with -1 for a class train never showed, or the numeric target).
+  Loading the graph is most of the cost: one reader serves every split."""
+
+  def __init__(self, transform_graph_uri: str, label_name: str):
+    import tensorflow_transform as tft  # pylint: disable=g-import-not-at-top
+    output = tft.TFTransformOutput(transform_graph_uri)
+    self._spec = output.raw_feature_spec()
+    self._layer = output.transform_features_layer()
+    self._label = label_name
+
+  def read(self, files, limit: Optional[int] = None) -> np.ndarray:
+    """The labels of ``files`` (gzipped TFRecords, in file order; the first
+    ``limit`` only when given)."""
+    records = tf.data.TFRecordDataset(list(files), compression_type='GZIP')
+    if limit is not None:
+      records = records.take(limit)
+    parts = []
+    # Few, large batches: record by record in eager mode took seconds.
+    for batch in records.batch(limit or LABEL_BATCH):
+      label = self._layer(tf.io.parse_example(batch, self._spec))[self._label]
+      if isinstance(label, tf.sparse.SparseTensor):
+        label = tf.sparse.to_dense(label)
+      parts.append(np.asarray(label).reshape(-1))
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
 def transformed_labels(transform_graph_uri: str, files, label_name: str,
                        limit: Optional[int] = None) -> np.ndarray:
-  """The label of the raw examples in ``files`` (gzipped TFRecords, in file
-  order; the first ``limit`` only when given), as Transform's own graph
-  derives it: exactly what training and the gate see, whatever the task
-  (0/1, a class index with -1 for a class train never showed, or the
-  numeric target)."""
-  import tensorflow_transform as tft  # pylint: disable=g-import-not-at-top
-  output = tft.TFTransformOutput(transform_graph_uri)
-  spec = output.raw_feature_spec()
-  layer = output.transform_features_layer()
-  records = tf.data.TFRecordDataset(list(files), compression_type='GZIP')
-  if limit is not None:
-    records = records.take(limit)
-  parts = []
-  # Few, large batches: iterating record by record in eager mode took seconds.
-  for batch in records.batch(limit or LABEL_BATCH):
-    label = layer(tf.io.parse_example(batch, spec))[label_name]
-    if isinstance(label, tf.sparse.SparseTensor):
-      label = tf.sparse.to_dense(label)
-    parts.append(np.asarray(label).reshape(-1))
-  return np.concatenate(parts) if parts else np.zeros(0)
+  """:meth:`LabelReader.read` of one set of files."""
+  return LabelReader(transform_graph_uri, label_name).read(files, limit)
 
 
 def _label_values(examples, transform_graph,
                   label_name: str) -> Dict[str, np.ndarray]:
   """split -> the label of up to ``LABEL_SAMPLE`` raw examples, as
   :func:`transformed_labels` derives it."""
-  values = {}
+  values, reader = {}, None
   for split in _split_names(examples):
     files = sorted(tf.io.gfile.glob(
         os.path.join(examples.uri, f'Split-{split}', '*')))
     if not files:
       continue
-    labels = transformed_labels(transform_graph.uri, files, label_name,
-                                limit=LABEL_SAMPLE)
+    reader = reader or LabelReader(transform_graph.uri, label_name)
+    labels = reader.read(files, limit=LABEL_SAMPLE)
     if len(labels):
       values[split] = labels
   return values
@@ -227,6 +236,16 @@ def _final_gaps(gate: Optional[dict]) -> Dict[str, float]:
           if c['kind'] == 'gap' and not c['slice']}
 
 
+def _final_gap_intervals(gate: Optional[dict]) -> Dict[str, Tuple[float,
+                                                                  float]]:
+  """The gate's interval of each overall gap (none in an older gate.json)."""
+  if not gate:
+    return {}
+  return {c['metric']: (c['low'], c['high']) for c in gate['checks']
+          if c['kind'] == 'gap' and not c['slice']
+          and c.get('low') is not None}
+
+
 def _gap_axis(metric: tasks_lib.Metric) -> str:
   """What a metric's gap is, for the axis: it says when the gap is relative."""
   if metric.relative_gap:
@@ -240,6 +259,7 @@ def gap_figure(training: dict, gate: Optional[dict], config,
   epochs = training['epochs']
   x = [e['epoch'] for e in epochs]
   limits, final = _max_gaps(gate, config), _final_gaps(gate)
+  intervals = _final_gap_intervals(gate)
   metrics = list(task.metrics.values())
   fig = Figure(figsize=(max(12, 3.2 * len(metrics)), 3.8), layout='constrained')
   for i, metric in enumerate(metrics):
@@ -253,10 +273,17 @@ def gap_figure(training: dict, gate: Optional[dict], config,
     if name in final:
       ax.plot([_best_epoch(training)], [final[name]], '*', markersize=13,
               color=TEST_COLOR, label='gate: train sample vs test')
+      if name in intervals:
+        low, high = intervals[name]
+        ax.errorbar([_best_epoch(training)], [final[name]],
+                    yerr=[[final[name] - low], [high - final[name]]],
+                    color=TEST_COLOR, capsize=5,
+                    label=f"gate's {gate.get('confidence', 0.95):.0%} "
+                    'interval')
     if name in limits:
       limit = limits[name]
       seen = [abs(g) for g in gaps + [final.get(name, 0.0)]
-              if np.isfinite(g)] + [1e-3]
+              + list(intervals.get(name, ())) if np.isfinite(g)] + [1e-3]
       shown = f'{limit:.0%}' if metric.relative_gap else f'{limit:g}'
       if limit <= 4 * max(seen):
         ax.axhline(limit, color=FAIL_COLOR, linestyle='--',
@@ -305,32 +332,64 @@ def _headroom(check: dict, task: Optional[tasks_lib.Task] = None) -> float:
   return room
 
 
+def _headroom_interval(check: dict, task: tasks_lib.Task
+                       ) -> Optional[Tuple[float, float]]:
+  """The check's interval as headroom (low, high), or None without one."""
+  if check.get('low') is None:
+    return None
+  ends = [_headroom(dict(check, value=end), task)
+          for end in (check['low'], check['high'])]
+  return min(ends), max(ends)
+
+
 def gate_figure(gate: dict, task: tasks_lib.Task, directory: str) -> str:
   checks = gate['checks']
+  # Inconclusive: the interval straddles the threshold; refused: the split
+  # is too small (or a side's metric missing) to measure the check at all.
+  colors = {'pass': PASS_COLOR, 'fail': FAIL_COLOR,
+            'inconclusive': EVAL_COLOR, 'refused': '#7f7f7f'}
+
+  def verdict(c):
+    return c.get('verdict', 'pass' if c['passed'] else 'fail')
+
   labels = [f"{c['kind']} {c['metric']}" + (f" [{c['slice']}]" if c['slice']
                                              else '')
             + (' (relative)' if _relative_headroom(c, task) else '')
-            + ('' if c['passed'] else ' FAILED') for c in checks]
+            + ('' if verdict(c) == 'pass' else ' FAILED' if verdict(c) ==
+               'fail' else f' {verdict(c).upper()}') for c in checks]
   values = [_headroom(c, task) for c in checks]
   fig = Figure(figsize=(8, 0.45 * len(checks) + 1.4))
   ax = fig.add_subplot(1, 1, 1)
   y = np.arange(len(checks))
   finite = [v if np.isfinite(v) else 0.0 for v in values]
-  ax.barh(y, finite, color=[PASS_COLOR if c['passed'] else FAIL_COLOR
+  ax.barh(y, finite, color=[colors.get(verdict(c), FAIL_COLOR)
                             for c in checks])
+  ends = []
+  for yi, (v, c) in enumerate(zip(finite, checks)):
+    interval = _headroom_interval(c, task)
+    if interval is not None and all(np.isfinite(interval)):
+      ax.errorbar([v], [yi], xerr=[[v - interval[0]], [interval[1] - v]],
+                  color='black', capsize=3, linewidth=1)
+      ends.extend(interval)
   ax.set_yticks(y)
   ax.set_yticklabels(labels)
   ax.invert_yaxis()
   ax.axvline(0, color='black', linewidth=0.8)
   for yi, (v, c) in enumerate(zip(finite, checks)):
-    ax.annotate(f"{c['value']:.4g} {c['comparison']} {c['threshold']:.4g}",
-                (v, yi), xytext=(4 if v >= 0 else -4, 0),
+    text = f"{c['value']:.4g} {c['comparison']} {c['threshold']:.4g}"
+    if c.get('low') is not None:
+      text += f" [{c['low']:.3g}, {c['high']:.3g}]"
+    if c.get('rows_needed'):
+      text += f"; ~{c['rows_needed']:,} rows"
+    ax.annotate(text, (v, yi), xytext=(4 if v >= 0 else -4, 0),
                 textcoords='offset points', va='center',
                 ha='left' if v >= 0 else 'right', fontsize=8)
-  span = max([abs(v) for v in finite] + [1e-3])
+  span = max([abs(v) for v in finite + ends] + [1e-3])
   ax.set_xlim(-span * 1.9, span * 1.9)
   ax.set_xlabel('headroom to threshold (right of 0: passed; relative: '
-                'share of the threshold)')
+                'share of the threshold)'
+                + (f"; bars: {gate['confidence']:.0%} intervals"
+                   if gate.get('confidence') else ''))
   ax.set_title(f'Gate ({task.name}): ' + (
       'BLESSED' if gate['blessed'] else f"NOT blessed ({gate['reason']})"))
   return _save(fig, directory, 'gate.png')
@@ -751,9 +810,25 @@ def _gate_section(gate: Optional[dict], task: tasks_lib.Task,
   if not gate:
     return '<p class="muted">The gate did not run in this run.</p>'
   checks = gate['checks']
+
+  def interval(c):
+    return ('' if c.get('low') is None
+            else f"[{_fmt(c['low'])}, {_fmt(c['high'])}]")
+
+  def outcome(c):
+    verdict = c.get('verdict', 'pass' if c['passed'] else 'fail')
+    if c['passed']:
+      words = 'passed' + (' (inconclusive: the point estimate decides)'
+                          if verdict == 'inconclusive' else '')
+    else:
+      words = 'FAILED' + ('' if verdict == 'fail' else f' ({verdict})')
+    if verdict in ('inconclusive', 'refused') and c.get('rows_needed'):
+      words += f"; ~{c['rows_needed']:,} held-out rows would decide it"
+    return words
+
   rows = [[c['kind'], c['metric'], c['slice'] or 'all', _fmt(c['value']),
-           c['comparison'], _fmt(c['threshold']),
-           'passed' if c['passed'] else 'FAILED', c['detail']] for c in checks]
+           c['comparison'], _fmt(c['threshold']), outcome(c), interval(c),
+           c['detail']] for c in checks]
   metrics = gate['metrics']
   held_out = metrics['held_out']['']
   metric_rows = []
@@ -783,7 +858,8 @@ def _gate_section(gate: Optional[dict], task: tasks_lib.Task,
       + (f'<p>Baseline: {_esc(note)}</p>' if note else '')
       + _img(gate_figure(gate, task, directory), 'gate checks')
       + _table(['check', 'metric', 'slice', 'value', '', 'threshold',
-                'result', 'detail'], rows,
+                'result', f"{gate.get('confidence') or 0.95:.0%} interval",
+                'detail'], rows,
                ['' if c['passed'] else 'fail' for c in checks])
       + _table(['scored on'] + list(task.metrics) + ['rows'], metric_rows)
       + (_table(['also measured', 'test', 'train sample'], others)
@@ -898,6 +974,25 @@ def label_table(rows: Dict[str, int], labels: LabelSummary):
                  'label max', 'note'], table)
 
 
+def _features_paragraph(features: config_lib.FeaturesConfig,
+                        directory: str) -> str:
+  """The feature lists the run used; where they were inferred, the run's
+  ``config.yaml`` beside the page says so and holds them to copy."""
+  def names(values):
+    return ', '.join(f'<code>{_esc(v)}</code>' for v in values) or 'none'
+  resolved = os.path.join(directory, 'config.yaml')
+  source = ''
+  if os.path.exists(resolved):
+    with open(resolved, encoding='utf-8') as f:
+      inferred = 'inferred from the data' in f.readline()
+    source = (' Inferred from the data;' if inferred else '') + (
+        ' the run\'s whole configuration: <a href="config.yaml">config.yaml'
+        '</a>.')
+  return (f'<p>Features: numeric {names(features.numeric)} (log-scaled: '
+          f'{names(features.log_scale)}); categorical '
+          f'{names(features.categorical)}.{source}</p>')
+
+
 def _data_section(result, config, task, runs, directory) -> str:
   examples = _artifact(runs, NodeIds.EXAMPLE_GEN, 'examples')
   statistics = _artifact(runs, NodeIds.STATISTICS_GEN, 'statistics')
@@ -907,7 +1002,8 @@ def _data_section(result, config, task, runs, directory) -> str:
            f'task {_esc(task.name)}, label '
            f'<code>{_esc(config.data.label.name)}</code>'
            + (f' derived from <code>{_esc(config.data.label.column)}</code>'
-              if config.data.label.column else '') + '.</p>']
+              if config.data.label.column else '') + '.</p>',
+           _features_paragraph(config.data.features, directory)]
   rows = _rows_per_split(statistics) if statistics else {}
   labels, why = None, ''
   if rows and examples and transform_graph:

@@ -16,7 +16,7 @@ from importlib import metadata as importlib_metadata
 import pytest
 
 from components.gate import decision
-from pipeline import cli, local_runner
+from pipeline import cli, console, local_runner
 from core import config as config_lib
 from core import tasks
 
@@ -30,7 +30,7 @@ def _subparsers(parser):
 def test_every_option_of_every_command_is_explained():
   parser = cli.build_parser()
   commands = _subparsers(parser)
-  assert set(commands) == {'run', 'compile', 'report'}
+  assert set(commands) == {'run', 'init', 'runs', 'compile', 'report'}
   top = parser.format_help()
   for name in commands:
     assert re.search(rf'^\s+{name}\s+\S', top, re.M), name  # With its help.
@@ -42,7 +42,8 @@ def test_every_option_of_every_command_is_explained():
           name, action.option_strings)
       for option in action.option_strings:
         assert option in text, (name, option)
-    assert '--config FILE' in text and '--set KEY=VALUE' in text
+    if name != 'init':  # Its input is the data file, not a config.
+      assert '--config FILE' in text and '--set KEY=VALUE' in text
   run_help = ' '.join(commands['run'].format_help().split())  # Unwrapped.
   for words in ('> node ...', '< node done in N s', 'summary table',
                 'report.html', '2 bad config or input data'):
@@ -122,7 +123,7 @@ def test_progress_shows_each_component_with_its_time():
   level = absl_logger.level
   absl_logger.setLevel(logging.INFO)
   try:
-    with local_runner._progress(stream):  # pylint: disable=protected-access
+    with console.progress(stream):  # pylint: disable=protected-access
       # The messages LocalDagRunner logs around each component.
       absl_logger.info('Component %s is running.', 'example_gen')
       absl_logger.info('Component %s is finished.', 'example_gen')
@@ -143,7 +144,9 @@ def _result(blessed_gap: float) -> local_runner.RunResult:
              'majority_accuracy': 0.75, 'prior_log_loss': 0.56}
   train = dict(metrics, accuracy=0.8 + blessed_gap)
   gate = decision.decide(tasks.get('binary'), {'': metrics}, {'': train}, None,
-                         config_lib.parse_gate({}, 'binary')).to_dict()
+                         # Hand-made metrics have no bootstrap replicates.
+                         config_lib.parse_gate({'bootstrap_replicates': 0},
+                                               'binary')).to_dict()
   epoch = {'epoch': 1, 'train': train, 'eval': metrics, 'gap': {}}
   return local_runner.RunResult(
       run_id='2026-01-01T00:00:00', nodes={'example_gen': 'CACHED',
@@ -166,3 +169,16 @@ def test_summary_table():
   assert 'FAIL gap      accuracy: 0.1000 <= 0.0300' in failed
   assert 'Blessed: NO (failed: gap)' in failed
   assert 'Pushed: nothing' in failed
+
+
+def test_unused_tfx_extensions_load_only_when_touched():
+  code = ('import sys; import pipeline.local_runner; '
+          "print('google.cloud.aiplatform' in sys.modules); "
+          'from tfx import v1 as tfx; '
+          'print(tfx.extensions.google_cloud_ai_platform.Trainer.__name__)')
+  env = dict(os.environ, TF_USE_LEGACY_KERAS='1', TF_CPP_MIN_LOG_LEVEL='2')
+  out = subprocess.run([sys.executable, '-c', code], check=True, env=env,
+                       capture_output=True, text=True,
+                       cwd=os.path.dirname(os.path.dirname(
+                           os.path.abspath(__file__)))).stdout.split()
+  assert out == ['False', 'Trainer']

@@ -14,6 +14,7 @@ gap:
 """
 
 import json
+import logging
 import os
 from typing import Any, Dict, List, Mapping, Optional
 
@@ -22,6 +23,10 @@ import tf_keras as keras
 
 from core import config as config_lib
 from core import tasks
+
+# One line per epoch on this logger: a local run prints them as progress
+# (pipeline/console.py listens to the same name), a Kubeflow task logs them.
+EPOCH_LOGGER = logging.getLogger('generalize.epochs')
 
 
 def optimizer(learning_rate: float,
@@ -72,10 +77,11 @@ class CurveRecorder(keras.callbacks.Callback):
   """Per-epoch train (re-evaluated) and eval metrics, to TensorBoard and JSON."""
 
   def __init__(self, train_sample: tf.data.Dataset, log_dir: Optional[str],
-               task: tasks.Task):
+               task: tasks.Task, monitor: Optional[str] = None):
     super().__init__()
     self._train_sample = train_sample
     self._metrics = task.metrics
+    self._monitor = monitor or task.default_monitor
     self._writers = None
     if log_dir:
       self._writers = {split: tf.summary.create_file_writer(
@@ -98,6 +104,7 @@ class CurveRecorder(keras.callbacks.Callback):
         k: self._metrics[k].gap(record['train'][k], record['eval'][k])
         for k in record['eval']}
     self.epochs.append(record)
+    self._log(record)
     # Later callbacks (early stopping) may watch the clean train numbers too.
     logs.update({f'train_{k}': v for k, v in record['train'].items()})
     if self._writers:
@@ -111,13 +118,29 @@ class CurveRecorder(keras.callbacks.Callback):
         self._writers[split].flush()
 
 
+  def _log(self, record: Dict) -> None:
+    name = self._monitor
+    epochs = (self.params or {}).get('epochs')
+    of = f'/{epochs}' if epochs else ''
+    if name not in record['eval']:
+      EPOCH_LOGGER.info('epoch %d%s', record['epoch'], of)
+      return
+    gap = record['gap'][name]
+    EPOCH_LOGGER.info(
+        'epoch %d%s  %s train %.4f  eval %.4f  gap %s', record['epoch'], of,
+        name, record['train'][name], record['eval'][name],
+        f'{gap:+.1%}' if self._metrics[name].relative_gap else f'{gap:+.4f}')
+
+
 def fit(model: keras.Model, train: tf.data.Dataset, evaluation: tf.data.Dataset,
         train_sample: tf.data.Dataset, *, epochs: int,
         steps_per_epoch: Optional[int],
         reg: config_lib.RegularizationConfig, task: tasks.Task,
         log_dir: Optional[str], extra_callbacks=()) -> Dict:
   """Fits and returns the run's curves and early-stopping outcome."""
-  recorder = CurveRecorder(train_sample, log_dir, task)
+  recorder = CurveRecorder(
+      train_sample, log_dir, task,
+      reg.early_stopping.metric if reg.early_stopping else None)
   callbacks = [recorder, *extra_callbacks]
   stopper = None
   if reg.early_stopping is not None:
