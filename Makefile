@@ -7,7 +7,7 @@ ARGS   ?=
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: setup run test test-fast compile report bench clean lock
+.PHONY: setup run test test-all test-fast compile report bench clean lock
 
 setup:
 	@bash scripts/setup.sh
@@ -15,7 +15,10 @@ setup:
 run: setup  ## Whole pipeline, locally, on the embedded taxi sample (or CONFIG=my.yaml).
 	$(PY) -m pipeline run $(if $(CONFIG),--config $(CONFIG)) $(ARGS)
 
-test: setup  ## The whole suite: unit, component and end-to-end tests.
+test: setup  ## Unit, component and one end-to-end run per capability (CI).
+	$(PY) -m pytest -q -p no:cacheprovider -m "not extended" $(ARGS)
+
+test-all: setup  ## Everything, with the further end-to-end cases (tests/conftest.py).
 	$(PY) -m pytest -q -p no:cacheprovider $(ARGS)
 
 test-fast: setup  ## Unit tests only.

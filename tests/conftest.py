@@ -6,3 +6,30 @@ import warnings
 os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 warnings.filterwarnings('ignore', category=FutureWarning)
+
+import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+# Further real runs of a capability that the default suite (``make test``,
+# what CI runs) already covers end to end once; ``make test-all`` runs them
+# too. Each line says which default test covers the capability.
+EXTENDED = {
+    'test_tasks_e2e.py::test_oversized_unregularized_model_is_refused_for_its_gap'
+    '[imbalanced]': 'the gap refusal runs for multiclass',
+    'test_tasks_e2e.py::test_oversized_unregularized_model_is_refused_for_its_gap'
+    '[regression]': 'the gap refusal runs for multiclass',
+    'test_distributed.py::test_multi_worker_two_processes_only_chief_exports'
+    '[streamed]': 'MultiWorker runs in_memory; streaming input is in '
+    'test_inputs.py',
+    'test_distributed.py::test_interrupted_run_resumes_from_backup':
+        'test_strategy.py resumes from the backup per strategy',
+    'test_concurrent_runs.py::test_two_runs_at_once_share_a_serving_dir':
+        'test_crash_safety.py runs two pushers of one serving dir at once',
+}
+
+
+def pytest_collection_modifyitems(config, items):
+  del config
+  for item in items:
+    name = f'{os.path.basename(item.location[0])}::{item.name}'
+    if name in EXTENDED:
+      item.add_marker(pytest.mark.extended)

@@ -15,30 +15,38 @@ One pipeline root, four runs in order (each test builds on the previous):
 
 import csv
 import io
+import json
 import os
 
 import pytest
 
+from components.pusher import push
 from core import config as config_lib
 from core import tasks
-from pipeline import local_runner, metadata
+from pipeline import history, local_runner, metadata
 from pipeline.factory import NodeIds
 
 pytestmark = pytest.mark.e2e
 
 SAMPLE_ROWS = 3000
+# About 450 held-out rows: the gap's interval (about +-0.04 in accuracy) is
+# wider than the default max_gap of 0.03, which the gate would refuse to
+# judge. The runs meant to pass the gap check loosen it; the overfit run
+# keeps the default, which its gap exceeds beyond doubt.
+LOOSE_GAPS = 'gate.max_gap={accuracy: 0.12, auc: 0.12, log_loss: 0.3}'
 FAST = ['model.epochs=12', 'model.train_eval_sample=1024',
-        'gate.train_sample_size=1000']
+        'gate.train_sample_size=1000', LOOSE_GAPS]
 OVERFIT = ['regularization=none', 'model.hidden_units=[256, 256]',
            'model.batch_size=32', 'model.epochs=40', 'model.learning_rate=0.003',
            'model.train_eval_sample=1024', 'gate.train_sample_size=1000']
 # Fewer epochs and a small learning rate: still decent, clearly weaker.
 WEAKER = ['model.epochs=1', 'model.learning_rate=0.0003',
           'regularization.early_stopping=null', 'model.train_eval_sample=1024',
-          'gate.train_sample_size=1000',
+          'gate.train_sample_size=1000', LOOSE_GAPS,
           # Loosen quality so that the baseline check is what decides.
           'gate.min_accuracy_skill=-100', 'gate.min_log_loss_skill=-100',
-          'gate.min_auc=0', 'gate.min_pr_auc_skill=-100']
+          'gate.min_auc=0', 'gate.min_pr_auc_skill=-100',
+          'gate.permissive=true']
 
 
 @pytest.fixture(scope='module')
@@ -64,7 +72,7 @@ def _run(workdir, overrides):
 
 def _serving_versions(workdir):
   path = workdir / 'out' / 'serving_model'
-  return sorted(os.listdir(path)) if path.exists() else []
+  return [str(v) for v in push.versions(str(path))]
 
 
 @pytest.fixture(scope='module')
@@ -143,3 +151,53 @@ def test_weaker_model_is_blocked_by_the_baseline(overfit, first, workdir):
   assert overfit_model.id not in metadata.blessed_model_ids(store)
   assert first_model.id in metadata.blessed_model_ids(store)
   assert _serving_versions(workdir) == [os.path.basename(first.pushed_to)]
+
+
+def test_runs_lists_blessed_and_blocked_runs(first, overfit, workdir):
+  """``runs`` after run 1 (blessed, pushed) and run 3 (blocked by the gap),
+  whichever other runs of this module happened in between."""
+  path = str(workdir / 'out' / 'metadata.sqlite')
+  records = history.list_runs(path)
+  ids = [r.run_id for r in records]
+  assert ids == metadata.run_ids(metadata.connect_sqlite(path))[::-1]
+  assert ids.index(overfit.run_id) < ids.index(first.run_id)  # Newest first.
+  assert [r.started for r in records] == sorted(
+      (r.started for r in records), reverse=True)
+  by_id = {r.run_id: r for r in records}
+  blessed, blocked = by_id[first.run_id], by_id[overfit.run_id]
+
+  assert blessed.blessed and blessed.state == 'COMPLETE'
+  assert blessed.pushed_to == first.pushed_to and blessed.newly_pushed
+  assert blessed.pushed_version == os.path.basename(first.pushed_to)
+  assert blocked.blessed is False and blocked.state == 'COMPLETE'
+  assert blocked.pushed_version is None
+  assert blocked.reason == overfit.gate['reason']
+  assert 'gap accuracy' in [c.name for c in blocked.failed_checks]
+  assert sorted({c.kind for c in blocked.failed_checks}) == (
+      overfit.gate['failed_checks'])
+  for record, result in ((blessed, first), (blocked, overfit)):
+    assert record.data == str(workdir / 'taxi.csv')
+    assert record.data_bytes == os.path.getsize(workdir / 'taxi.csv')
+    assert record.task == 'binary'
+    held_out = result.gate['metrics']['held_out']['']
+    assert [m.name for m in record.metrics] == list(
+        tasks.get('binary').metrics)
+    for m in record.metrics:
+      assert m.held_out == pytest.approx(held_out[m.name])
+    gap = next(c for c in result.gate['checks'] if c['kind'] == 'gap'
+               and c['metric'] == 'accuracy' and not c['slice'])
+    assert record.metric('accuracy').gap == pytest.approx(gap['value'])
+
+  lines = history.format_runs(records).splitlines()
+  assert max(map(len, lines)) <= 100, lines
+  first_line = next(l for l in lines if l.startswith(first.run_id))
+  assert first_line.endswith(f'blessed, pushed {blessed.pushed_version}')
+  overfit_line = lines.index(next(
+      l for l in lines if l.startswith(overfit.run_id)))
+  assert 'NOT BLESSED: ' in lines[overfit_line]
+  assert 'gap' in lines[overfit_line]
+  assert '!)' in lines[overfit_line + 1]  # The gap over its max_gap.
+  parsed = json.loads(history.to_json(records))
+  assert [r['run_id'] for r in parsed] == ids
+  assert parsed[ids.index(first.run_id)]['pushed_version'] == (
+      blessed.pushed_version)
