@@ -15,8 +15,8 @@ Object stores (``gs://``) have neither rename nor locks. There, each file is
 copied into the new version with ``saved_model.pb``, the file TF Serving
 waits for, last (as the stock Pusher does), so a server never loads a
 partial version; version numbers are claimed with a marker object each
-(``.claims/<version>.<random id>``, the lowest id of a number wins, the
-others take the next), so two pushes in the same second get two numbers; the
+(``.claims/<version>.<random id>``; after a short wait for rivals' claims
+the lowest id of a number wins, the others take the next), so two pushes in the same second get two numbers; the
 already-served check there is a listing, not atomic with the push.
 """
 
@@ -42,6 +42,7 @@ SOURCE_MARKER = os.path.join('assets.extra', 'source_model_uri.txt')
 STALE_INCOMING_SECONDS = 3600
 LOCK_FILE = '.push.lock'
 CLAIMS_DIR = '.claims'
+CLAIM_SETTLE_SECONDS = 0.5
 
 
 class PushError(RuntimeError):
@@ -172,6 +173,10 @@ def _claim_version(base_dir: str) -> int:
     mine = f'{version}.{me}'
     with tf.io.gfile.GFile(_join(claims_dir, mine), 'w') as f:
       f.write(me)
+    # A rival that chose the same number before this claim existed writes
+    # its own within milliseconds: after the wait, every claim of the
+    # number is listed, and all claimants agree on the lowest.
+    time.sleep(CLAIM_SETTLE_SECONDS)
     rivals = sorted(n.rstrip('/') for n in tf.io.gfile.listdir(claims_dir)
                     if n.startswith(f'{version}.'))
     if rivals[0] == mine:
