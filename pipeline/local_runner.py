@@ -254,6 +254,9 @@ def format_summary(result: RunResult, nodes: bool = True) -> str:
             f"{check['metric']}{where}: {check['value']:.4f} "
             f"{check['comparison']} {check['threshold']:.4f}"
             + interval_note(check))
+    if result.gate.get('baseline_note'):
+      # No baseline check above: say why the last blessed model was not used.
+      lines.append(f"  note: {result.gate['baseline_note']}")
   lines.append(f"Blessed: {'yes' if result.blessed else 'NO'}"
                + ('' if result.blessed or not result.gate
                   else f" ({result.gate['reason']})"))

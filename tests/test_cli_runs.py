@@ -5,7 +5,9 @@ features to infer) goes through ``init``, then ``run`` on what it wrote:
 the quiet screen, the run log with TFX's own logs, exit code 0 and a pushed
 model; a stricter gate on the same data: exit code 3; ``runs`` lists both;
 and a mistake in the configuration or the data is reported, exit code 2,
-within 3 seconds of the command starting.
+within 3 seconds of the command starting. Exit code 3 comes from a real
+run for each reason a gate blocks: a gap, the last blessed model (baseline),
+an inconclusive check.
 """
 
 import csv
@@ -119,6 +121,70 @@ def test_stricter_gate_exits_3_and_runs_lists_both(user, blessed_run):
   assert 'gap' in json.dumps(runs[0])
   assert runs[1]['pushed_version']
   print(f'runs took {seconds:.1f} s')
+
+
+def _gate_json(root, config, done) -> dict:
+  """The gate.json of the run whose output is ``done``, read through the
+  metadata store as any client would."""
+  run_id = re.search(r'^Run (\S+):', done.stdout, re.M).group(1)
+  output_root = os.path.join(root,
+                             config_lib.load_config(str(config)).output.root)
+  store = metadata.connect_sqlite(os.path.join(output_root, 'metadata.sqlite'))
+  [blessing] = metadata.node_runs(store, run_id)[
+      NodeIds.GATE].outputs['blessing']
+  with open(os.path.join(blessing.uri, 'gate.json'), encoding='utf-8') as f:
+    return json.load(f)
+
+
+def test_a_model_worse_than_the_last_blessed_exits_3(user, blessed_run):
+  """Quality floors off (permissive) and gaps loose: an undertrained model
+  is stopped by the baseline check alone."""
+  root, config = user
+  assert blessed_run.returncode == 0
+  worse = ['--set', 'model.epochs=1', '--set', 'model.learning_rate=0.0002',
+           '--set', 'gate.permissive=true',
+           '--set', 'gate.min_accuracy_skill=-1',
+           '--set', 'gate.min_log_loss_skill=-1',
+           # Measurable on a few hundred rows (a tolerance below the
+           # difference's half-width is refused, not failed).
+           '--set', 'gate.baseline_tolerance=0.2']
+  done, _ = _cli('run', '--config', str(config), *COMMON, *worse, cwd=root)
+  assert done.returncode == 3, done.stdout + done.stderr
+  assert re.search(r'^  FAIL baseline +log_loss: ', done.stdout, re.M), (
+      done.stdout)
+  gate = _gate_json(root, config, done)
+  assert {c['kind'] for c in gate['checks'] if not c['passed']} == {
+      'baseline'}
+  [check] = [c for c in gate['checks'] if c['kind'] == 'baseline']
+  assert check['verdict'] == 'fail', check  # Log loss: low > tolerance.
+  assert check['low'] > check['threshold'], check
+  assert 'Pushed: nothing' in done.stdout
+
+
+def test_an_inconclusive_gap_exits_3(user, blessed_run):
+  """The blessed run again with one gap limit set inside its own interval
+  (above the interval's half-width, so the check is measurable): the same
+  model is inconclusive on that gap and, by default, not blessed."""
+  root, config = user
+  assert blessed_run.returncode == 0
+  gaps = [c for c in _gate_json(root, config, blessed_run)['checks']
+          if c['kind'] == 'gap' and not c['slice']]
+  # The gap the model is surest of (its interval's centre above zero).
+  check = max(gaps, key=lambda c: (c['low'] + c['high']) / 2)
+  low, high = check['low'], check['high']
+  assert low + high > 0, gaps
+  limit = ((high - low) / 2 + high) / 2  # In [half-width, high).
+  loose = {c['metric']: 0.5 for c in gaps}
+  loose[check['metric']] = round(limit, 6)
+  limits = ', '.join(f'{m}: {v}' for m, v in loose.items())
+  done, _ = _cli('run', '--config', str(config), *COMMON,
+                 '--set', f'gate.max_gap={{{limits}}}', cwd=root)
+  assert done.returncode == 3, done.stdout + done.stderr
+  gate = _gate_json(root, config, done)
+  [judged] = [c for c in gate['checks'] if c['kind'] == 'gap'
+              and not c['slice'] and c['metric'] == check['metric']]
+  assert judged['verdict'] == 'inconclusive' and not judged['passed'], judged
+  assert 'inconclusive' in gate['reason'] and 'Pushed: nothing' in done.stdout
 
 
 @pytest.mark.parametrize('args, message', [

@@ -347,7 +347,10 @@ class _TinyModel(tf.Module):
     return {'x': parsed['x'], 'label': label}
 
 
-def _write_model(root, name, task_name, weight, info=None):
+FEATURES = {'numeric': ['x'], 'categorical': ['zone']}
+
+
+def _write_model(root, name, task_name, weight, info=None, features=FEATURES):
   model = standard_artifacts.Model()
   model.uri = os.path.join(root, name)
   model.id = abs(hash(name)) % 1000
@@ -356,7 +359,7 @@ def _write_model(root, name, task_name, weight, info=None):
   tf.saved_model.save(module, path, signatures={
       'serving_default': module.serve, 'transform_features': module.transform})
   tasks.write_model_task(path, tasks.get(task_name), 'label',
-                         info or INFOS[task_name])
+                         info or INFOS[task_name], features)
   return model
 
 
@@ -607,3 +610,25 @@ def test_a_baseline_with_other_classes_is_not_comparable(tmp_path):
   os.makedirs(os.path.join(missing, 'Format-Serving'))
   assert 'records no task' in gate_executor.baseline_not_comparable(
       candidate.uri, missing)
+
+
+def test_a_baseline_fed_other_features_is_not_comparable(tmp_path):
+  root = str(tmp_path)
+  candidate = _write_model(root, 'candidate', 'binary', 2.0)
+  fewer = _write_model(root, 'fewer', 'binary', 2.0,
+                       features={'numeric': ['x'], 'categorical': []})
+  moved = _write_model(root, 'moved', 'binary', 2.0,
+                       features={'numeric': ['x', 'zone'], 'categorical': []})
+  reordered = _write_model(root, 'reordered', 'binary', 1.0,
+                           features={'categorical': ['zone'],
+                                     'numeric': ['x']})
+  older = _write_model(root, 'older', 'binary', 2.0, features=None)
+  note = gate_executor.baseline_not_comparable(candidate.uri, fewer.uri)
+  assert note.startswith('baseline not comparable')
+  assert "categorical: the candidate adds ['zone'], drops []" in note
+  note = gate_executor.baseline_not_comparable(candidate.uri, moved.uri)
+  assert "numeric: the candidate adds [], drops ['zone']" in note
+  assert gate_executor.baseline_not_comparable(candidate.uri,
+                                               reordered.uri) is None
+  assert 'records no feature set' in gate_executor.baseline_not_comparable(
+      candidate.uri, older.uri)

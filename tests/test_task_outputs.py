@@ -490,6 +490,8 @@ def test_summary_rows_are_the_task_metrics(name):
             f"{check['metric']}: {check['value']:.4f} {check['comparison']} "
             f"{check['threshold']:.4f}") in text
   assert len(text.splitlines()) < 25  # Short.
+  # Why there was no baseline check.
+  assert '  note: no model blessed yet: no baseline check' in text
 
 
 def test_summary_binary_trivial_predictor():

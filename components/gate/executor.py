@@ -275,6 +275,30 @@ def baseline_not_comparable(model_uri: str,
   if info.get('classes') != our_info.get('classes'):
     return (f'baseline not comparable: {path} has classes '
             f'{info.get("classes")}, the candidate {our_info.get("classes")}')
+  return features_differ(
+      path, tasks_lib.read_model_features(path),
+      tasks_lib.read_model_features(path_utils.serving_model_path(model_uri)))
+
+
+def features_differ(path: str, theirs: Optional[Mapping[str, Sequence[str]]],
+                    ours: Optional[Mapping[str, Sequence[str]]]
+                    ) -> Optional[str]:
+  """The note for a baseline fed other features than the candidate (None
+  when they are the same): its metrics would answer another question than
+  "is the new model better on the same inputs"."""
+  if theirs is None:
+    return (f'baseline not comparable: {path} records no feature set '
+            '(exported by an older Trainer)')
+  differences = []
+  for kind in sorted(set(theirs) | set(ours or {})):
+    mine, other = set((ours or {}).get(kind, ())), set(theirs.get(kind, ()))
+    if mine != other:
+      differences.append(
+          f'{kind}: the candidate adds {sorted(mine - other)}, drops '
+          f'{sorted(other - mine)}')
+  if differences:
+    return (f'baseline not comparable: {path} was fed other features '
+            f'({"; ".join(differences)})')
   return None
 
 

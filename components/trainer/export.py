@@ -58,12 +58,15 @@ def _transform_fn(model: keras.Model,
 
 def export(model: keras.Model, tf_transform_output: tft.TFTransformOutput,
            serving_dir: str, label_columns: Sequence[str], *, task: tasks.Task,
-           label: str, label_info: Mapping[str, Any]) -> None:
-  """Saves the model with both signatures to ``serving_dir``."""
+           label: str, label_info: Mapping[str, Any],
+           features: Mapping[str, Sequence[str]]) -> None:
+  """Saves the model with both signatures to ``serving_dir``;
+  ``features``: the raw feature names by kind, recorded beside the task so
+  that the gate compares only baselines fed the same features."""
   signatures = {
       SERVING_SIGNATURE: _serving_fn(model, tf_transform_output,
                                      label_columns, task, label_info),
       TRANSFORM_SIGNATURE: _transform_fn(model, tf_transform_output),
   }
   model.save(serving_dir, save_format='tf', signatures=signatures)
-  tasks.write_model_task(serving_dir, task, label, dict(label_info))
+  tasks.write_model_task(serving_dir, task, label, dict(label_info), features)

@@ -114,7 +114,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                 'global_batch_size': batch})
   export.export(model, tf_transform_output, serving_dir,
                 label_columns(cfg.data.label), task=task,
-                label=cfg.data.label.name, label_info=label_info)
+                label=cfg.data.label.name, label_info=label_info,
+                features={'numeric': cfg.data.features.numeric,
+                          'categorical': cfg.data.features.categorical})
   fit.write_json(os.path.join(run_dir, TRAINING_JSON), result)
   write_kernels(os.path.join(run_dir, KERNELS_NPZ), model_lib.kernels(model))
   strategy_lib.cleanup(run_dir, strategy)
