@@ -201,6 +201,12 @@ def format_summary(result: RunResult, nodes: bool = True) -> str:
                                else '')
       if check.get('rows_needed'):
         note += f", ~{check['rows_needed']:,} held-out rows would decide it"
+      key = {'gap': f"gate.max_gap.{check['metric']}",
+             'baseline': 'gate.baseline_tolerance'}.get(check['kind'])
+      if verdict == 'refused' and key and check.get('low') is not None:
+        # What this data can measure: a limit as wide as the interval's half.
+        half = (check['high'] - check['low']) / 2
+        note += f'; measurable here: {key} >= {half:.2g}'
     return note
 
   lines = [f'Run {result.run_id}: {result.wall_seconds:.0f} s wall']

@@ -578,3 +578,16 @@ def test_data_section_derives_the_label_with_transforms_graph(tmp_path):
   # (TFX's statistics and examples test data come from different runs.)
   assert zeros + ones == rows or f'first {zeros + ones} rows' in text
   _assert_png(directory, 'data.png')
+
+
+def test_summary_of_a_refused_gap_names_the_limit_this_data_can_measure():
+  _, gate, training = _synthetic('multiclass')
+  [check] = [c for c in gate['checks']
+             if c['kind'] == 'gap' and c['metric'] == 'accuracy'
+             and not c['slice']]
+  check.update(verdict='refused', passed=False, low=-0.02, high=0.1,
+               rows_needed=765)
+  text = local_runner.format_summary(run_result('multiclass', gate, training,
+                                                blessed=False))
+  assert ('refused, ~765 held-out rows would decide it; measurable here: '
+          'gate.max_gap.accuracy >= 0.06') in text, text
