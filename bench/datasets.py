@@ -22,7 +22,6 @@ the pipeline's rows and labels.
 
 from __future__ import annotations
 
-import glob
 import importlib.util
 import os
 from typing import Dict, List, Optional
@@ -128,7 +127,8 @@ def csv_stats(path: str, column: str, threshold: Optional[float] = None
 
 
 def split_files(examples_uri: str, split: str) -> List[str]:
-  files = sorted(glob.glob(os.path.join(examples_uri, f'Split-{split}', '*')))
+  from core import records  # TensorFlow: only when splits are read.
+  files = records.split_files(examples_uri, split)
   if not files:
     raise FileNotFoundError(f'no files for split {split!r} below '
                             f'{examples_uri}')
@@ -143,11 +143,11 @@ def read_split(examples_uri: str, split: str):
   import numpy as np
   import pandas as pd
   import tensorflow as tf
+  from core import records
   columns: Dict[str, list] = {}
   count = 0
-  for record in tf.data.TFRecordDataset(split_files(examples_uri, split),
-                                        compression_type='GZIP'):
-    example = tf.train.Example.FromString(record.numpy())
+  for record in records.iterate(split_files(examples_uri, split)):
+    example = tf.train.Example.FromString(record)
     for name, feature in example.features.feature.items():
       kind = feature.WhichOneof('kind')
       values = getattr(feature, kind).value if kind else []

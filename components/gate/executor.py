@@ -42,7 +42,6 @@ import apache_beam as beam
 from google.protobuf import wrappers_pb2
 import numpy as np
 import pyarrow as pa
-import tensorflow as tf
 import tensorflow_model_analysis as tfma
 from absl import logging
 from tensorflow_model_analysis.proto import metrics_for_slice_pb2
@@ -57,6 +56,7 @@ from tfx_bsl.tfxio import tensor_adapter
 from components.gate import decision as decision_lib
 from components.gate import metrics as gate_metrics
 from core import config as config_lib
+from core import records as records_lib
 from core import tasks as tasks_lib
 
 # Artifact keys.
@@ -227,15 +227,16 @@ def smallest_fingerprints(records: Iterable[bytes], size: int) -> List[bytes]:
 def _read_small_split(uris: Sequence[str]) -> Optional[Iterator[bytes]]:
   """The split's serialized records if it is small gzipped TFRecords (as
   ExampleGen writes them), else None: the caller then samples in Beam."""
-  files = [f for uri in uris
-           for f in tf.io.gfile.glob(io_utils.all_files_pattern(uri))]
-  if not files or not all(f.endswith('.gz') for f in files):
+  files = records_lib.glob([io_utils.all_files_pattern(uri) for uri in uris])
+  try:
+    gzipped = records_lib.is_gzipped(files)
+  except records_lib.MixedCompressionError:
+    return None  # Beam reads each file by its own suffix.
+  if not gzipped:
     return None
-  if sum(tf.io.gfile.stat(f).length for f in files) > IN_PROCESS_SAMPLE_MAX_BYTES:
+  if records_lib.size_above(files, IN_PROCESS_SAMPLE_MAX_BYTES) is not None:
     return None
-  batches = tf.data.TFRecordDataset(sorted(files), compression_type='GZIP'
-                                    ).batch(4096)
-  return (record for batch in batches.as_numpy_iterator() for record in batch)
+  return records_lib.iterate(files)
 
 
 def check_candidate(model_uri: str, task: tasks_lib.Task,

@@ -8,7 +8,6 @@ records no task is not pushed."""
 import os
 from typing import Any, Dict, List
 
-import tensorflow as tf
 from absl import logging
 from tfx import types
 from tfx import v1 as tfx
@@ -16,9 +15,9 @@ from tfx.components.pusher import executor as pusher_executor
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
-from tfx.utils import io_utils
 
 from components.pusher import push
+from core import records
 
 MODEL_KEY = 'model'
 MODEL_BLESSING_KEY = 'model_blessing'
@@ -36,10 +35,9 @@ BLESSED_MODEL_URI = 'current_model'
 def read_examples(examples: List[types.Artifact], split: str,
                   count: int) -> List[bytes]:
   """The first ``count`` serialized examples of a split."""
+  # TFX's lookup checks that the split exists (and knows older layouts).
   uri = artifact_utils.get_split_uris(examples, split)[0]
-  files = sorted(tf.io.gfile.glob(io_utils.all_files_pattern(uri)))
-  dataset = tf.data.TFRecordDataset(files, compression_type='GZIP')
-  return [r.numpy() for r in dataset.take(count)]
+  return records.read_all(records.files_in(uri), limit=count)
 
 
 class Executor(pusher_executor.Executor):

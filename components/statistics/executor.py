@@ -24,7 +24,6 @@ import os
 from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Tuple
 
 import numpy as np
-import tensorflow as tf
 import tensorflow_data_validation as tfdv
 from absl import logging
 from tensorflow_metadata.proto.v0 import schema_pb2
@@ -40,6 +39,7 @@ from tfx.utils import stats_utils
 
 from components import beam_fallback
 from components.statistics import compute
+from core import records
 
 # Examples decoded per record batch: large enough that per-batch overhead in
 # the generators is small, small enough to keep each batch a few MB.
@@ -142,9 +142,9 @@ class Executor(beam_fallback.BeamOnFallback, stock_executor.Executor):
         examples_utils.get_file_format(examples) != 'tfrecords_gzip'):
       return None, 'not gzipped tf.Example TFRecords'
     files = {s: _split_files(examples, s) for s in split_names}
-    size = sum(tf.io.gfile.stat(f).length
-               for paths in files.values() for f in paths)
-    if size > self.MAX_IN_MEMORY_BYTES:
+    size = records.size_above([f for paths in files.values() for f in paths],
+                              self.MAX_IN_MEMORY_BYTES)
+    if size is not None:
       return None, (f'{size:,} input bytes exceed MAX_IN_MEMORY_BYTES='
                     f'{self.MAX_IN_MEMORY_BYTES:,}')
     return _Plan(examples, split_names, stats_options, sample_rate_by_split,
@@ -202,7 +202,7 @@ def _set_output_properties(statistics: types.Artifact, plan: _Plan) -> None:
 
 def _split_files(examples: types.Artifact, split: str) -> List[str]:
   [pattern] = examples_utils.get_split_file_patterns([examples], split)
-  return sorted(tf.io.gfile.glob(pattern))
+  return records.glob([pattern])
 
 
 def _read_serialized(files: List[str], split: str) -> Iterator[np.ndarray]:
@@ -210,10 +210,7 @@ def _read_serialized(files: List[str], split: str) -> Iterator[np.ndarray]:
   C++ (gzip and CRC checks included) in file order."""
   if not files:
     return
-  # ExampleGen's files end in .gz; tfx_bsl decides compression the same way.
-  gzipped = [f.endswith('.gz') for f in files]
-  if any(gzipped) and not all(gzipped):
-    raise ValueError(f'Split {split} mixes gzipped and plain files: {files}')
-  dataset = tf.data.TFRecordDataset(
-      files, compression_type='GZIP' if gzipped[0] else '')
+  # ExampleGen's files end in .gz; records decides compression by the names
+  # as tfx_bsl does, and refuses a mix.
+  dataset = records.dataset(files, name=f'Split {split}')
   yield from dataset.batch(DECODE_BATCH_ROWS).as_numpy_iterator()

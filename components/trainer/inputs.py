@@ -29,6 +29,8 @@ from absl import logging
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
+from core import records
+
 # Records parsed per call while loading a split into memory: few, large calls.
 LOAD_BATCH_ROWS = 65_536
 
@@ -73,14 +75,14 @@ def read_split(file_patterns: Sequence[str],
   throughout).
   """
   files = tuple(file_patterns)
-  paths = tuple(path for pattern in files for path in tf.io.gfile.glob(pattern))
+  paths = tuple(records.glob(files, sort=False))
   schema = tf_transform_output.transformed_metadata.schema
 
   def stream(options: tfxio.TensorFlowDatasetOptions) -> tf.data.Dataset:
     return data_accessor.tf_dataset_factory(list(files), options, schema)
 
-  size = sum(tf.io.gfile.stat(path).length for path in paths)
-  if size > max_in_memory_bytes:
+  size = records.size_above(paths, max_in_memory_bytes)
+  if size is not None:
     logging.info('Streaming %s: %d bytes of files, above the in-memory '
                  'bound of %d', files, size, max_in_memory_bytes)
     return Split(files, paths, label_key, stream)
@@ -109,8 +111,7 @@ def _load(files: Tuple[str, ...], paths: Tuple[str, ...],
     raise InputError(f'{files}: no label {label_key!r} among the transformed '
                      f'features {sorted(feature_spec)}')
   parts: Dict[str, list] = {name: [] for name in feature_spec}
-  records = tf.data.TFRecordDataset(paths, compression_type='GZIP')
-  for serialized in records.batch(LOAD_BATCH_ROWS):
+  for serialized in records.dataset(paths).batch(LOAD_BATCH_ROWS):
     for name, tensor in tf.io.parse_example(serialized, feature_spec).items():
       parts[name].append(tensor)
   if not parts[label_key]:
