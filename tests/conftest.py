@@ -24,6 +24,18 @@ EXTENDED = {
         'test_strategy.py resumes from the backup per strategy',
     'test_concurrent_runs.py::test_two_runs_at_once_share_a_serving_dir':
         'test_crash_safety.py runs two pushers of one serving dir at once',
+    'test_distributed.py::test_multi_worker_trains_every_task[multiclass]':
+        'MultiWorker runs binary; the task heads run under Mirrored in '
+        'test_task_heads.py',
+    'test_distributed.py::test_multi_worker_trains_every_task[regression]':
+        'MultiWorker runs binary; the task heads run under Mirrored in '
+        'test_task_heads.py',
+    'test_kubeflow_local_executor.py::test_compiled_pipeline_runs_every_task'
+    '[multiclass]': 'the compiled spec runs binary; every task compiles in '
+    'test_kubeflow_compile.py',
+    'test_kubeflow_local_executor.py::test_compiled_pipeline_runs_every_task'
+    '[regression]': 'the compiled spec runs binary; every task compiles in '
+    'test_kubeflow_compile.py',
 }
 
 

@@ -69,8 +69,24 @@ def _raw_feature_spec(header: Sequence[str], rows: Sequence[Sequence[str]]):
   return spec, casts
 
 
-def _run_transform(root: str, train_shards: int = 2) -> Dict[str, str]:
-  """The project's ``preprocessing_fn`` through tf.Transform on a tiny CSV.
+def task_overrides(shape: str) -> Dict[str, str]:
+  """``small_config`` values for one of ``task_data.SHAPES`` instead of the
+  taxi sample."""
+  import task_data  # pylint: disable=import-outside-toplevel
+  _, label, task = task_data.SHAPES[shape]
+  return {'task': task, 'data.label': label,
+          'data.features.numeric': '[x0, x1]',
+          'data.features.categorical': '[colour]',
+          'data.features.log_scale': '[]'}
+
+
+def _run_transform(root: str, train_shards: int = 2,
+                   csv_path: Optional[str] = None,
+                   overrides: Optional[Dict[str, str]] = None
+                   ) -> Dict[str, str]:
+  """The project's ``preprocessing_fn`` through tf.Transform on a tiny CSV
+  (the taxi sample's first rows unless ``csv_path``; ``overrides``: more
+  ``small_config`` values).
 
   Writes what TFX's Transform writes (``Split-*/`` gzipped tf.Example shards
   and a transform graph) without the LocalDagRunner round trip, which costs
@@ -91,8 +107,8 @@ def _run_transform(root: str, train_shards: int = 2) -> Dict[str, str]:
   from components import preprocessing
   from core import config as config_lib
 
-  cfg = small_config()
-  with open(config_lib.taxi_sample_path(), encoding='utf-8') as f:
+  cfg = small_config(**(overrides or {}))
+  with open(csv_path or config_lib.taxi_sample_path(), encoding='utf-8') as f:
     reader = csv.reader(f)
     header = next(reader)
     rows = [row for _, row in zip(range(FIXTURE_ROWS), reader)]
@@ -155,6 +171,15 @@ def transformed_data(tmp_path_factory) -> Dict[str, str]:
   uris = _run_transform(str(tmp_path_factory.mktemp('transformed')))
   print(f'transformed_data fixture: {time.monotonic() - start:.1f}s')
   return uris
+
+
+def transformed_task_data(root: str, shape: str) -> Dict[str, str]:
+  """As ``transformed_data``, for one of ``task_data.SHAPES``."""
+  import task_data  # pylint: disable=import-outside-toplevel
+  writer = task_data.SHAPES[shape][0]
+  csv_path = writer(os.path.join(root, f'{shape}.csv'), n=FIXTURE_ROWS)
+  return _run_transform(root, csv_path=csv_path,
+                        overrides=task_overrides(shape))
 
 
 def free_ports(count: int) -> List[int]:

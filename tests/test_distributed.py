@@ -8,7 +8,8 @@ TensorFlow starts), on the tiny Transform output of ``transformed_data``:
   same global batch and seed (tolerances below);
 * MultiWorkerMirroredStrategy with 2 worker processes on 127.0.0.1, started
   with the TFJob's command (``python -m kubeflow.training.launch``): both
-  train, only the chief exports and writes the run's metrics and logs;
+  train, only the chief exports and writes the run's metrics and logs; and
+  so for the multiclass and the regression task too;
 * ``tpu`` without a TPU fails at once, naming the address tried;
 * a run killed after an epoch resumes from its backup when started again.
 
@@ -103,6 +104,41 @@ def test_mirrored_two_cpus_matches_single_device(transformed_data, tmp_path):
       for s in ('train', 'eval') for m in a[s]), 'kernel norms', norm_a, norm_b)
 
 
+@pytest.fixture(scope='module', params=['multiclass', 'regression'])
+def task_transformed_data(request, tmp_path_factory):
+  root = tmp_path_factory.mktemp(f'transformed-{request.param}')
+  return request.param, fixtures.transformed_task_data(str(root),
+                                                       request.param)
+
+
+@pytest.mark.slow
+def test_multi_worker_trains_every_task(task_transformed_data, tmp_path):
+  """The multiclass head (softmax, macro F1's confusion matrix) and the
+  regression one (the target scale layer, the standardized loss) under
+  MultiWorkerMirrored: both workers train, the chief exports the task's
+  model."""
+  from core import tasks  # pylint: disable=import-outside-toplevel
+  shape, data = task_transformed_data
+  codes, logs, model, model_run = _multi_worker(
+      data, tmp_path, fixtures.task_overrides(shape))
+  assert codes == [0, 0], logs
+  result = _read_json(os.path.join(model_run, TRAINING_JSON))
+  assert result['task'] == shape
+  assert result['strategy']['workers'] == 2
+  assert result['strategy']['replicas'] == 2
+  task = tasks.get(shape)
+  for epoch in result['epochs']:
+    assert set(task.metrics) <= set(epoch['eval']), epoch
+  last = result['epochs'][-1]['eval']
+  if shape == 'multiclass':
+    assert last['accuracy'] > 0.5  # Three classes: the signal is learnt.
+  else:
+    assert last['r2'] > 0.3
+  recorded, _, info = tasks.read_model_task(os.path.join(model, SERVING))
+  assert recorded.name == shape and info == result['label_info']
+  assert 'Epoch 2/2' in logs[1]
+
+
 def _launch(data, model, model_run, overrides, env, log_path):
   command = [sys.executable, '-m', 'kubeflow.training.launch',
              '--examples', data['examples'],
@@ -115,21 +151,19 @@ def _launch(data, model, model_run, overrides, env, log_path):
                           stderr=subprocess.STDOUT), log
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize('in_memory', [True, False],
-                         ids=['in_memory', 'streamed'])
-def test_multi_worker_two_processes_only_chief_exports(transformed_data,
-                                                        tmp_path, in_memory):
+def _multi_worker(data, tmp_path, overrides):
+  """Two worker processes of one MultiWorkerMirrored run; their exit codes
+  and log tails, with the model and model_run directories."""
   ports = fixtures.free_ports(2)
   model, model_run = str(tmp_path / 'model'), str(tmp_path / 'model_run')
   overrides = {'distribution.strategy': 'multi_worker', 'model.epochs': '2',
-               'model.in_memory_max_mb': '256' if in_memory else '0'}
+               **overrides}
   workers = []
   for index in range(2):
     tmp_dir = tmp_path / f'tmp{index}'
     tmp_dir.mkdir()
     env = fixtures.worker_env(str(tmp_dir), fixtures.tf_config(ports, index))
-    workers.append(_launch(transformed_data, model, model_run, overrides, env,
+    workers.append(_launch(data, model, model_run, overrides, env,
                            str(tmp_path / f'worker{index}.log')))
   deadline = time.monotonic() + TIMEOUT_S
   # A worker that fails leaves its peer waiting on collectives: stop it then.
@@ -144,6 +178,17 @@ def test_multi_worker_two_processes_only_chief_exports(transformed_data,
     codes.append(process.wait())
     log.close()
   logs = [_tail(tmp_path / f'worker{i}.log') for i in range(2)]
+  return codes, logs, model, model_run
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('in_memory', [True, False],
+                         ids=['in_memory', 'streamed'])
+def test_multi_worker_two_processes_only_chief_exports(transformed_data,
+                                                        tmp_path, in_memory):
+  codes, logs, model, model_run = _multi_worker(
+      transformed_data, tmp_path,
+      {'model.in_memory_max_mb': '256' if in_memory else '0'})
   assert codes == [0, 0], logs
 
   # The chief (worker 0: the cluster has no chief task) wrote everything once.
