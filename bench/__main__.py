@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument('--p1-repeats', type=int, default=1)
   p.add_argument('--sizes', default='10000,100000,all')
   p.add_argument('--repeats', type=int, default=5,
-                 help='repeats for the short benchmarks (p3, p4)')
+                 help='repeats for the short benchmarks (p3, p4) and for '
+                 "P2's check and ExampleGen timings")
 
   p = add('p1', 'our whole pipeline vs the official taxi example')
   p.add_argument('--repeats', type=int, default=1,
@@ -56,6 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument('--sizes', default='10000,100000,all',
                  help="comma-separated row counts; 'all' is every labelled "
                  'row (default: %(default)s)')
+  p.add_argument('--repeats', type=int, default=3,
+                 help='timings of the pre-run check and of ExampleGen alone '
+                 'per size, for a median (default: %(default)s; the whole '
+                 'pipeline runs once per size)')
 
   p = add('p3', 'Trainer input pipeline + fit vs bare Keras fit')
   p.add_argument('--repeats', type=int, default=5)
@@ -110,7 +115,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     elif name == 'p2':  # 'all' and 'p2' both define --sizes.
       from bench import p2_flights as bench_module
       result = bench_module.run(os.path.join(workdir, 'p2'),
-                                sizes=_sizes(args.sizes))
+                                sizes=_sizes(args.sizes),
+                                repeats=args.repeats)
     elif name == 'p3':
       from bench import p3_trainer as bench_module
       result = bench_module.run(os.path.join(workdir, 'p3'),

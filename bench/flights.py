@@ -93,6 +93,24 @@ def prepare(root: str, sizes: Sequence[Size], seed: int = 13
   return out
 
 
+def parquet(csv_path: str) -> str:
+  """Writes ``flights.parquet`` beside the CSV (the same rows and columns,
+  types as Arrow's CSV reader infers them, but ``time_hour`` kept as text:
+  TFX's Parquet route has no tf.Example type for a timestamp); returns its
+  path.  An existing file newer than the CSV is reused."""
+  path = os.path.join(os.path.dirname(csv_path), 'flights.parquet')
+  if (os.path.exists(path) and
+      os.path.getmtime(path) >= os.path.getmtime(csv_path)):
+    return path
+  import pyarrow.csv as pa_csv  # Heavy; only the data preparation needs it.
+  import pyarrow.parquet as pq
+  import pyarrow as pa
+  table = pa_csv.read_csv(csv_path, convert_options=pa_csv.ConvertOptions(
+      column_types={'time_hour': pa.string()}))
+  pq.write_table(table, path)
+  return path
+
+
 def _csv_rows(path: str) -> Optional[int]:
   if not os.path.exists(path):
     return None
