@@ -29,7 +29,13 @@ class ConfigError(ValueError):
 
 STRATEGIES = ('auto', 'one_device', 'mirrored', 'multi_worker', 'tpu')
 REGULARIZATION_TECHNIQUES = ('l1', 'l2', 'dropout', 'weight_decay', 'max_norm',
-                             'label_smoothing', 'early_stopping')
+                             'label_smoothing', 'early_stopping', 'batch_norm',
+                             'input_noise', 'mixup', 'weight_averaging',
+                             'lr_schedule')
+# regularization.weight_averaging: an exponential moving average of the
+# weights (every step) or stochastic weight averaging (every epoch's end).
+WEIGHT_AVERAGING = ('ema', 'swa')
+LR_SCHEDULES = ('constant', 'cosine', 'one_cycle')
 
 
 def taxi_sample_path() -> str:
@@ -91,6 +97,22 @@ class FeaturesConfig:
   # memorised, not learnt.
   min_frequency: int = 10
   oov_buckets: int = 10
+  # How numeric columns are scaled (components/preprocessing.py): ``zscore``
+  # (mean and standard deviation), ``robust`` (median and interquartile range,
+  # then the smooth clip x / sqrt(1 + (x/3)^2)) or ``auto``: robust for the
+  # columns whose statistics show heavy tails or outliers, z-score otherwise.
+  # zscore by default: auto lost 0.0017-0.0044 test accuracy on the taxi
+  # sample (docs/configuration.md, Numeric encodings).
+  numeric_encoding: str = 'zscore'
+  # A categorical column with at least this many tokens (vocabulary plus OOV
+  # buckets) is a learned embedding instead of a one-hot block; 0: never.
+  embedding_min_vocab: int = 64
+  # Embedding width min(embedding_max_dim, round(1.6 * tokens^0.56)) (fast.ai).
+  embedding_max_dim: int = 16
+  # The embedding's own regularization: an L2 penalty on its table and
+  # dropout on its output.
+  embedding_l2: float = 1e-4
+  embedding_dropout: float = 0.1
 
   @property
   def all(self) -> Tuple[str, ...]:
@@ -109,9 +131,43 @@ class SplitsConfig:
     return {'train': self.train, 'eval': self.eval, 'test': self.test}
 
 
+NUMERIC_ENCODINGS = ('auto', 'zscore', 'robust')
+
 # data.format: ``auto`` (also written null) takes the format the file names
 # claim (components.ingest.formats, which holds one object per format).
 DATA_FORMATS = ('auto', 'csv', 'parquet', 'tfrecord')
+
+
+# data.missing_values: CSV cells that are missing values, in every column
+# (pandas.read_csv's default list, as of pandas 2: pandas 1.x lacks 'None').
+# Stock CsvExampleGen treats only the empty cell as missing: ('',) is that.
+PANDAS_MISSING_VALUES = (
+    '', '#N/A', '#N/A N/A', '#NA', '-1.#IND', '-1.#QNAN', '-NaN', '-nan',
+    '1.#IND', '1.#QNAN', '<NA>', 'N/A', 'NA', 'NULL', 'NaN', 'None', 'n/a',
+    'nan', 'null')
+
+
+def parse_missing_values(value: Any, where: str = 'data.missing_values'
+                         ) -> Tuple[str, ...]:
+  """``data.missing_values`` as a tuple of distinct strings, the empty cell
+  first (always missing, listed or not: stock cannot write an empty value
+  either); ConfigError for anything but a list of strings."""
+  if isinstance(value, str):
+    value = [value]  # One token; '' is the stock behaviour.
+  if not isinstance(value, (list, tuple)):
+    raise ConfigError(f'{where}: expected a list of strings (e.g. [\'\', NA]),'
+                      f' got {value!r}')
+  for i, token in enumerate(value):
+    if not isinstance(token, str):
+      # YAML reads null, NULL, ~, true, no, 1 and .nan unquoted as non-text.
+      raise ConfigError(
+          f'{where}[{i}]: expected a string, got {token!r} '
+          f'({type(token).__name__}); quote it in YAML (e.g. \'NULL\', '
+          '\'-999\')')
+    if '\n' in token or '\r' in token:
+      raise ConfigError(f'{where}[{i}]: {token!r} spans lines; a token is '
+                        'matched against one whole cell')
+  return tuple(dict.fromkeys(('',) + tuple(value)))
 
 
 @dataclass(frozen=True)
@@ -120,6 +176,9 @@ class DataConfig:
   # files; None: the taxi sample inside the tfx wheel.
   path: Optional[str] = None
   format: str = 'auto'
+  # CSV only: cells (whole, as read: quotes removed, spaces kept) that are
+  # missing values in every column; ('',) is stock CsvExampleGen's rule.
+  missing_values: Tuple[str, ...] = PANDAS_MISSING_VALUES
   label: LabelConfig = field(default_factory=LabelConfig)
   # Left out of a user's data section: inferred from the data.
   features: FeaturesConfig = field(
@@ -155,6 +214,23 @@ class RegularizationConfig:
   max_norm: Optional[float] = None
   label_smoothing: float = 0.0
   early_stopping: Optional[EarlyStoppingConfig] = None
+  # Batch normalization after each hidden Dense layer (before its ReLU).
+  batch_norm: bool = False
+  # Stddev of Gaussian noise added to the encoded features, in training only.
+  input_noise: float = 0.0
+  # Mixup's Beta(alpha, alpha) concentration: examples and their labels are
+  # mixed in pairs within each training batch (0: off).
+  mixup: float = 0.0
+  # ema | swa (None: off); the model ends with (and is evaluated with) the
+  # averaged weights.
+  weight_averaging: Optional[str] = None
+  ema_decay: float = 0.99  # Per step, for ``ema``.
+  swa_start: int = 5  # For ``swa``: the first epoch (1-based) averaged.
+  # constant | cosine | one_cycle, over ``epochs * steps_per_epoch`` steps.
+  lr_schedule: str = 'constant'
+  # Fraction of the planned steps spent warming up linearly (cosine; 0:
+  # none; one_cycle: 0.3 when 0).
+  lr_warmup: float = 0.0
 
   @property
   def active(self) -> Tuple[str, ...]:
@@ -167,9 +243,13 @@ class RegularizationConfig:
     elif self.l2:
       names.append('l2')
     for name in ('dropout', 'weight_decay', 'max_norm', 'label_smoothing',
-                 'early_stopping'):
+                 'early_stopping', 'batch_norm', 'input_noise', 'mixup'):
       if getattr(self, name):
         names.append(name)
+    if self.weight_averaging:
+      names.append(self.weight_averaging)  # 'ema' or 'swa'.
+    if self.lr_schedule != 'constant':
+      names.append(f'{self.lr_schedule}_lr')
     return tuple(names)
 
 
@@ -208,14 +288,17 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TuningConfig:
-  """Optional KerasTuner search over regularization strengths."""
+  """Optional budgeted KerasTuner Bayesian search over the regularization
+  cocktail, the width and depth and the learning rate (the space:
+  ``components.trainer.tuning.search_space``)."""
   enabled: bool = False
-  max_trials: int = 6
-  epochs: int = 8
-  l1: Tuple[float, ...] = (0.0, 1e-5, 1e-4)
-  l2: Tuple[float, ...] = (0.0, 1e-5, 1e-4)
-  dropout: Tuple[float, ...] = (0.0, 0.1, 0.3)
-  weight_decay: Tuple[float, ...] = (0.0, 1e-4, 1e-3)
+  max_trials: int = 20  # An upper bound; the budget usually ends it first.
+  epochs: int = 8  # Per trial, at most (early stopping ends trials sooner).
+  budget_minutes: float = 10.0  # Wall time of the whole search.
+  # Widths searched: min_width..max_width in steps of min_width; depths 1..
+  min_width: int = 32
+  max_width: int = 256
+  max_depth: int = 3
 
 
 @dataclass(frozen=True)
@@ -422,6 +505,10 @@ def _build(cls, raw: Any, where: str):
   if cls is DataConfig and isinstance(raw, Mapping) and (
       'format' in raw and raw['format'] is None):
     raw = {**raw, 'format': 'auto'}  # ``format: null`` means infer it too.
+  if cls is DataConfig and isinstance(raw, Mapping) and (
+      'missing_values' in raw):
+    raw = {**raw, 'missing_values': parse_missing_values(
+        raw['missing_values'])}
   if raw is None:
     raw = {}
   if not isinstance(raw, Mapping):
@@ -456,6 +543,19 @@ _DATACLASSES = {cls.__name__: cls for cls in (
     GateConfig, BeamConfig, OutputConfig, PipelineConfig)}
 
 
+def _validate_tuning(t: TuningConfig) -> None:
+  if not (isinstance(t.budget_minutes, (int, float)) and
+          math.isfinite(t.budget_minutes) and t.budget_minutes > 0):
+    raise ConfigError(f'tuning.budget_minutes: must be a number > 0, got '
+                      f'{t.budget_minutes!r}')
+  for name in ('max_trials', 'epochs', 'min_width', 'max_width', 'max_depth'):
+    if getattr(t, name) < 1:
+      raise ConfigError(f'tuning.{name}: must be >= 1, got {getattr(t, name)}')
+  if t.max_width < t.min_width:
+    raise ConfigError(f'tuning.max_width: must be >= min_width '
+                      f'({t.min_width}), got {t.max_width}')
+
+
 def validate(config: PipelineConfig) -> PipelineConfig:
   """Raises ConfigError on the first value out of range; returns the config
   with the task's defaults filled in (early stopping metric, gate gaps and
@@ -464,6 +564,7 @@ def validate(config: PipelineConfig) -> PipelineConfig:
     raise ConfigError(f'task: unknown task {config.task!r}; expected one of '
                       f'{", ".join(tasks_lib.TASKS)}')
   task = tasks_lib.get(config.task)
+  _validate_tuning(config.tuning)
   try:
     task.validate_label(config.data.label)
   except tasks_lib.LabelError as e:
@@ -492,6 +593,32 @@ def validate(config: PipelineConfig) -> PipelineConfig:
                       f'got {r.label_smoothing}')
   if r.max_norm is not None and r.max_norm <= 0:
     raise ConfigError(f'regularization.max_norm: must be > 0, got {r.max_norm}')
+  for name in ('input_noise', 'mixup'):
+    if getattr(r, name) < 0:
+      raise ConfigError(
+          f'regularization.{name}: must be >= 0 (0: off), got {getattr(r, name)}')
+  if r.weight_averaging in ('none', 'off'):
+    r = dataclasses.replace(r, weight_averaging=None)
+    config = dataclasses.replace(config, regularization=r)
+  if (r.weight_averaging is not None
+      and r.weight_averaging not in WEIGHT_AVERAGING):
+    raise ConfigError(
+        f'regularization.weight_averaging: expected {" or ".join(WEIGHT_AVERAGING)}'
+        f' (or null: off), got {r.weight_averaging!r}')
+  if not 0.0 < r.ema_decay < 1.0:
+    raise ConfigError(
+        f'regularization.ema_decay: must be in (0, 1), got {r.ema_decay}')
+  if r.swa_start < 1:
+    raise ConfigError(
+        f'regularization.swa_start: an epoch, >= 1; got {r.swa_start}')
+  if r.lr_schedule not in LR_SCHEDULES:
+    raise ConfigError(
+        f'regularization.lr_schedule: expected one of {", ".join(LR_SCHEDULES)}'
+        f', got {r.lr_schedule!r}')
+  if not 0.0 <= r.lr_warmup < 1.0:
+    raise ConfigError(
+        f'regularization.lr_warmup: a fraction of the planned steps in [0, 1),'
+        f' got {r.lr_warmup}')
   if r.early_stopping is not None:
     es = r.early_stopping
     if es.metric is None:
@@ -523,6 +650,10 @@ def validate(config: PipelineConfig) -> PipelineConfig:
   if d.format not in DATA_FORMATS:
     raise ConfigError(f'data.format: unknown format {d.format!r}; expected '
                       f'one of {", ".join(DATA_FORMATS)}')
+  missing_values = parse_missing_values(d.missing_values)
+  if missing_values != d.missing_values:
+    d = dataclasses.replace(d, missing_values=missing_values)
+    config = dataclasses.replace(config, data=d)
   if d.path is not None and not d.path.strip():
     raise ConfigError('data.path: empty; name a file, a folder or a glob (or '
                       'leave it out for the taxi sample)')
@@ -548,6 +679,17 @@ def validate(config: PipelineConfig) -> PipelineConfig:
     if getattr(d.features, name) < 1:
       raise ConfigError(f'data.features.{name}: must be >= 1, got '
                         f'{getattr(d.features, name)}')
+  if d.features.numeric_encoding not in NUMERIC_ENCODINGS:
+    raise ConfigError(
+        f'data.features.numeric_encoding: unknown {d.features.numeric_encoding!r}; '
+        f'expected one of {", ".join(NUMERIC_ENCODINGS)}')
+  for name in ('embedding_min_vocab', 'embedding_l2', 'embedding_dropout'):
+    if getattr(d.features, name) < 0:
+      raise ConfigError(f'data.features.{name}: must be >= 0, got '
+                        f'{getattr(d.features, name)}')
+  if d.features.embedding_max_dim < 1 or d.features.embedding_dropout >= 1:
+    raise ConfigError('data.features: embedding_max_dim must be >= 1 and '
+                      'embedding_dropout below 1')
   unknown_log = set(d.features.log_scale) - set(d.features.numeric)
   if unknown_log:
     raise ConfigError(f'data.features.log_scale: {sorted(unknown_log)} are not '

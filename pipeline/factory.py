@@ -86,7 +86,8 @@ def create_pipeline(config: config_lib.PipelineConfig,
           tfx.proto.Input.Split(name='all', pattern=data_file_pattern)]),
       output_config=tfx.proto.Output(split_config=tfx.proto.SplitConfig(
           splits=[tfx.proto.SplitConfig.Split(name=name, hash_buckets=buckets)
-                  for name, buckets in splits.as_buckets().items()]))
+                  for name, buckets in splits.as_buckets().items()])),
+      missing_values=config.data.missing_values,
   ).with_id(NodeIds.EXAMPLE_GEN)
 
   statistics_gen = StatisticsGen(

@@ -147,7 +147,8 @@ def _read(config: config_lib.PipelineConfig
   data = config.data
   try:
     found = formats.find(data.resolved_path, data.format)
-    return found, found.format.read(found.files)
+    return found, found.format.read(found.files,
+                                    missing_values=data.missing_values)
   except (formats.FormatError, formats.InputError) as e:
     raise InputDataError(str(e)) from None
 

@@ -114,7 +114,10 @@ def _read(path: str) -> Tuple[List[str], pa.Table, List[csv_fast.Column]]:
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
       raise InitError(f'{path}: duplicate column names {duplicates}')
-    table = csv_fast.read_csv(path, names)
+    # data.missing_values' default ('NA', 'null', ... and empty cells), as
+    # the written config (which leaves the key out) will read the file.
+    table = csv_fast.read_csv(path, names, missing_values=(
+        config_lib.DataConfig().missing_values))
     if table.num_rows == 0:
       raise InitError(f'{path}: only a header, no data rows')
     return names, table, csv_fast.convert_table(table, path)
@@ -147,7 +150,8 @@ def guess_label(path: str, column: csv_fast.Column,
   if empty.any():
     raise InitError(
         f'{path}: label column {name!r} is empty in {int(empty.sum())} rows '
-        f'(first: data row {int(np.flatnonzero(empty)[0]) + 1}); every row '
+        f'(first: data row {int(np.flatnonzero(empty)[0]) + 1}; empty or a '
+        "missing value such as NA or nan, data.missing_values); every row "
         'needs a label: drop those rows or fill them in')
   counts = pc.value_counts(texts).to_pylist()
   counts = {c['values']: c['counts'] for c in counts}

@@ -205,3 +205,49 @@ def test_a_threshold_that_switches_a_check_off_is_refused(setting, message):
   permissive = config_lib.load_config(overrides=[setting,
                                                  'gate.permissive=true'])
   assert permissive.gate.permissive
+
+
+# data.missing_values
+
+
+def test_missing_values_default_to_pandas_list(tmp_path):
+  values = load_config().data.missing_values
+  assert values == config_lib.PANDAS_MISSING_VALUES
+  assert {'', 'NA', 'N/A', 'null', 'NULL', 'nan', 'NaN', 'None'} <= set(values)
+  try:
+    from pandas._libs import parsers  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    parsers = None
+  if parsers is not None:  # pandas 1.x lacks 'None', which 2.x adds.
+    assert set(parsers.STR_NA_VALUES) <= set(values)
+  # A user's data section that leaves the key out keeps the default.
+  path = tmp_path / 'my.yaml'
+  path.write_text('data: {path: /d/p.csv, label: y}\n')
+  assert load_config(str(path)).data.missing_values == values
+
+
+@pytest.mark.parametrize('value, expected', [
+    ("['']", ('',)),  # Stock CsvExampleGen's rule.
+    ("''", ('',)),
+    ('[NA, "?"]', ('', 'NA', '?')),  # The empty cell is always missing.
+    ("[NA, '', NA, '-999']", ('', 'NA', '-999')),
+    ('[]', ('',)),
+])
+def test_missing_values_are_parsed(value, expected):
+  config = load_config(overrides=[f'data.missing_values={value}'])
+  assert config.data.missing_values == expected
+  assert config_lib.from_dict(config.to_dict()) == config
+
+
+@pytest.mark.parametrize('value, message', [
+    ('[NA, null]', "data.missing_values[1]: expected a string, got None "
+     "(NoneType); quote it in YAML (e.g. 'NULL'"),
+    ('[-999]', 'data.missing_values[0]: expected a string, got -999 (int)'),
+    ('[.nan]', 'data.missing_values[0]: expected a string, got nan (float)'),
+    ('null', 'data.missing_values: expected a list of strings'),
+    ('{NA: 1}', 'data.missing_values: expected a list of strings'),
+    ('["a\\nb"]', 'spans lines'),
+])
+def test_bad_missing_values_are_refused(value, message):
+  with pytest.raises(ConfigError, match=re.escape(message)):
+    load_config(overrides=[f'data.missing_values={value}'])

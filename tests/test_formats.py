@@ -39,7 +39,7 @@ import small_run
 from components.ingest import component, csv_fast, formats
 from core import config as config_lib
 from pipeline import preflight
-from test_ingest import _assert_same, _props, _run, _splits, _tricky_rows, _write_csv
+from test_ingest import STOCK, _assert_same, _props, _run, _splits, _tricky_rows, _write_csv
 
 
 def test_format_names_are_the_configuration_s():
@@ -104,7 +104,7 @@ def test_csv_folder_of_shards_matches_stock(csv_shards):
   assert [os.path.basename(f) for f in found.files] == [
       'part-0.csv', 'part-1.csv', 'part-2.csv']
   ours = _run(component.ArrowCsvExecutor, str(root / 'ours'),
-              _props_for(plain))
+              _props_for(plain, missing_values=STOCK))
   _assert_same(stock, ours)
 
 
@@ -113,7 +113,7 @@ def test_csv_gzip_shards_match_stock_on_the_plain_files(csv_shards,
   root, _, zipped, stock = csv_shards
   assert formats.find(str(zipped)).location.pattern == '*.csv.gz'
   ours = _run(component.ArrowCsvExecutor, str(root / 'gz'),
-              _props_for(zipped))
+              _props_for(zipped, missing_values=STOCK))
   assert beam_calls == []
   _assert_same(stock, ours)
 
@@ -127,7 +127,7 @@ def test_csv_gzip_on_the_beam_fallback_matches_stock(csv_shards, beam_calls,
     _run(stock_csv.Executor, str(root / 'stock-gz'), _props_for(zipped))
   monkeypatch.setattr(component, 'MAX_IN_MEMORY_BYTES', 1)
   ours = _run(component.ArrowCsvExecutor, str(root / 'gz-beam'),
-              _props_for(zipped))
+              _props_for(zipped, missing_values=STOCK))
   assert beam_calls[-1] == 'ArrowCsvExecutor'
   _assert_same(stock, ours)
 

@@ -95,7 +95,8 @@ def _mixed_csv(path, n=400):
         f'{rng.normal(5, 10):.2f}',            # float with negatives
         ['oslo', 'rome', 'lima'][i % 3],       # text
         int(rng.random() < 0.3),               # 0/1
-        'nan',                                 # only NaN
+        'inf',                                 # only infinity ('nan'
+                                               # is a missing value)
         f'{rng.normal():.3f}',                 # a name YAML reads as true
         int(rng.random() < 0.5),               # the label
     ])
@@ -260,3 +261,33 @@ def test_no_heavy_imports(tmp_path):
   out = subprocess.run([sys.executable, '-c', code], cwd=ROOT, check=True,
                        capture_output=True, text=True).stdout
   assert out.strip() == '[]'
+
+
+def _penguins_csv():
+  palmerpenguins = pytest.importorskip('palmerpenguins')
+  return os.path.join(os.path.dirname(palmerpenguins.__file__), 'data',
+                      'penguins.csv')
+
+
+MEASUREMENTS = ('bill_length_mm', 'bill_depth_mm', 'flipper_length_mm',
+                'body_mass_g')
+
+
+def test_penguins_with_na_cells_are_numeric():
+  # penguins.csv writes missing values as NA: data.missing_values' default
+  # makes them missing, so the measurements are numbers, not categories.
+  path = _penguins_csv()
+  columns, rows = _columns(path)
+  inferred = infer.infer_features(
+      columns, config_lib.LabelConfig(name='species'), rows)
+  assert set(MEASUREMENTS) <= set(inferred.numeric)
+  assert {'island', 'sex'} <= set(inferred.categorical)
+  assert 'year' in inferred.all  # Three values: categorical by the INT rule.
+  sex = next(c for c in columns if c.name == 'sex')
+  assert b'NA' not in sex.values.to_pylist()
+  assert int((~sex.present).sum()) == 11
+  # Stock's rule ('' only) reads 'NA' as text: every measurement a string.
+  table = csv_fast.read_csv(path, csv_fast.read_header(path),
+                            missing_values=[''])
+  stock = {c.name: c.type for c in csv_fast.convert_table(table, path)}
+  assert {stock[m] for m in MEASUREMENTS} == {csv_fast.ColumnType.STRING}

@@ -40,7 +40,16 @@ def test_column_types_are_tfx_bsl_s():
       t.name: int(t) for t in ColumnType if t != ColumnType.IGNORE}
 
 
-def _props(input_base, splits, output_splits=SPLITS, partition_feature=None):
+# data.missing_values as stock CsvExampleGen reads a CSV: only the empty cell
+# is missing. Every comparison with stock on a file that may hold 'NA',
+# 'null' or 'nan' runs ours with it.
+STOCK = ['']
+
+
+def _props(input_base, splits, output_splits=SPLITS, partition_feature=None,
+           missing_values=None):
+  """Execution properties as the component passes them; ``missing_values``
+  (None: no custom_config, so the executor's default, pandas' list)."""
   output = example_gen_pb2.Output()
   if output_splits:
     output.split_config.CopyFrom(example_gen_pb2.SplitConfig(splits=[
@@ -57,6 +66,9 @@ def _props(input_base, splits, output_splits=SPLITS, partition_feature=None):
       # What the CsvExampleGen component passes.
       specs.OUTPUT_DATA_FORMAT_KEY: example_gen_pb2.FORMAT_TF_EXAMPLE,
       specs.OUTPUT_FILE_FORMAT_KEY: example_gen_pb2.FORMAT_TFRECORDS_GZIP,
+      **({} if missing_values is None else {
+          specs.CUSTOM_CONFIG_KEY: proto_utils.proto_to_json(
+              component.csv_custom_config(missing_values))}),
   }
 
 
@@ -160,7 +172,7 @@ def tricky(tmp_path_factory):
   rows = _tricky_rows()
   _write_csv(data / 'part-0.csv', rows[:250])
   _write_csv(data / 'part-1.csv', rows[250:])
-  props = _props(str(data), {'all': 'part-*.csv'})
+  props = _props(str(data), {'all': 'part-*.csv'}, missing_values=STOCK)
   return root, props, _run(stock.Executor, str(root / 'stock'), props)
 
 
@@ -208,7 +220,7 @@ def test_input_splits_without_hashing_match_stock(tmp_path):
   _write_csv(data / 'eval.csv', rows[80:], newline='\r\n',
              last_newline=False)
   props = _props(str(data), {'train': 'train.csv', 'eval': 'eval.csv'},
-                 output_splits=None)
+                 output_splits=None, missing_values=STOCK)
   _assert_same(_run(stock.Executor, str(tmp_path / 'stock'), props),
                _run(component.ArrowCsvExecutor, str(tmp_path / 'ours'),
                     props))
@@ -242,7 +254,8 @@ def test_header_as_users_write_it(tmp_path):
 @pytest.mark.slow  # Stock takes about 6 s on the 15,002 rows.
 def test_taxi_sample_gives_identical_splits(tmp_path):
   taxi = config_lib.taxi_sample_path()  # 15,002 rows, inside the tfx wheel.
-  props = _props(os.path.dirname(taxi), {'all': os.path.basename(taxi)})
+  props = _props(os.path.dirname(taxi), {'all': os.path.basename(taxi)},
+                 missing_values=STOCK)
   _assert_same(_run(stock.Executor, str(tmp_path / 'stock'), props),
                _run(component.ArrowCsvExecutor, str(tmp_path / 'ours'),
                     props))
@@ -475,3 +488,140 @@ def test_beam_fallback_reads_the_header_as_the_fast_path(tmp_path, monkeypatch,
   _assert_same(fast, beam)
   example = tf.train.Example.FromString(next(iter(_splits(beam)['train'])))
   assert set(example.features.feature) == {'a', 'b'}
+
+
+# ---------------------------------------------------------------------------
+# Missing-value tokens (data.missing_values)
+
+
+def _token_rows(n=300):
+  """Penguins-like rows: numbers, categories and missing-value tokens."""
+  rng = random.Random(11)
+  tokens = list(config_lib.PANDAS_MISSING_VALUES)
+  rows = []
+  for i in range(n):
+    def maybe(value, p=0.1):
+      return rng.choice(tokens) if rng.random() < p else value
+    rows.append({
+        'species': rng.choice(['Adelie', 'Gentoo', 'Chinstrap']),
+        'bill_length_mm': maybe(f'{rng.uniform(30, 60):.1f}'),
+        'body_mass_g': maybe(str(rng.randint(2700, 6300))),
+        'sex': maybe(rng.choice(['male', 'female'])),
+        'quoted': maybe(rng.choice(['"NA"', '"null"', '"1"', '2'])),
+        # Not tokens: spaces are kept, as stock keeps them (' ' is no empty
+        # cell either), and case matters ('na', 'Null').
+        'near_misses': rng.choice([' NA', 'NA ', 'na', 'Null', 'x']),
+        'all_missing': rng.choice(['NA', '', 'null']),
+        'year': str(2007 + i % 3),
+    })
+  return rows
+
+
+def _emptied(rows):
+  tokens = set(config_lib.PANDAS_MISSING_VALUES)
+  # A quoted token ('"NA"') is one too, as a quoted empty cell is missing.
+  return [{k: '' if v.strip('"') in tokens else v for k, v in row.items()}
+          for row in rows]
+
+
+def test_missing_value_tokens_give_stock_examples_of_the_emptied_file(
+    tmp_path, monkeypatch, beam_calls):
+  # With the default list, a file with 'NA' (and the other tokens) gives
+  # the examples stock CsvExampleGen gives for the same file with those
+  # cells empty: numeric columns stay numeric, 'NA' is no category.
+  rows = _token_rows()
+  tokens, empty = tmp_path / 'tokens', tmp_path / 'empty'
+  tokens.mkdir()
+  empty.mkdir()
+  _write_csv(tokens / 'data.csv', rows)
+  _write_csv(empty / 'data.csv', _emptied(rows))
+  stock_examples = _run(stock.Executor, str(tmp_path / 'stock'),
+                        _props(str(empty), {'all': 'data.csv'}))
+  beam_calls.clear()  # Stock's own Do.
+  example = tf.train.Example.FromString(next(iter(
+      _splits(stock_examples)['train'])))
+  kinds = {n: f.WhichOneof('kind')
+           for n, f in example.features.feature.items()}
+  assert kinds['bill_length_mm'] == 'float_list'
+  assert kinds['body_mass_g'] == kinds['quoted'] == 'int64_list'
+  assert kinds['near_misses'] == 'bytes_list'
+  assert kinds['all_missing'] is None  # No value at all: no type.
+  props = _props(str(tokens), {'all': 'data.csv'})  # The default list.
+  ours = _run(component.ArrowCsvExecutor, str(tmp_path / 'ours'), props)
+  assert beam_calls == []
+  _assert_same(stock_examples, ours)
+  # The Beam fallback applies the tokens too.
+  monkeypatch.setattr(component, 'MAX_IN_MEMORY_BYTES', 1)
+  beam = _run(component.ArrowCsvExecutor, str(tmp_path / 'beam'), props)
+  assert beam_calls == ['ArrowCsvExecutor']
+  _assert_same(stock_examples, beam)
+  # Listed explicitly, the same list gives the same examples.
+  monkeypatch.setattr(component, 'MAX_IN_MEMORY_BYTES', 2 * 1024 ** 3)
+  _assert_same(stock_examples, _run(
+      component.ArrowCsvExecutor, str(tmp_path / 'listed'),
+      _props(str(tokens), {'all': 'data.csv'},
+             missing_values=config_lib.PANDAS_MISSING_VALUES)))
+
+
+def _read(tmp_path, text, missing_values=None):
+  path = tmp_path / 'd.csv'
+  path.write_text(text)
+  names = csv_fast.read_header(str(path))
+  table = csv_fast.read_csv(str(path), names, missing_values=missing_values)
+  return table, {c.name: c for c in csv_fast.convert_table(table, str(path))}
+
+
+def test_tokens_are_missing_in_numeric_and_string_columns(tmp_path):
+  text = ('n,f,s,q\n1,1.5,male,"NA"\nNA,N/A,NA,"x"\nnull,nan,None,\n'
+          '3,-NaN,female,"null"\n')
+  table, columns = _read(tmp_path, text)
+  assert table.to_pydict() == {
+      'n': ['1', None, None, '3'], 'f': ['1.5', None, None, None],
+      's': ['male', None, None, 'female'], 'q': [None, 'x', None, None]}
+  assert columns['n'].type == ColumnType.INT
+  assert columns['n'].present.tolist() == [True, False, False, True]
+  assert columns['n'].values[columns['n'].present].tolist() == [1, 3]
+  assert columns['f'].type == ColumnType.FLOAT
+  assert columns['s'].type == ColumnType.STRING
+  assert columns['s'].present.tolist() == [True, False, False, True]
+
+
+def test_stock_list_keeps_tokens_as_values(tmp_path):
+  text = 'n,s\n1,male\nNA,NA\n,\n'
+  table, columns = _read(tmp_path, text, missing_values=STOCK)
+  assert table.to_pydict() == {'n': ['1', 'NA', None], 's': ['male', 'NA',
+                                                             None]}
+  assert columns['n'].type == ColumnType.STRING  # As stock types it.
+  assert columns['s'].values.to_pylist() == [b'male', b'NA', None]
+
+
+def test_a_custom_list(tmp_path):
+  text = 'n,s\n1,a\n-999,?\nNA,b\n,c\n'
+  table, columns = _read(tmp_path, text, missing_values=['-999', '?'])
+  # The empty cell is always missing; 'NA' is not in this list.
+  assert table.to_pydict() == {'n': ['1', None, 'NA', None],
+                               's': ['a', None, 'b', 'c']}
+  assert columns['n'].type == ColumnType.STRING
+  _, columns = _read(tmp_path, 'n\n1\n-999\n\n2\n', missing_values=['-999'])
+  assert columns['n'].type == ColumnType.INT
+  assert columns['n'].present.tolist() == [True, False, True]
+
+
+def test_component_carries_missing_values_to_the_executor():
+  def carried(**kwargs):
+    gen = component.ArrowCsvExampleGen(
+        input_base='/data', input_config=example_gen_pb2.Input(splits=[
+            example_gen_pb2.Input.Split(name='all', pattern='x.csv')]),
+        **kwargs)
+    # The spec holds it as JSON, as a launcher (local or Kubeflow) passes it.
+    assert isinstance(gen.exec_properties[specs.CUSTOM_CONFIG_KEY], str)
+    carried = component.missing_values_of(gen.exec_properties)
+    assert carried == component.missing_values_of({
+        specs.CUSTOM_CONFIG_KEY: component.csv_custom_config(
+            kwargs.get('missing_values'))})  # Or the proto itself.
+    return carried
+
+  assert carried() == config_lib.PANDAS_MISSING_VALUES
+  assert carried(missing_values=STOCK) == ('',)
+  assert carried(missing_values=['NA', '?']) == ('', 'NA', '?')
+  assert component.missing_values_of({}) == config_lib.PANDAS_MISSING_VALUES

@@ -271,3 +271,23 @@ def test_every_task_compiles_with_the_task_in_its_components(task, label,
   for node in (factory.NodeIds.TRANSFORM, factory.NodeIds.TRAINER):
     custom = json.loads(constant(node, 'custom_config'))
     assert custom['config']['task'] == task, node
+
+
+def test_example_gen_carries_the_missing_values(job, tmp_path):
+  """data.missing_values reaches the CSV executor through the compiled spec
+  (its custom_config), as a Kubeflow run's executor reads it."""
+  from components.ingest import component  # pylint: disable=g-import-not-at-top
+
+  def carried(spec):
+    parameters = _tasks(spec)[factory.NodeIds.EXAMPLE_GEN]['inputs'][
+        'parameters']
+    return component.missing_values_of(
+        {'custom_config': parameters['custom_config']['runtimeValue'][
+            'constant']})
+  assert carried(job) == config_lib.PANDAS_MISSING_VALUES
+  config = config_lib.load_config(overrides=["data.missing_values=['', '?']"])
+  path = runner.compile_pipeline(config, output_path=str(tmp_path / 'p.json'),
+                                 image=IMAGE, pipeline_root=ROOT,
+                                 data_root=DATA, serving_dir=SERVING)
+  with open(path, encoding='utf-8') as f:
+    assert carried(json.load(f)) == ('', '?')

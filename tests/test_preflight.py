@@ -51,7 +51,9 @@ def test_good_file_summary(tmp_path):
     ('fare,trip_miles,payment_type,tips\n' + '10,,Cash,1\n10,,Card,5\n' * 10, (),
      "numeric column 'trip_miles' has no values"),
     ('fare,trip_miles,payment_type,tips\n' + '10,nan,Cash,1\n10,nan,Card,5\n' * 10,
-     (), "numeric column 'trip_miles' is all NaN"),
+     ("data.missing_values=['']",), "numeric column 'trip_miles' is all NaN"),
+    ('fare,trip_miles,payment_type,tips\n' + '10,nan,Cash,1\n10,NA,Card,5\n' * 10,
+     (), "numeric column 'trip_miles' has no values"),
     ('fare,trip_miles,payment_type,tips\n' + '10,far,Cash,1\n10,3,Card,5\n' * 10,
      (), "numeric column 'trip_miles' holds 'far'"),
     ('fare,fare,payment_type,tips\n' + '10,1,Cash,1\n' * 20, (),
@@ -218,3 +220,69 @@ def test_slice_features_must_be_columns(tmp_path):
   assert check_csv(_config(path, 'gate.slice_features=[payment_type]'))
   with pytest.raises(InputDataError, match=r"gate.slice_features \['company'\]"):
     check_csv(_config(path, 'gate.slice_features=[company]'))
+
+
+# --------------------------------------------------------------------------
+# Missing-value tokens (data.missing_values): pandas' 'NA', 'null', ... by
+# default, in every column.
+
+PENGUIN_HEADER = 'species,bill_length_mm,body_mass_g,sex\n'
+
+
+def _penguin_rows(n, bad=None):
+  rows = []
+  for i in range(n):
+    cells = [('Adelie', 'Gentoo', 'Chinstrap')[i % 3], f'{35 + i % 20}.5',
+             str(3000 + 50 * (i % 40)), ('male', 'female')[i % 2]]
+    if i % 9 == 3:
+      cells[1:] = ['NA', 'NA', 'NA']  # As penguins.csv writes them.
+    elif i % 11 == 5:
+      cells[1:] = ['null', '', 'N/A']
+    rows.append(','.join(cells) + '\n')
+  if bad is not None:
+    rows[bad] = 'Gentoo,abc,4000,male\n'
+  return ''.join(rows)
+
+
+def _penguin_config(path, *overrides):
+  return config_lib.load_config(overrides=[
+      f'data.path={path}', 'model.batch_size=4', 'task=multiclass',
+      'data.label=species',
+      'data.features={numeric: [bill_length_mm, body_mass_g], '
+      'categorical: [sex]}', *overrides])
+
+
+def test_missing_value_tokens_pass_with_numeric_features(tmp_path):
+  path = _write(tmp_path, PENGUIN_HEADER + _penguin_rows(60))
+  summary = check_csv(_penguin_config(path))
+  assert summary.rows_total == 60
+  # Inferred, the columns are numeric too, and 'NA' is no category of sex.
+  inferred = check_csv(_penguin_config(path, 'data.features=auto')).inferred
+  assert inferred.numeric == ('bill_length_mm', 'body_mass_g')
+  assert inferred.categorical == ('sex',)
+
+
+def test_stock_missing_values_refuse_the_tokens(tmp_path):
+  path = _write(tmp_path, PENGUIN_HEADER + _penguin_rows(60))
+  with pytest.raises(InputDataError) as info:
+    check_csv(_penguin_config(path, "data.missing_values=['']"))
+  assert ("numeric column 'bill_length_mm' holds 'NA' at data row 4"
+          in str(info.value))
+
+
+def test_a_real_non_number_is_still_refused(tmp_path):
+  path = _write(tmp_path, PENGUIN_HEADER + _penguin_rows(60, bad=40))
+  with pytest.raises(InputDataError) as info:
+    check_csv(_penguin_config(path))
+  assert str(info.value) == (
+      f"{path}: numeric column 'bill_length_mm' holds 'abc' at data row 41; "
+      'expected numbers (or move it to data.features.categorical)')
+
+
+def test_a_custom_token(tmp_path):
+  path = _write(tmp_path, PENGUIN_HEADER
+                + _penguin_rows(60, bad=40).replace('abc', '?'))
+  with pytest.raises(InputDataError, match="holds '\\?' at data row 41"):
+    check_csv(_penguin_config(path))
+  assert check_csv(_penguin_config(
+      path, "data.missing_values=['', NA, 'null', N/A, '?']")).rows_total == 60

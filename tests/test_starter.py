@@ -162,9 +162,13 @@ def test_default_output_and_overwrite(tmp_path, monkeypatch):
 @pytest.mark.parametrize('labels, message', [
     (['a'] * 50, "label column 'y' has one value \\('a'\\) in all 50 rows"),
     (['a', 'b', ''] * 20, "label column 'y' is empty in 20 rows \\(first: "
-     'data row 3\\)'),
+     'data row 3;'),
+    # NA and nan are missing values (data.missing_values' default).
+    (['a', 'b', 'NA'] * 20, "label column 'y' is empty in 20 rows \\(first: "
+     'data row 3; empty or a missing value such as NA'),
     ([f'id{i}' for i in range(60)], 'an identifier, not classes'),
-    ([f'{i}.5' for i in range(59)] + ['nan'], "holds 'nan' in data row 60"),
+    ([f'{i}.5' for i in range(59)] + ['inf'], "holds 'inf' in data row 60"),
+    ([f'{i}.5' for i in range(59)] + ['nan'], "is empty in 1 rows"),
 ])
 def test_bad_labels(tmp_path, labels, message):
   with pytest.raises(starter.InitError, match=message):
@@ -222,3 +226,20 @@ def test_no_heavy_imports(tmp_path):
                        capture_output=True, text=True).stdout
   assert out.strip() == '[]'
   assert os.path.exists(tmp_path / 'c.yaml')
+
+
+def test_penguins_csv_with_na_cells(tmp_path):
+  # The CSV inside the palmerpenguins package writes missing values as NA.
+  palmerpenguins = pytest.importorskip('palmerpenguins')
+  data = os.path.join(os.path.dirname(palmerpenguins.__file__), 'data',
+                      'penguins.csv')
+  out = starter.main(data, 'species', output=str(tmp_path / 'p.yaml'))
+  features = config_lib.load_config(out).data.features
+  assert {'bill_length_mm', 'bill_depth_mm', 'flipper_length_mm',
+          'body_mass_g'} <= set(features.numeric)
+  assert {'island', 'sex'} <= set(features.categorical)
+  raw = yaml.safe_load(open(out, encoding='utf-8'))
+  assert raw['task'] == 'multiclass'
+  # The pre-run check reads the file as init did.
+  summary = preflight.check_data(config_lib.load_config(out))
+  assert summary.rows_total == 344

@@ -9,7 +9,11 @@ artifact of its stock TFX route.
   the split), serialization and hash partitioning. Stock itself cannot read
   a ``.csv.gz`` (it reads the header line still compressed, and cannot
   iterate the lines of Beam's decompressing file); the Beam path here reads
-  both as the in-process path does, so both read gzip.
+  both as the in-process path does, so both read gzip. Cells equal to one of
+  ``data.missing_values`` (``custom_config``; by default pandas' 'NA',
+  'null', ... as well as the empty cell) are missing values on both paths:
+  the examples stock writes for the same file with those cells emptied;
+  ``['']`` is stock exactly.
 * ``ParquetExampleGen``: ``FileBasedExampleGen`` with ``ArrowParquetExecutor``,
   which subclasses TFX's ``custom_executors.parquet_executor`` and writes
   what it writes (``parquet_fast``: zeros and empty strings as empty
@@ -49,10 +53,11 @@ import threading
 import time
 import uuid
 import zlib
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from absl import logging
 import apache_beam as beam
+from google.protobuf import struct_pb2
 import numpy as np
 import pyarrow as pa
 from tfx import types
@@ -156,6 +161,44 @@ class _NeedsBeam(Exception):
   """Raised while reading: the stock Beam executor must convert this input."""
 
 
+# The CSV executor's options travel in the spec's ``custom_config``
+# execution property (an example_gen_pb2.CustomConfig, whose Any holds a
+# google.protobuf.Struct): compiled into a Kubeflow spec like the other
+# properties, and part of the execution's cache key.
+MISSING_VALUES_KEY = 'missing_values'
+
+
+def csv_custom_config(missing_values: Optional[Sequence[str]] = None
+                      ) -> example_gen_pb2.CustomConfig:
+  """The ``custom_config`` carrying the CSV's missing-value tokens (None:
+  ``data.missing_values``' default)."""
+  options = struct_pb2.Struct()
+  options.update({MISSING_VALUES_KEY: list(
+      csv_fast.missing_value_tokens(missing_values))})
+  custom_config = example_gen_pb2.CustomConfig()
+  custom_config.custom_config.Pack(options)
+  return custom_config
+
+
+def missing_values_of(exec_properties: Dict[str, Any]) -> Tuple[str, ...]:
+  """The missing-value tokens an execution's ``custom_config`` carries
+  (JSON, as a launcher passes it, or the proto); without one, the default
+  of ``data.missing_values``."""
+  raw = exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY)
+  if not raw:
+    return csv_fast.missing_value_tokens()
+  custom_config = raw
+  if not isinstance(raw, example_gen_pb2.CustomConfig):
+    custom_config = example_gen_pb2.CustomConfig()
+    proto_utils.json_to_proto(raw, custom_config)
+  options = struct_pb2.Struct()
+  if (not custom_config.HasField('custom_config')
+      or not custom_config.custom_config.Unpack(options)
+      or MISSING_VALUES_KEY not in options):
+    return csv_fast.missing_value_tokens()
+  return csv_fast.missing_value_tokens(list(options[MISSING_VALUES_KEY]))
+
+
 @dataclasses.dataclass
 class _Records:
   """The serialized examples of one input split: ``take(rows)`` gives those
@@ -183,6 +226,12 @@ class _Ingest:
     """The split's examples (may raise _NeedsBeam)."""
     raise NotImplementedError
 
+  def configured(self, exec_properties: Dict[str, Any]) -> '_Ingest':
+    """This reader with the execution's options (the CSV's missing-value
+    tokens)."""
+    del exec_properties
+    return self
+
 
 def _column_records(columns: Sequence[csv_fast.Column], n: int,
                     missing_as_empty_feature: bool = False) -> _Records:
@@ -193,7 +242,14 @@ def _column_records(columns: Sequence[csv_fast.Column], n: int,
 
 
 class _CsvIngest(_Ingest):
-  """CSV files, plain or gzip, read with Arrow (``csv_fast``)."""
+  """CSV files, plain or gzip, read with Arrow (``csv_fast``); a cell equal
+  to one of ``missing_values`` is a missing value."""
+
+  def __init__(self, missing_values: Optional[Sequence[str]] = None):
+    self.missing_values = csv_fast.missing_value_tokens(missing_values)
+
+  def configured(self, exec_properties: Dict[str, Any]) -> '_CsvIngest':
+    return _CsvIngest(missing_values_of(exec_properties))
 
   def reason(self, paths):
     reason = super().reason(paths)
@@ -208,8 +264,9 @@ class _CsvIngest(_Ingest):
 
   def records(self, paths):
     names = formats.CSV.header(paths[0], _open)
-    table = pa.concat_tables([formats.CSV.read_table(p, names, _open)
-                              for p in paths])
+    table = pa.concat_tables([
+        formats.CSV.read_table(p, names, _open, self.missing_values)
+        for p in paths])
     n = table.num_rows
     columns = csv_fast.convert_table(table, ', '.join(paths))
     del table
@@ -319,8 +376,9 @@ class _InProcessExecutor(beam_fallback.BeamOnFallback):
     files = {split.name: _split_files(input_base, split.pattern)
              for split in input_config.splits}
     name = type(self).__name__
+    ingest = self.INGEST.configured(exec_properties)
 
-    reason = _beam_reason(files, output_config, exec_properties, self.INGEST)
+    reason = _beam_reason(files, output_config, exec_properties, ingest)
     if reason:
       return self._beam_do(reason, input_dict, output_dict, exec_properties)
 
@@ -339,11 +397,11 @@ class _InProcessExecutor(beam_fallback.BeamOnFallback):
         # hashed into the output splits.
         (pattern_files,) = files.values()
         buckets = [s.hash_buckets for s in output_config.split_config.splits]
-        rows = _write(self.INGEST.records(pattern_files), split_names,
+        rows = _write(ingest.records(pattern_files), split_names,
                       buckets, staging)
       else:
         # Stock: each input split on its own (CSV: types inferred per split).
-        rows = sum(_write(self.INGEST.records(files[split]), [split], None,
+        rows = sum(_write(ingest.records(files[split]), [split], None,
                           staging) for split in split_names)
       _publish(staging, examples, split_names)
     except _NeedsBeam as e:
@@ -399,7 +457,14 @@ class _CsvToExample(csv_executor._CsvToExample):  # pylint: disable=protected-ac
   """Stock's CSV transform, able to read gzip: the column names read as the
   in-process path reads them (``formats.CSV.headers``: gzip decompressed, a
   byte-order mark dropped, names trimmed), where stock reads the header line
-  raw, and the lines read by ``_ReadCsvRecords``. The rest is stock's."""
+  raw, and the lines read by ``_ReadCsvRecords``; a cell equal to one of
+  the missing-value tokens (``custom_config``) is emptied after parsing,
+  which is what the in-process path's Arrow reader does with them. The rest
+  is stock's."""
+
+  def __init__(self, exec_properties: Dict[str, Any], split_pattern: str):
+    super().__init__(exec_properties, split_pattern)
+    self._missing_values = missing_values_of(exec_properties)
 
   def expand(self, pipeline):
     csv_files = fileio.glob(self._csv_pattern)
@@ -414,6 +479,10 @@ class _CsvToExample(csv_executor._CsvToExample):  # pylint: disable=protected-ac
         | 'ReadFromText' >> beam.ParDo(_ReadCsvRecords())
         | 'ParseCSVLine' >> beam.ParDo(csv_decoder.ParseCSVLine(delimiter=','))
         | 'ExtractParsedCSVLines' >> beam.Keys())
+    tokens = {t.encode('utf-8') for t in self._missing_values} - {b''}
+    if tokens:
+      parsed_csv_lines = parsed_csv_lines | 'MissingValues' >> beam.Map(
+          lambda cells: [b'' if c in tokens else c for c in cells])
     column_infos = beam.pvalue.AsSingleton(
         parsed_csv_lines
         | 'InferColumnTypes' >> beam.CombineGlobally(
@@ -539,10 +608,24 @@ def _publish(staging: str, examples: List[types.Artifact],
 # The classes behind tfx.v1.components' ExampleGens, imported directly:
 # tfx.v1 also imports every other component (16 s more here, under load).
 class ArrowCsvExampleGen(csv_component.CsvExampleGen):
-  """``CsvExampleGen`` with ``ArrowCsvExecutor``: same parameters, same
-  driver, same output artifact."""
+  """``CsvExampleGen`` with ``ArrowCsvExecutor``: same parameters (and
+  ``missing_values``), same driver, same output artifact.
+
+  ``missing_values``: the cells that are missing values in every column
+  (``data.missing_values``; None: its default, pandas' list); ``['']`` is
+  stock's rule. They reach the executor in ``custom_config``, which stock
+  CsvExampleGen's spec has but its constructor does not take."""
 
   EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(ArrowCsvExecutor)
+
+  def __init__(self, input_base=None, input_config=None, output_config=None,
+               range_config=None,
+               missing_values: Optional[Sequence[str]] = None):
+    # CsvExampleGen.__init__ passes no custom_config: call its base's.
+    example_gen_component.FileBasedExampleGen.__init__(  # pylint: disable=non-parent-init-called
+        self, input_base=input_base, input_config=input_config,
+        output_config=output_config, range_config=range_config,
+        custom_config=csv_custom_config(missing_values))
 
 
 class ParquetExampleGen(example_gen_component.FileBasedExampleGen):

@@ -6,7 +6,10 @@ and write each record: about 0.5 ms of CPU per row. This module does the
 same work column-wise:
 
 * ``read_csv`` parses whole files with ``pyarrow.csv`` into string columns,
-  empty cells (quoted or not) being missing values, as in stock;
+  empty cells (quoted or not) being missing values, as in stock, and so
+  every cell equal to one of ``missing_values`` (``data.missing_values``:
+  by default pandas' 'NA', 'null', 'nan', ...; ``['']`` is stock's rule),
+  in every column: the one place where those tokens are applied;
 * ``convert_column`` infers each column's type with stock's rules
   (``tfx_bsl.coders.csv_decoder``: INT if every non-empty cell is a Python
   ``int`` within int64, else FLOAT if every one is a Python ``float``, else
@@ -86,14 +89,20 @@ def read_header(path: str,
 
 
 def read_csv(path: str, column_names: Sequence[str],
-             open_fn: Optional[Callable[[str], object]] = None) -> pa.Table:
+             open_fn: Optional[Callable[[str], object]] = None,
+             missing_values: Optional[Sequence[str]] = None) -> pa.Table:
   """All rows of ``path`` as string columns named ``column_names``.
 
   The header line is skipped, not parsed (``read_header`` reads it).
   ``open_fn``, if given, opens ``path`` as a binary file object (a gs://
   path, a gzip stream); else Arrow reads the local file itself.
+  ``missing_values``: the cells that are null (missing), compared whole
+  with the cell as parsed (quotes removed, spaces kept, as stock keeps
+  them: ' NA' is no token, as ' ' is no empty cell); the empty cell is
+  always one. None: ``data.missing_values``' default, pandas' list.
   """
   names = list(column_names)
+  tokens = missing_value_tokens(missing_values)
   # Arrow parses in blocks and cannot split a row across two: a block far
   # larger than its 1 MiB default keeps huge fields (long text, serialized
   # blobs) readable at no cost for ordinary rows.
@@ -105,8 +114,10 @@ def read_csv(path: str, column_names: Sequence[str],
                                       ignore_empty_lines=True)
   convert_options = pa_csv.ConvertOptions(
       column_types={n: pa.string() for n in names},
-      # Only the empty cell is missing; 'NA', 'null', 'nan' are values.
-      null_values=[''], strings_can_be_null=True,
+      # Exact matches, quoted or not; with ('',), 'NA', 'null' and 'nan'
+      # are values, as in stock. Type inference then sees only the rest:
+      # numbers and 'NA' make an INT or FLOAT column with missing cells.
+      null_values=list(tokens), strings_can_be_null=True,
       quoted_strings_can_be_null=True)
   source = path if open_fn is None else open_fn(path)
   try:
@@ -119,6 +130,17 @@ def read_csv(path: str, column_names: Sequence[str],
   finally:
     if source is not path:
       source.close()
+
+
+def missing_value_tokens(missing_values: Optional[Sequence[str]] = None
+                         ) -> Tuple[str, ...]:
+  """The tokens ``read_csv`` treats as missing: ``missing_values`` checked
+  as ``data.missing_values`` is (the empty cell always included), or its
+  default."""
+  from core import config as config_lib  # pylint: disable=g-import-not-at-top
+  return config_lib.parse_missing_values(
+      config_lib.PANDAS_MISSING_VALUES if missing_values is None
+      else missing_values, where='missing_values')
 
 
 # ---------------------------------------------------------------------------
@@ -140,7 +162,8 @@ def infer_value_type(cell: bytes) -> ColumnType:
 
 @dataclasses.dataclass
 class Column:
-  """A converted column: ``present`` marks its non-empty cells; ``values``
+  """A converted column: ``present`` marks its cells with a value (neither
+  empty nor a missing-value token: null in ``read_csv``'s table); ``values``
   is an int64 or float32 numpy array for INT and FLOAT (anything where a
   cell is empty), a large_binary Arrow array with nulls for STRING, and
   None for UNKNOWN (no value in any row)."""

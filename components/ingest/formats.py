@@ -257,13 +257,18 @@ class InputFormat:
   def default_pattern(self) -> str:
     return '*' + self.suffixes[0]
 
-  def read(self, files: Sequence[str]) -> CheckData:
+  def read(self, files: Sequence[str],
+           missing_values: Optional[Sequence[str]] = None) -> CheckData:
     """Every row of ``files``, read as ingestion reads them; raises
-    InputError naming the file (and row)."""
+    InputError naming the file (and row). ``missing_values``
+    (``data.missing_values``; None: its default) applies to text formats
+    only: Parquet and TFRecord have real nulls and ignore it."""
     raise NotImplementedError
 
-  def example_gen(self, *, input_base, input_config, output_config):
-    """The ExampleGen component that ingests this format."""
+  def example_gen(self, *, input_base, input_config, output_config,
+                  missing_values: Optional[Sequence[str]] = None):
+    """The ExampleGen component that ingests this format (with
+    ``missing_values`` where the format reads it, as ``read`` does)."""
     raise NotImplementedError
 
   def __repr__(self) -> str:
@@ -305,10 +310,13 @@ class CsvFormat(InputFormat):
     return names
 
   def read_table(self, path: str, names: Sequence[str],
-                 remote_open: Optional[Opener] = None) -> pa.Table:
-    """Every data row of one file as string columns (ingestion's reader)."""
+                 remote_open: Optional[Opener] = None,
+                 missing_values: Optional[Sequence[str]] = None) -> pa.Table:
+    """Every data row of one file as string columns (ingestion's reader),
+    null where a cell is one of ``missing_values``."""
     return csv_fast.read_csv(path, names,
-                             open_fn=_arrow_opener(path, remote_open))
+                             open_fn=_arrow_opener(path, remote_open),
+                             missing_values=missing_values)
 
   def _checked_header(self, path: str) -> List[str]:
     try:
@@ -353,9 +361,11 @@ class CsvFormat(InputFormat):
                   f'has {width}')
     return 'a row has the wrong number of fields'
 
-  def _checked_table(self, path: str, header: Sequence[str]) -> pa.Table:
+  def _checked_table(self, path: str, header: Sequence[str],
+                     missing_values: Optional[Sequence[str]] = None
+                     ) -> pa.Table:
     try:
-      return self.read_table(path, header)
+      return self.read_table(path, header, missing_values=missing_values)
     except csv_fast.CsvInputError as e:
       cause = str(e.__cause__ or e)
       if (isinstance(e.__cause__, UnicodeDecodeError)
@@ -369,7 +379,8 @@ class CsvFormat(InputFormat):
     except (OSError, EOFError) as e:
       raise InputError(f'{path}: cannot read ({e})') from None
 
-  def read(self, files: Sequence[str]) -> CheckData:
+  def read(self, files: Sequence[str],
+           missing_values: Optional[Sequence[str]] = None) -> CheckData:
     header, tables = None, []
     for path in files:
       _check_compression(path)
@@ -384,7 +395,7 @@ class CsvFormat(InputFormat):
             f'{path}: its header differs from the first file\'s: {files[0]} '
             f'has {header}, {path} has {names}; every CSV file of data.path '
             'needs the same columns in the same order')
-      tables.append(self._checked_table(path, header))
+      tables.append(self._checked_table(path, header, missing_values))
     table = pa.concat_tables(tables)
 
     def column(name):
@@ -400,11 +411,12 @@ class CsvFormat(InputFormat):
                      header_word='the header',
                      no_rows='only a header, no data rows')
 
-  def example_gen(self, *, input_base, input_config, output_config):
+  def example_gen(self, *, input_base, input_config, output_config,
+                  missing_values: Optional[Sequence[str]] = None):
     from components.ingest import component  # pylint: disable=g-import-not-at-top
     return component.ArrowCsvExampleGen(
         input_base=input_base, input_config=input_config,
-        output_config=output_config)
+        output_config=output_config, missing_values=missing_values)
 
 
 class ParquetFormat(InputFormat):
@@ -413,7 +425,9 @@ class ParquetFormat(InputFormat):
   title = 'Parquet'
   suffixes = ('.parquet',)
 
-  def read(self, files: Sequence[str]) -> CheckData:
+  def read(self, files: Sequence[str],
+           missing_values: Optional[Sequence[str]] = None) -> CheckData:
+    del missing_values  # Parquet has real nulls.
     tables = []
     for path in files:
       if os.path.getsize(path) == 0:
@@ -464,7 +478,9 @@ class ParquetFormat(InputFormat):
         lost_note=parquet_fast.FALSY_NOTE,
         stored=lambda name, row: table.column(name)[row].as_py())
 
-  def example_gen(self, *, input_base, input_config, output_config):
+  def example_gen(self, *, input_base, input_config, output_config,
+                  missing_values: Optional[Sequence[str]] = None):
+    del missing_values  # Parquet has real nulls.
     from components.ingest import component  # pylint: disable=g-import-not-at-top
     return component.ParquetExampleGen(
         input_base=input_base, input_config=input_config,
@@ -506,7 +522,9 @@ class TFRecordFormat(InputFormat):
         return base[-3:]
     return found
 
-  def read(self, files: Sequence[str]) -> CheckData:
+  def read(self, files: Sequence[str],
+           missing_values: Optional[Sequence[str]] = None) -> CheckData:
+    del missing_values  # tf.Examples have real nulls.
     tables = []
     for path in files:
       _check_compression(path)
@@ -543,7 +561,9 @@ class TFRecordFormat(InputFormat):
                      header_word='the features', no_rows='no records',
                      unusable=unusable)
 
-  def example_gen(self, *, input_base, input_config, output_config):
+  def example_gen(self, *, input_base, input_config, output_config,
+                  missing_values: Optional[Sequence[str]] = None):
+    del missing_values  # tf.Examples have real nulls.
     from components.ingest import component  # pylint: disable=g-import-not-at-top
     return component.TFRecordExampleGen(
         input_base=input_base, input_config=input_config,
