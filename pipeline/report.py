@@ -24,7 +24,7 @@ failed run still gets a report that shows why it stopped.
 import dataclasses
 import html
 import os
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import matplotlib
 matplotlib.use('Agg')  # Files only; never a display.
@@ -38,6 +38,7 @@ from tfx.types import artifact_utils
 from components import validation
 from components.trainer import run as trainer_run
 from core import config as config_lib
+from core import records as records_lib
 from core import tasks as tasks_lib
 from core.tasks import multiclass
 from pipeline import local_runner, metadata
@@ -108,9 +109,7 @@ class LabelReader:
   def read(self, files, limit: Optional[int] = None) -> np.ndarray:
     """The labels of ``files`` (gzipped TFRecords, in file order; the first
     ``limit`` only when given)."""
-    records = tf.data.TFRecordDataset(list(files), compression_type='GZIP')
-    if limit is not None:
-      records = records.take(limit)
+    records = records_lib.dataset(list(files), limit=limit)
     parts = []
     # Few, large batches: record by record in eager mode took seconds.
     for batch in records.batch(limit or LABEL_BATCH):
@@ -133,8 +132,7 @@ def _label_values(examples, transform_graph,
   :func:`transformed_labels` derives it."""
   values, reader = {}, None
   for split in _split_names(examples):
-    files = sorted(tf.io.gfile.glob(
-        os.path.join(examples.uri, f'Split-{split}', '*')))
+    files = records_lib.split_files(examples.uri, split)
     if not files:
       continue
     reader = reader or LabelReader(transform_graph.uri, label_name)
@@ -993,6 +991,38 @@ def _features_paragraph(features: config_lib.FeaturesConfig,
           f'{names(features.categorical)}.{source}</p>')
 
 
+def encoding_section(training: Optional[Mapping[str, Any]]) -> str:
+  """How each feature reached the network (training.json's ``encoding``):
+  the numeric scaling Transform chose per column, the categorical one-hot
+  block or embedding."""
+  encoding = (training or {}).get('encoding')
+  if not encoding:
+    return '<p class="muted">No encodings recorded (the Trainer did not run).</p>'
+  rows = []
+  for name, chosen in encoding.get('numeric', {}).items():
+    rows.append([name, 'numeric', chosen, ''])
+  for name, spec in encoding.get('categorical', {}).items():
+    if spec.get('encoding') == 'embedding':
+      detail = (f"{spec['tokens']} tokens, width {spec['dim']}, L2 "
+                f"{spec['l2']:g}, dropout {spec['dropout']:g}")
+    else:
+      detail = f"{spec.get('tokens', '?')} tokens"
+    rows.append([name, 'categorical', spec.get('encoding', '?'), detail])
+  mode = encoding.get('numeric_encoding', 'zscore')
+  note = {
+      'auto': 'numeric_encoding auto: robust (median and IQR, then the smooth '
+              'clip x/sqrt(1+(x/3)&sup2;)) where the standard deviation or an '
+              'extreme value shows heavy tails or outliers, z-score elsewhere',
+      'robust': 'numeric_encoding robust: median and IQR, then the smooth '
+                'clip, for every numeric column',
+      'zscore': 'numeric_encoding zscore: mean and standard deviation',
+  }.get(mode, _esc(mode))
+  return (_table(['feature', 'kind', 'encoding', 'detail'], rows)
+          + f'<p class="muted">{note}; read back from Transform\'s graph. '
+          'Categorical columns with at least <code>embedding_min_vocab</code> '
+          'tokens are learned embeddings.</p>')
+
+
 def _data_section(result, config, task, runs, directory) -> str:
   examples = _artifact(runs, NodeIds.EXAMPLE_GEN, 'examples')
   statistics = _artifact(runs, NodeIds.STATISTICS_GEN, 'statistics')
@@ -1080,6 +1110,7 @@ def render(result: local_runner.RunResult,
       '<h2>Regularization and weights</h2>',
       _regularization_section(result, directory, kernels or {}),
       '<h2>Data</h2>', _data_section(result, config, task, runs, directory),
+      '<h2>Feature encodings</h2>', encoding_section(result.training),
       '<h2>Components</h2>', _nodes_section(result),
   ]
   return ('<!DOCTYPE html>\n<html><head><meta charset="utf-8">'

@@ -29,7 +29,8 @@ PAYMENT = ['Cash', 'Card', 'Card', 'Card', 'Cash', 'Card', 'Dispute', 'Cash']
 def _config():
   return config_lib.load_config(None, [
       'data.features={numeric: [fare, trip_miles], log_scale: [trip_miles], '
-      'categorical: [payment_type], min_frequency: 2, oov_buckets: 1}',
+      'categorical: [payment_type], min_frequency: 2, oov_buckets: 1, '
+      'numeric_encoding: zscore}',
       'data.label={name: big_tipper, column: tips, threshold: 0.2, '
       'relative_to: fare}'])
 

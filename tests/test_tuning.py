@@ -1,12 +1,15 @@
 """The optional Tuner: search over regularization strengths, best values used.
 
-Runs the real ``tuner_fn`` (KerasTuner random search on tf_keras models) on
+Runs the real ``tuner_fn`` (KerasTuner Bayesian optimization on tf_keras models) on
 the tiny Transform output of ``transformed_data``, then ``run_fn`` with the
 Tuner's best hyperparameters, as TFX hands them over.
 """
 
 import json
 import os
+import time
+
+import keras_tuner
 
 import pytest
 
@@ -20,13 +23,62 @@ from core import config as config_lib
 pytestmark = pytest.mark.slow
 
 
-def test_search_space_is_the_configured_grid():
-  hp = tuning.search_space(config_lib.TuningConfig(l1=(0.0, 1e-4),
-                                                   dropout=(0.0, 0.5)))
-  names = {p.name: p.values for p in hp.space}
-  assert names['l1'] == [0.0, 1e-4]
-  assert names['dropout'] == [0.0, 0.5]
-  assert set(names) == {'l1', 'l2', 'dropout', 'weight_decay'}
+def test_search_space_covers_the_cocktail_width_depth_and_rate():
+  hp = tuning.search_space(config_lib.TuningConfig(max_width=128, max_depth=2))
+  space = {p.name: p for p in hp.space}
+  assert set(space) == {
+      'use_l2', 'l2', 'use_weight_decay', 'weight_decay', 'dropout',
+      'batch_norm', 'input_noise', 'use_mixup', 'mixup', 'lr_schedule',
+      'learning_rate', 'width', 'depth'}
+  assert (space['width'].min_value, space['width'].max_value) == (32, 128)
+  assert (space['depth'].min_value, space['depth'].max_value) == (1, 2)
+  assert space['dropout'].max_value == 0.5
+  assert space['input_noise'].max_value == 0.3
+  assert (space['mixup'].min_value, space['mixup'].max_value) == (0.1, 0.4)
+  assert space['lr_schedule'].values == ['constant', 'cosine']
+  for name in ('l2', 'weight_decay', 'learning_rate'):
+    assert space[name].sampling == 'log'
+  assert (space['learning_rate'].min_value,
+          space['learning_rate'].max_value) == (1e-4, 1e-2)
+
+
+def test_config_with_applies_model_and_typed_regularization_values():
+  cfg = config_lib.load_config(overrides=[
+      'data.label=y', 'data.features={numeric: [a]}', 'regularization.l2=0.01'])
+  tuned = trainer_run.config_with(cfg, {
+      'use_l2': False, 'l2': 1e-4, 'batch_norm': True, 'lr_schedule': 'cosine',
+      'use_mixup': True, 'mixup': 0.2, 'width': 96, 'depth': 3,
+      'learning_rate': 1e-3, 'dropout': 0.25})
+  reg = tuned.regularization
+  assert (reg.l2, reg.batch_norm, reg.lr_schedule, reg.mixup, reg.dropout) == (
+      0.0, True, 'cosine', 0.2, 0.25)
+  assert tuned.model.hidden_units == (96, 96, 96)
+  assert tuned.model.learning_rate == 1e-3
+  assert trainer_run.config_with(cfg, {}) == cfg
+
+
+def test_trials_json_is_copied_into_the_tuner_results_artifact(tmp_path):
+  from tfx import types
+  from tfx.types import standard_component_specs
+  src = tmp_path / 'work' / tuning.TRIALS_JSON
+  src.parent.mkdir()
+  src.write_text('[{"trial_id": "0", "score": 0.7, "gap": 0.01}]')
+  artifact = types.standard_artifacts.TunerResults()
+  artifact.uri = str(tmp_path / 'results')
+  os.makedirs(artifact.uri)
+  fake = type('Fake', (), {'trials_path': str(src)})()
+  dst = tuning.copy_trials(
+      fake, {standard_component_specs.TUNER_RESULTS_KEY: [artifact]})
+  assert dst == os.path.join(artifact.uri, 'trials.json')
+  assert json.load(open(dst))[0]['gap'] == 0.01
+
+
+@pytest.mark.parametrize('budget', ['0', '-1', 'nan'])
+def test_budget_must_be_positive(budget):
+  with pytest.raises(config_lib.ConfigError, match='budget_minutes'):
+    config_lib.load_config(overrides=[
+        'data.label=y', 'data.features={numeric: [a]}',
+        f'tuning.budget_minutes={budget}'])
 
 
 def test_best_values_override_regularization():
@@ -36,11 +88,8 @@ def test_best_values_override_regularization():
   assert (tuned.l2, tuned.dropout, tuned.max_norm) == (1e-5, 0.0, 3.0)
 
 
-def test_tuner_searches_and_trainer_uses_the_best(transformed_data, tmp_path):
-  config = fixtures.small_config(**{
-      'tuning.enabled': 'true', 'tuning.max_trials': '2', 'tuning.epochs': '1',
-      'tuning.l2': '[0.0, 0.01]', 'tuning.dropout': '[0.0, 0.3]',
-      'tuning.l1': '[0.0]', 'tuning.weight_decay': '[0.0]'})
+def _tuner(transformed_data, tmp_path, **overrides):
+  config = fixtures.small_config(**{'tuning.enabled': 'true', **overrides})
   fn_args = launch.build_fn_args(
       examples=transformed_data['examples'],
       transform_graph=transformed_data['transform_graph'],
@@ -48,19 +97,62 @@ def test_tuner_searches_and_trainer_uses_the_best(transformed_data, tmp_path):
       config=config)
   fn_args.working_dir = str(tmp_path / 'tuner')
   fn_args.transform_graph_path = transformed_data['transform_graph']
-  result = tuning.tuner_fn(fn_args)
-  result.tuner.search(**result.fit_kwargs)
-  trials = result.tuner.oracle.get_best_trials(num_trials=10)
+  return fn_args, tuning.tuner_fn(fn_args)
+
+
+def test_tuner_searches_and_trainer_uses_the_best(transformed_data, tmp_path):
+  fn_args, result = _tuner(transformed_data, tmp_path, **{
+      'tuning.max_trials': '2', 'tuning.epochs': '2'})
+  # The test split never reaches the Tuner.
+  splits = {os.path.basename(os.path.dirname(f)) for f in
+            list(fn_args.train_files) + list(fn_args.eval_files)}
+  assert splits == {'Split-train', 'Split-eval'}, splits
+  tuner = result.tuner
+  assert isinstance(tuner.oracle, keras_tuner.oracles.BayesianOptimizationOracle)
+  tuner.search(**result.fit_kwargs)
+  trials = tuner.oracle.get_best_trials(num_trials=10)
   assert len(trials) == 2
   assert all(t.score is not None for t in trials)  # val_auc was measured.
-  best = result.tuner.get_best_hyperparameters()[0]
-  # As the TFX Tuner writes it and the Trainer receives it.
-  fn_args.hyperparameters = best.get_config()
+  with open(tuner.trials_path) as f:
+    records = json.load(f)
+  assert len(records) == 2
+  assert {r['trial_id'] for r in records} == {t.trial_id for t in trials}
+  for r in records:
+    assert r['objective'] == 'val_auc' and 0.0 <= r['score'] <= 1.0
+    assert r['gap'] == pytest.approx(r['train'] - r['score'])
+    assert 'width' in r['hyperparameters']
+  best = tuner.get_best_hyperparameters()[0]
+  # As the TFX Tuner writes it and the Trainer receives it; a bool and a
+  # string forced on to see them arrive.
+  handed = best.get_config()
+  handed['values'].update(batch_norm=True, lr_schedule='cosine', width=48,
+                          depth=1, learning_rate=0.002)
+  fn_args.hyperparameters = handed
   trainer_run.run_fn(fn_args)
   with open(os.path.join(fn_args.model_run_dir, trainer_run.TRAINING_JSON)) as f:
     training = json.load(f)
-  assert training['regularization']['l2'] == best.get('l2')
-  assert training['regularization']['dropout'] == best.get('dropout')
+  assert training['model'] == {'hidden_units': [48], 'learning_rate': 0.002}
+  reg = training['regularization']
+  assert (reg['batch_norm'], reg['lr_schedule']) == (True, 'cosine')
+  assert reg['dropout'] == pytest.approx(best.get('dropout'))
+  assert reg['l2'] == (pytest.approx(best.get('l2')) if best.get('use_l2')
+                       else 0.0)
+
+
+def test_budget_stops_the_search_and_trials_stop_early(transformed_data,
+                                                       tmp_path):
+  fn_args, result = _tuner(transformed_data, tmp_path, **{
+      'tuning.max_trials': '50', 'tuning.epochs': '200',
+      'tuning.budget_minutes': '0.05'})
+  start = time.monotonic()
+  result.tuner.search(**result.fit_kwargs)
+  elapsed = time.monotonic() - start
+  with open(result.tuner.trials_path) as f:
+    records = json.load(f)
+  assert 1 <= len(records) < 50
+  assert elapsed < 3 + 30  # The 3 s budget, plus one epoch and overhead.
+  # Early stopping (or the deadline) ended every trial before 200 epochs.
+  assert all(r['epochs'] < 200 for r in records)
 
 
 @pytest.mark.parametrize('task, metric, direction', [

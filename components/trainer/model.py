@@ -2,8 +2,11 @@
 
 The output layer is the task's (``core/tasks``). Regularization enters as
 explicit parameters: L1/L2 (elastic net when both)
-kernel penalties, dropout after each hidden layer and a max-norm constraint.
-Decoupled weight decay and label smoothing belong to the optimizer and loss
+kernel penalties, dropout after each hidden layer and a max-norm constraint,
+batch normalization in the hidden layers, Gaussian noise on the encoded
+features and mixup (``mixup.py``, a train step that mixes the encoded
+features). Decoupled weight decay, weight averaging, the learning-rate
+schedule and label smoothing belong to the optimizer, loss and fit loop
 (see ``fit.py``), early stopping to the fit loop.
 """
 
@@ -25,6 +28,21 @@ class InputSpec:
   """One model input: a transformed feature of shape [batch, 1]."""
   name: str
   num_tokens: Optional[int] = None  # Categorical index when set.
+  # A categorical index with a learned embedding of this width (else one-hot),
+  # with its own L2 penalty and dropout.
+  embedding_dim: Optional[int] = None
+  embedding_l2: float = 0.0
+  embedding_dropout: float = 0.0
+
+
+def embedding_dim(num_tokens: int, features: config_lib.FeaturesConfig
+                  ) -> Optional[int]:
+  """The embedding width for a column of ``num_tokens`` tokens, or None for
+  a one-hot block: fast.ai's min(cap, round(1.6 * n^0.56))."""
+  if not features.embedding_min_vocab or (
+      num_tokens < features.embedding_min_vocab):
+    return None
+  return int(min(features.embedding_max_dim, round(1.6 * num_tokens ** 0.56)))
 
 
 def input_specs(tf_transform_output: tft.TFTransformOutput,
@@ -37,11 +55,25 @@ def input_specs(tf_transform_output: tft.TFTransformOutput,
     if preprocessing.missing_name(name) in produced:
       specs.append(InputSpec(preprocessing.missing_name(name)))
   for name in features.categorical:
+    tokens = (tf_transform_output.vocabulary_size_by_name(name) +
+              features.oov_buckets)
+    dim = embedding_dim(tokens, features)
     specs.append(InputSpec(
-        preprocessing.transformed_name(name),
-        num_tokens=tf_transform_output.vocabulary_size_by_name(name) +
-        features.oov_buckets))
+        preprocessing.transformed_name(name), num_tokens=tokens,
+        embedding_dim=dim,
+        embedding_l2=features.embedding_l2 if dim else 0.0,
+        embedding_dropout=features.embedding_dropout if dim else 0.0))
   return specs
+
+
+def input_encodings(specs: Sequence[InputSpec]) -> Dict[str, Dict[str, Any]]:
+  """Categorical input -> how the model encodes it, for the run report."""
+  return {spec.name: ({'encoding': 'embedding', 'tokens': spec.num_tokens,
+                       'dim': spec.embedding_dim, 'l2': spec.embedding_l2,
+                       'dropout': spec.embedding_dropout}
+                      if spec.embedding_dim else
+                      {'encoding': 'one-hot', 'tokens': spec.num_tokens})
+          for spec in specs if spec.num_tokens}
 
 
 def kernel_regularizer(l1: float, l2: float) -> Optional[keras.regularizers.Regularizer]:
@@ -64,9 +96,18 @@ def build_model(specs: Sequence[InputSpec],
                 l2: float = 0.0,
                 dropout: float = 0.0,
                 max_norm: Optional[float] = None,
+                batch_norm: bool = False,
+                input_noise: float = 0.0,
+                mixup: float = 0.0,
                 seed: int = 0) -> keras.Model:
   """An uncompiled network with the task's head; call inside
-  ``strategy.scope()``."""
+  ``strategy.scope()``.
+
+  ``batch_norm``: Dense, BatchNormalization, ReLU in each hidden layer;
+  ``input_noise``: the stddev of Gaussian noise on the encoded features
+  (training only); ``mixup``: Beta(mixup, mixup) mixing of pairs of
+  examples and their labels in the train step (``mixup.MixupModel``).
+  """
   inputs = {
       spec.name: keras.Input(shape=(1,), name=spec.name,
                              dtype=tf.int64 if spec.num_tokens else tf.float32)
@@ -74,20 +115,31 @@ def build_model(specs: Sequence[InputSpec],
   }
   encoded = []
   for spec in specs:
-    if spec.num_tokens:
+    if spec.embedding_dim:
+      encoded.append(_embedded(inputs[spec.name], spec, seed + len(encoded)))
+    elif spec.num_tokens:
       encoded.append(keras.layers.CategoryEncoding(
           num_tokens=spec.num_tokens, output_mode='one_hot',
           name=f'{spec.name}_onehot')(inputs[spec.name]))
     else:
       encoded.append(inputs[spec.name])
   x = keras.layers.Concatenate(name='features')(encoded)
+  features = x  # Where mixup mixes (after any encoding, before the noise).
+  if input_noise:
+    x = keras.layers.GaussianNoise(input_noise, seed=seed + 400,
+                                   name='input_noise')(x)
   constraint = keras.constraints.MaxNorm(max_norm) if max_norm else None
   for i, units in enumerate(hidden_units):
+    # With batch normalization the Dense bias is redundant (BN's beta).
     x = keras.layers.Dense(
-        units, activation='relu', name=f'hidden_{i}',
+        units, activation=None if batch_norm else 'relu', name=f'hidden_{i}',
+        use_bias=not batch_norm,
         kernel_initializer=keras.initializers.GlorotUniform(seed=seed + i),
         kernel_regularizer=kernel_regularizer(l1, l2),
         kernel_constraint=constraint)(x)
+    if batch_norm:
+      x = keras.layers.BatchNormalization(name=f'batch_norm_{i}')(x)
+      x = keras.layers.Activation('relu', name=f'relu_{i}')(x)
     if dropout:
       x = keras.layers.Dropout(dropout, seed=seed + i, name=f'dropout_{i}')(x)
   output = task.head(
@@ -95,7 +147,35 @@ def build_model(specs: Sequence[InputSpec],
       kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 100),
       kernel_regularizer=kernel_regularizer(l1, l2),
       kernel_constraint=constraint)
+  if mixup:
+    from components.trainer import mixup as mixup_lib  # pylint: disable=g-import-not-at-top
+    return mixup_lib.MixupModel.mixing(inputs, features, output, alpha=mixup,
+                                       seed=seed + 500)
   return keras.Model(inputs=inputs, outputs=output)
+
+
+def regularization_kwargs(reg: config_lib.RegularizationConfig) -> Dict[str, Any]:
+  """The model-side techniques of ``reg``, as ``build_model`` takes them
+  (the optimizer, loss and fit loop take the rest, see ``fit.py``)."""
+  return dict(l1=reg.l1, l2=reg.l2, dropout=reg.dropout,
+              max_norm=reg.max_norm, batch_norm=reg.batch_norm,
+              input_noise=reg.input_noise, mixup=reg.mixup)
+
+
+def _embedded(index, spec: InputSpec, seed: int):
+  """A [batch, 1] index as a [batch, dim] learned embedding."""
+  x = keras.layers.Embedding(
+      spec.num_tokens, spec.embedding_dim, name=f'{spec.name}_embedding',
+      embeddings_initializer=keras.initializers.RandomUniform(
+          -0.05, 0.05, seed=seed + 200),
+      embeddings_regularizer=(keras.regularizers.L2(spec.embedding_l2)
+                              if spec.embedding_l2 else None))(index)
+  x = keras.layers.Reshape((spec.embedding_dim,),
+                           name=f'{spec.name}_embedded')(x)
+  if spec.embedding_dropout:
+    x = keras.layers.Dropout(spec.embedding_dropout, seed=seed + 300,
+                             name=f'{spec.name}_embedding_dropout')(x)
+  return x
 
 
 def kernels(model: keras.Model) -> Dict[str, np.ndarray]:

@@ -19,6 +19,7 @@ import tf_keras as keras
 from absl import logging
 from tfx import v1 as tfx
 
+from components import preprocessing
 from components.trainer import export, fit, inputs, model as model_lib
 from components.trainer import strategy as strategy_lib
 from core import config as config_lib
@@ -27,8 +28,11 @@ from core import tasks
 TRAINING_JSON = 'training.json'
 # The Dense kernels, for the report's weight figure without loading the model.
 KERNELS_NPZ = 'kernels.npz'
-# Hyperparameter names the Tuner searches; they override regularization.
-TUNABLE = ('l1', 'l2', 'dropout', 'weight_decay')
+# Hyperparameter names the Tuner searches that override regularization; a
+# ``use_<name>`` value of False sets the technique to its off value.
+TUNABLE = ('l1', 'l2', 'dropout', 'weight_decay', 'batch_norm', 'input_noise',
+           'mixup', 'weight_averaging', 'lr_schedule')
+_OFF = {'batch_norm': False, 'weight_averaging': None, 'lr_schedule': 'constant'}
 
 
 def label_columns(label: config_lib.LabelConfig):
@@ -38,9 +42,47 @@ def label_columns(label: config_lib.LabelConfig):
 
 def regularization_with(reg: config_lib.RegularizationConfig,
                         hyperparameters: Dict[str, Any]) -> config_lib.RegularizationConfig:
-  """The configured regularization with the Tuner's best values applied."""
-  values = {k: float(v) for k, v in hyperparameters.items() if k in TUNABLE}
+  """The configured regularization with the Tuner's best values applied,
+  each cast to the type of its field (bools and strings too)."""
+  values = {}
+  for name in TUNABLE:
+    if name not in hyperparameters and f'use_{name}' not in hyperparameters:
+      continue
+    off = _OFF.get(name, 0.0)
+    if hyperparameters.get(f'use_{name}', True) is False:
+      values[name] = off
+      continue
+    value = hyperparameters.get(name, getattr(reg, name))
+    if name == 'batch_norm':
+      value = bool(value)
+    elif name in ('weight_averaging', 'lr_schedule'):
+      value = None if value in (None, 'none', '') else str(value)
+    else:
+      value = float(value)
+    values[name] = value
   return dataclasses.replace(reg, **values)
+
+
+def config_with(cfg: config_lib.PipelineConfig,
+                hyperparameters: Dict[str, Any]) -> config_lib.PipelineConfig:
+  """``cfg`` with the Tuner's values applied: the regularization
+  (``regularization_with``), and the model's ``learning_rate`` and
+  ``hidden_units`` (``depth`` layers of ``width`` units, or ``hidden_units``
+  itself). The Tuner's trials and ``run_fn`` both build from this."""
+  hp = hyperparameters or {}
+  model = cfg.model
+  changes = {}
+  if 'learning_rate' in hp:
+    changes['learning_rate'] = float(hp['learning_rate'])
+  if 'hidden_units' in hp:
+    changes['hidden_units'] = tuple(int(u) for u in hp['hidden_units'])
+  elif 'width' in hp or 'depth' in hp:
+    width = int(hp.get('width', model.hidden_units[0]))
+    depth = int(hp.get('depth', len(model.hidden_units)))
+    changes['hidden_units'] = (width,) * depth
+  return dataclasses.replace(
+      cfg, model=dataclasses.replace(model, **changes),
+      regularization=regularization_with(cfg.regularization, hp))
 
 
 def _best_hyperparameters(fn_args) -> Dict[str, Any]:
@@ -54,7 +96,8 @@ def _best_hyperparameters(fn_args) -> Dict[str, Any]:
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
   cfg = config_lib.from_dict(fn_args.custom_config['config'])
   task = tasks.get(cfg.task)
-  reg = regularization_with(cfg.regularization, _best_hyperparameters(fn_args))
+  cfg = config_with(cfg, _best_hyperparameters(fn_args))
+  reg = cfg.regularization
   keras.utils.set_random_seed(cfg.model.seed)
   strategy = strategy_lib.create_strategy(cfg.distribution)
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
@@ -86,13 +129,16 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   train_sample = dataset(train_split, shuffle=False,
                          take_batches=max(1, cfg.model.train_eval_sample // batch))
 
+  specs = model_lib.input_specs(tf_transform_output, cfg.data.features)
   with strategy.scope():
     model = model_lib.build_model(
-        model_lib.input_specs(tf_transform_output, cfg.data.features),
-        cfg.model.hidden_units, task=task, label_info=label_info, l1=reg.l1,
-        l2=reg.l2, dropout=reg.dropout, max_norm=reg.max_norm,
-        seed=cfg.model.seed)
-    fit.compile_model(model, cfg.model, reg, task, label_info)
+        specs,
+        cfg.model.hidden_units, task=task, label_info=label_info,
+        **model_lib.regularization_kwargs(reg), seed=cfg.model.seed)
+    # A learning-rate schedule spans the planned steps: full global batches.
+    fit.compile_model(model, cfg.model, reg, task, label_info,
+                      total_steps=cfg.model.epochs * (
+                          steps_per_epoch or max(1, len(train_labels) // batch)))
 
   run_dir = strategy_lib.writable_dir(fn_args.model_run_dir, strategy)
   serving_dir = strategy_lib.writable_dir(fn_args.serving_model_dir, strategy)
@@ -104,6 +150,10 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                    extra_callbacks=[backup])
   result.update(
       task=task.name, label_info=label_info,
+      encoding=feature_encodings(tf_transform_output, cfg.data.features,
+                                 specs),
+      model={'hidden_units': list(cfg.model.hidden_units),
+             'learning_rate': cfg.model.learning_rate},
       regularization={**config_lib.to_plain(reg),
                       'active': list(reg.active)},
       weights=model_lib.weight_summary(model),
@@ -135,6 +185,26 @@ def task_label_info(task: tasks.Task, label: config_lib.LabelConfig,
     raise inputs.InputError(str(e)) from None
   logging.info('Task %s, label %r: %s', task.name, label.name, info)
   return info
+
+
+def feature_encodings(tf_transform_output: tft.TFTransformOutput,
+                      features: config_lib.FeaturesConfig,
+                      specs) -> Dict[str, Any]:
+  """How each feature reached the network, for the report: the numeric
+  scaling Transform chose, the categorical one-hot or embedding."""
+  try:
+    numeric = preprocessing.numeric_encodings(tf_transform_output, features)
+  except Exception as e:  # pylint: disable=broad-except
+    logging.warning('Could not read the numeric encodings back: %s', e)
+    numeric = {name: 'unknown' for name in features.numeric}
+  categorical = model_lib.input_encodings(specs)
+  return {
+      'numeric_encoding': features.numeric_encoding,
+      'numeric': numeric,
+      'categorical': {name: categorical.get(
+          preprocessing.transformed_name(name), {})
+                      for name in features.categorical},
+  }
 
 
 def write_kernels(path: str, kernels) -> None:

@@ -1,17 +1,27 @@
-"""Optional search over regularization strengths: the Tuner's ``tuner_fn``.
+"""Optional budgeted search over the regularization cocktail: ``tuner_fn``.
 
-KerasTuner's RandomSearch picks L1, L2, dropout and weight decay from the
-grids in ``tuning``; the objective is the eval split's early-stopping metric
-(the task's default when early stopping is off). The Tuner writes
-the best values, and ``run.run_fn`` applies them over the configured
-regularization (see ``run.regularization_with``).
+KerasTuner's Bayesian optimization (``search_space``) chooses which
+techniques are on and their strengths, the width and depth and the learning
+rate; the objective is the eval split's early-stopping metric (the task's
+default when early stopping is off), each trial stops early on it, and the
+whole search stops at ``tuning.budget_minutes``. The Tuner writes the best
+values and ``run.run_fn`` applies them (``run.config_with``). Each trial's
+settings, best eval objective and train-minus-eval gap go to ``trials.json``
+in the tuner's project directory (``TRIALS_JSON``).
 """
 
-import dataclasses
+import json
+import os
+import time
 
 import keras_tuner
+import tf_keras as keras
 import tensorflow_transform as tft
 from tfx import v1 as tfx
+from tfx.components.tuner import executor as tuner_executor
+from tfx.dsl.io import fileio
+from tfx.types import artifact_utils
+from tfx.types import standard_component_specs
 
 from components.trainer import fit, inputs, model as model_lib
 from components.trainer import run as run_lib
@@ -27,26 +37,135 @@ def objective(cfg: config_lib.PipelineConfig) -> keras_tuner.Objective:
   return keras_tuner.Objective(f'val_{metric}', task.monitor_mode(metric))
 
 
-class RegularizationSearch(keras_tuner.RandomSearch):
-  """RandomSearch whose trials are tf_keras models, fitted here.
+TRIALS_JSON = 'trials.json'
+PROJECT = 'regularization'
+DEFAULT_PATIENCE = 3
+
+
+class Deadline(keras.callbacks.Callback):
+  """Stops training once ``time.monotonic()`` passes ``deadline``."""
+
+  def __init__(self, deadline: float):
+    super().__init__()
+    self.deadline = deadline
+
+  def on_train_batch_end(self, batch, logs=None):
+    if time.monotonic() >= self.deadline:
+      self.model.stop_training = True
+
+
+class RegularizationSearch(keras_tuner.BayesianOptimization):
+  """Bayesian optimization whose trials are tf_keras models, fitted here.
 
   KerasTuner 1.4 binds itself to Keras 3 whenever that is installed (TF 2.16
   installs it) and rejects tf_keras models in its default trial loop, so each
-  trial builds, fits and reports its best eval objective itself.
+  trial builds, fits (early stopping on the objective, best epoch restored,
+  stopped at the budget) and reports its best eval objective itself, and
+  records its train-minus-eval gap on ``train_sample``.
   """
+
+  def __init__(self, hypermodel, *, budget_minutes: float, patience: int,
+               train_sample=None, task=None, **kwargs):
+    super().__init__(hypermodel, **kwargs)
+    self.budget_seconds = budget_minutes * 60.0
+    self.patience = patience
+    self.train_sample = train_sample
+    self.task = task
+    self.records = []
+    self._start = None
+    self._durations = []
+    self._pending = {}
+
+  @property
+  def trials_path(self) -> str:
+    return os.path.join(self.project_dir, TRIALS_JSON)
+
+  def search(self, *args, **kwargs):
+    self._start = time.monotonic()
+    return super().search(*args, **kwargs)
+
+  @property
+  def deadline(self) -> float:
+    start = self._start if self._start is not None else time.monotonic()
+    return start + self.budget_seconds
+
+  def on_trial_begin(self, trial):
+    self._trial_start = time.monotonic()
+    super().on_trial_begin(trial)
 
   def run_trial(self, trial, *args, **kwargs):
     model = self.hypermodel.build(trial.hyperparameters)
-    history = model.fit(*args, **kwargs)
     target = self.oracle.objective
-    best = max if target.direction == 'max' else min
-    return {target.name: best(history.history[target.name])}
+    stopping = keras.callbacks.EarlyStopping(
+        monitor=target.name, mode=target.direction, patience=self.patience,
+        restore_best_weights=True)
+    callbacks = list(kwargs.pop('callbacks', None) or []) + [
+        stopping, Deadline(self.deadline)]
+    history = model.fit(*args, callbacks=callbacks, **kwargs)
+    values = history.history[target.name]
+    best = (max if target.direction == 'max' else min)(values)
+    if stopping.best_weights is not None:
+      model.set_weights(stopping.best_weights)  # The best epoch's weights.
+    record = {'trial_id': trial.trial_id,
+              'hyperparameters': dict(trial.hyperparameters.values),
+              'objective': target.name, 'score': float(best),
+              'epochs': len(values)}
+    if self.train_sample is not None and self.task is not None:
+      metric = target.name[len('val_'):]
+      train = model.evaluate(self.train_sample, verbose=0, return_dict=True)
+      record['train'] = float(train[metric])
+      record['gap'] = float(self.task.metrics[metric].gap(record['train'],
+                                                          float(best)))
+    self._pending[trial.trial_id] = record
+    return {target.name: best}
+
+  def on_trial_end(self, trial):
+    super().on_trial_end(trial)
+    self._durations.append(time.monotonic() - self._trial_start)
+    record = self._pending.pop(trial.trial_id, None)
+    if record is not None:
+      record['seconds'] = round(self._durations[-1], 3)
+      record['status'] = str(trial.status)
+      self.records.append(record)
+      with open(self.trials_path, 'w') as f:
+        json.dump(self.records, f, indent=2, default=str)
+    # No trial starts that would run past the budget.
+    elapsed = time.monotonic() - (self._start or time.monotonic())
+    mean = sum(self._durations) / len(self._durations)
+    if elapsed + mean > self.budget_seconds:
+      self.oracle.max_trials = len(self.oracle.trials)
 
 
 def search_space(tuning: config_lib.TuningConfig) -> keras_tuner.HyperParameters:
+  """The space, a plain function of ``tuning``; ``use_<name>`` switches a
+  technique off (its strength is then ignored, see ``run.config_with``):
+
+  - ``use_l2``, ``l2``: log-uniform in [1e-6, 1e-3]
+  - ``use_weight_decay``, ``weight_decay``: log-uniform in [1e-5, 1e-2]
+  - ``dropout``: [0, 0.5]; ``input_noise``: [0, 0.3]
+  - ``batch_norm``: on or off
+  - ``use_mixup``, ``mixup``: Beta alpha in [0.1, 0.4]
+  - ``lr_schedule``: constant or cosine
+  - ``learning_rate``: log-uniform in [1e-4, 1e-2]
+  - ``width``: min_width..max_width in steps of min_width; ``depth``:
+    1..max_depth; hidden_units = depth layers of width units.
+  """
   hp = keras_tuner.HyperParameters()
-  for name in ('l1', 'l2', 'dropout', 'weight_decay'):
-    hp.Choice(name, list(getattr(tuning, name)))
+  hp.Boolean('use_l2', default=False)
+  hp.Float('l2', 1e-6, 1e-3, sampling='log', default=1e-5)
+  hp.Boolean('use_weight_decay', default=False)
+  hp.Float('weight_decay', 1e-5, 1e-2, sampling='log', default=1e-4)
+  hp.Float('dropout', 0.0, 0.5, default=0.1)
+  hp.Boolean('batch_norm', default=False)
+  hp.Float('input_noise', 0.0, 0.3, default=0.0)
+  hp.Boolean('use_mixup', default=False)
+  hp.Float('mixup', 0.1, 0.4, default=0.2)
+  hp.Choice('lr_schedule', ['constant', 'cosine'], default='constant')
+  hp.Float('learning_rate', 1e-4, 1e-2, sampling='log', default=3e-3)
+  width = min(max(64, tuning.min_width), tuning.max_width)
+  hp.Int('width', tuning.min_width, tuning.max_width, step=tuning.min_width,
+         default=width - width % tuning.min_width)
+  hp.Int('depth', 1, tuning.max_depth, default=min(2, tuning.max_depth))
   return hp
 
 
@@ -67,21 +186,28 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
   batch_size = cfg.model.batch_size_for(len(train_labels))
 
   def build(hp: keras_tuner.HyperParameters):
-    reg = dataclasses.replace(
-        cfg.regularization, l1=hp.get('l1'), l2=hp.get('l2'),
-        dropout=hp.get('dropout'), weight_decay=hp.get('weight_decay'))
+    trial_cfg = run_lib.config_with(cfg, hp.values)
+    reg = trial_cfg.regularization
     model = model_lib.build_model(
-        specs, cfg.model.hidden_units, task=task, label_info=label_info,
-        l1=reg.l1, l2=reg.l2, dropout=reg.dropout, max_norm=reg.max_norm,
-        seed=cfg.model.seed)
-    fit.compile_model(model, cfg.model, reg, task, label_info)
+        specs, trial_cfg.model.hidden_units, task=task, label_info=label_info,
+        **model_lib.regularization_kwargs(reg), seed=cfg.model.seed)
+    fit.compile_model(model, trial_cfg.model, reg, task, label_info,
+                      total_steps=cfg.tuning.epochs * max(
+                          1, len(train_labels) // batch_size))
     return model
 
+  es = cfg.regularization.early_stopping
+  trials = cfg.tuning.max_trials
   tuner = RegularizationSearch(
       build, hyperparameters=search_space(cfg.tuning),
-      objective=objective(cfg),
-      max_trials=cfg.tuning.max_trials, seed=cfg.model.seed,
-      directory=fn_args.working_dir, project_name='regularization')
+      objective=objective(cfg), max_trials=trials,
+      num_initial_points=max(1, min(5, trials // 2)), seed=cfg.model.seed,
+      budget_minutes=cfg.tuning.budget_minutes,
+      patience=es.patience if es is not None else DEFAULT_PATIENCE,
+      train_sample=inputs.make_dataset(
+          train, batch_size, shuffle=False, seed=cfg.model.seed,
+          take_batches=max(1, cfg.model.train_eval_sample // batch_size)),
+      task=task, directory=fn_args.working_dir, project_name=PROJECT)
 
   def dataset(split, shuffle):
     return inputs.make_dataset(split, batch_size, shuffle=shuffle,
@@ -92,3 +218,30 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
       fit_kwargs={'x': dataset(train, True),
                   'validation_data': dataset(evaluation, False),
                   'epochs': cfg.tuning.epochs, 'verbose': 0})
+
+
+def copy_trials(tuner: RegularizationSearch, output_dict) -> str:
+  """Copies the search's ``trials.json`` next to TFX's ``tuner_results.json``
+  in the ``tuner_results`` artifact (the working directory is the executor's
+  temporary one); returns the destination ('' when there was none)."""
+  src = getattr(tuner, 'trials_path', None)
+  if not src or not fileio.exists(src):
+    return ''
+  dst = os.path.join(artifact_utils.get_single_uri(
+      output_dict[standard_component_specs.TUNER_RESULTS_KEY]), TRIALS_JSON)
+  fileio.copy(src, dst, overwrite=True)
+  return dst
+
+
+class Executor(tuner_executor.Executor):
+  """The stock Tuner executor that also keeps ``trials.json`` in the
+  ``tuner_results`` artifact. Wire it with
+  ``tuner.executor_spec = executor_spec.ExecutorClassSpec(tuning.Executor)``."""
+
+  def Do(self, input_dict, output_dict, exec_properties) -> None:
+    if tuner_executor.get_tune_args(exec_properties):
+      raise ValueError("TuneArgs is not supported by this Tuner's Executor.")
+    tuner = tuner_executor.search(input_dict, exec_properties,
+                                  self._get_tmp_dir())
+    tuner_executor.write_best_hyperparameters(tuner, output_dict)
+    copy_trials(tuner, output_dict)
