@@ -16,7 +16,7 @@ run: setup  ## Whole pipeline, locally, on the embedded taxi sample (or CONFIG=m
 	$(PY) -m pipeline run $(if $(CONFIG),--config $(CONFIG)) $(ARGS)
 
 test: setup  ## Unit, component and one end-to-end run per capability (CI).
-	$(PY) -m pytest -q -p no:cacheprovider -m "not extended" $(ARGS)
+	$(PY) -m pytest -q -p no:cacheprovider -m "not extended" --durations=15 $(ARGS)
 
 test-all: setup  ## Everything, with the further end-to-end cases (tests/conftest.py).
 	$(PY) -m pytest -q -p no:cacheprovider $(ARGS)

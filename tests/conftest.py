@@ -24,6 +24,11 @@ EXTENDED = {
         'test_strategy.py resumes from the backup per strategy',
     'test_concurrent_runs.py::test_two_runs_at_once_share_a_serving_dir':
         'test_crash_safety.py runs two pushers of one serving dir at once',
+    'test_regularization.py::test_the_cocktail_trains_on_two_replicas':
+        'each technique is tested alone in test_regularization.py; the task '
+        'heads train under Mirrored in test_task_heads.py',
+    'test_tuning.py::test_budget_stops_the_search_and_trials_stop_early':
+        'test_tuner_searches_and_trainer_uses_the_best runs the search',
     'test_distributed.py::test_multi_worker_trains_every_task[multiclass]':
         'MultiWorker runs binary; the task heads run under Mirrored in '
         'test_task_heads.py',
