@@ -41,6 +41,22 @@ EXTENDED = {
     'test_kubeflow_local_executor.py::test_compiled_pipeline_runs_every_task'
     '[regression]': 'the compiled spec runs binary; every task compiles in '
     'test_kubeflow_compile.py',
+    'test_tasks_e2e.py::test_oversized_unregularized_model_is_refused_for_its_gap'
+    '[multiclass]': 'test_e2e.py refuses the oversized binary model for its '
+    'gap; every task checks its gaps in test_gate_metrics.py',
+    'test_tasks_e2e.py::test_prior_only_model_is_refused_for_quality'
+    '[multiclass]': 'the quality refusal runs for the imbalanced binary task',
+    'test_tasks_e2e.py::test_prior_only_model_is_refused_for_quality'
+    '[regression]': 'the quality refusal runs for the imbalanced binary task',
+    'test_cli_runs.py::test_a_model_worse_than_the_last_blessed_exits_3':
+        'test_e2e.py blocks a weaker model on the baseline; the CLI exits 3 '
+        'for a refused gap in test_stricter_gate_exits_3_and_runs_lists_both',
+    'test_cli_runs.py::test_an_inconclusive_gap_exits_3':
+        'the inconclusive verdict is decided in test_gate_decision.py; the CLI '
+        'exits 3 for a refused gap in test_stricter_gate_exits_3_...',
+    'test_cli_runs.py::test_another_dataset_in_the_same_output_root_has_no_'
+    'baseline': 'test_gate_metrics.py::test_a_baseline_fed_other_features_is_'
+    'not_comparable',
 }
 
 

@@ -16,7 +16,8 @@ pool starts (one per Beam job, each logged by the pool). The test attributes
 each worker to the component whose execution (in MLMD) was running when the
 pool started it, and requires ExampleGen, StatisticsGen (their in-process
 paths forced off), Transform and the gate to have one each. The outcome is
-compared with an in-process DirectRunner run of the same data: the same
+compared with small_run's in-process DirectRunner run of the same rows
+(killed in the Trainer and resumed; shared with other modules): the same
 examples in the same splits, the same schema, both blessed and pushed, the
 same held-out rows and metrics within ``METRIC_TOLERANCE``.
 
@@ -254,17 +255,12 @@ def _workers_by_node(runs, starts) -> Dict[str, List[str]]:
 
 @pytest.mark.e2e
 def test_pipeline_on_portable_runner_with_external_workers(
-    tmp_path, worker_pool):
+    tmp_path, tmp_path_factory, worker_pool):
   data = small_run.write_taxi_sample(tmp_path / 'taxi.csv')
 
-  # The reference: the default in-process run (DirectRunner, no Beam flags).
-  reference_overrides = small_run.settings(data, str(tmp_path / 'in_process'))
-  assert cli.main(small_run.cli_args('run', reference_overrides)
-                  + ['--quiet']) == 0
-  reference_config = config_lib.load_config(overrides=reference_overrides)
-  where = local_runner.paths(reference_config)
-  reference = local_runner.read_result(where['metadata_path'],
-                                       where['pipeline_root'])
+  # The reference: small_run's in-process run (DirectRunner, no Beam flags)
+  # of the same rows and settings, which other modules share.
+  reference = small_run.crashed_and_resumed(tmp_path_factory).result
 
   overrides = small_run.settings(data, str(tmp_path / 'portable'), extra=[
       'beam.runner=PortableRunner',
