@@ -302,6 +302,16 @@ class TuningConfig:
 
 
 @dataclass(frozen=True)
+class ReportConfig:
+  """What the run report measures beyond what the pipeline itself needs."""
+  # Train the same network (hidden units, learning rate, inputs, epochs)
+  # once more without any regularization, inside the Trainer, for the
+  # report's "what regularization bought" line; off by default because it
+  # is a second training.
+  compare_unregularized: bool = False
+
+
+@dataclass(frozen=True)
 class DistributionConfig:
   strategy: str = 'auto'
   devices: Tuple[str, ...] = ()  # For ``mirrored``; empty means all local.
@@ -417,6 +427,7 @@ class PipelineConfig:
   regularization: RegularizationConfig = field(
       default_factory=RegularizationConfig)
   tuning: TuningConfig = field(default_factory=TuningConfig)
+  report: ReportConfig = field(default_factory=ReportConfig)
   distribution: DistributionConfig = field(default_factory=DistributionConfig)
   gate: GateConfig = field(default_factory=GateConfig)
   beam: BeamConfig = field(default_factory=BeamConfig)
@@ -539,7 +550,8 @@ def _features_raw(raw: Any) -> Any:
 
 _DATACLASSES = {cls.__name__: cls for cls in (
     LabelConfig, FeaturesConfig, SplitsConfig, DataConfig, EarlyStoppingConfig,
-    RegularizationConfig, ModelConfig, TuningConfig, DistributionConfig,
+    RegularizationConfig, ModelConfig, TuningConfig, ReportConfig,
+    DistributionConfig,
     GateConfig, BeamConfig, OutputConfig, PipelineConfig)}
 
 

@@ -75,7 +75,8 @@ def create_pipeline(config: config_lib.PipelineConfig,
   sections = config.to_dict()
   transform_config = {'config': {k: sections[k] for k in ('task', 'data')}}
   trainer_config = {'config': {k: sections[k] for k in (
-      'task', 'data', 'model', 'regularization', 'tuning', 'distribution')}}
+      'task', 'data', 'model', 'regularization', 'tuning', 'distribution',
+      'report')}}
 
   # The format's own ExampleGen (CSV, Parquet or TFRecord): data.format, or
   # for ``auto`` the format the pattern's file names claim.
@@ -142,13 +143,24 @@ def create_pipeline(config: config_lib.PipelineConfig,
 
   hyperparameters = None
   if config.tuning.enabled:
+    # Imported only for a tuned pipeline: it loads TensorFlow and KerasTuner.
+    from tfx.dsl.components.base import executor_spec  # pylint: disable=g-import-not-at-top
+    from components.trainer import tuning  # pylint: disable=g-import-not-at-top
     tuner = tfx.components.Tuner(
         tuner_fn=TUNER_FN,
         examples=transform.outputs['transformed_examples'],
         transform_graph=transform.outputs['transform_graph'],
         train_args=tfx.proto.TrainArgs(splits=[TRAIN]),
         eval_args=tfx.proto.EvalArgs(splits=[EVAL]),
-        custom_config=trainer_config).with_id(NodeIds.TUNER)
+        # The search never reads the report's settings: switching them
+        # re-runs the Trainer but reuses the search.
+        custom_config={'config': {k: v for k, v in
+                                  trainer_config['config'].items()
+                                  if k != 'report'}}).with_id(NodeIds.TUNER)
+    # TFX 1.16's Tuner takes no executor argument. The stock executor plus
+    # trials.json (each trial's settings, score and gap) in tuner_results,
+    # which the run report draws the regularization path from.
+    tuner.executor_spec = executor_spec.ExecutorClassSpec(tuning.Executor)
     hyperparameters = tuner.outputs['best_hyperparameters']
     components.append(tuner)
 

@@ -14,6 +14,10 @@ Built from what a run left behind (its metadata store and pipeline root), so
   curve (binary), the confusion matrix and per-class recall (multiclass),
   predicted against actual and the residuals (regression);
 * the regularization settings, kernel norms and sparsity;
+* the regularization path: for a tuned run each trial's eval objective and
+  train-minus-eval gap with the chosen trial marked (the Tuner's
+  ``trials.json``), and for every run what regularization bought against
+  the same network trained without it (``report.compare_unregularized``);
 * a data summary: rows per split, the label's distribution, anomalies.
 
 It is written below ``<output.root>/reports/<run id>/``. Every section says so
@@ -23,6 +27,7 @@ failed run still gets a report that shows why it stopped.
 
 import dataclasses
 import html
+import json
 import os
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
@@ -37,6 +42,7 @@ from tfx.types import artifact_utils
 
 from components import validation
 from components.trainer import run as trainer_run
+from components.trainer import tuning
 from core import config as config_lib
 from core import records as records_lib
 from core import tasks as tasks_lib
@@ -162,6 +168,18 @@ def _class_names(training: Optional[dict], transform_graph=None
 def _anomalies(anomalies) -> Tuple[List[str], List[str]]:
   by_split = validation.read_anomalies(anomalies.uri, _split_names(anomalies))
   return validation.describe(by_split)
+
+
+def read_trials(runs: Dict[str, metadata.NodeRun]) -> Optional[List[dict]]:
+  """The search's trials, in the order they ran: ``trials.json`` in the
+  Tuner's ``tuner_results`` artifact (``tuning.Executor`` copies it there);
+  None when no Tuner ran or it left none."""
+  results = _artifact(runs, NodeIds.TUNER, 'tuner_results')
+  path = results and os.path.join(results.uri, tuning.TRIALS_JSON)
+  if not path or not os.path.exists(path):
+    return None
+  with open(path, encoding='utf-8') as f:
+    return json.load(f)
 
 
 def _kernels(model_run) -> Dict[str, np.ndarray]:
@@ -421,6 +439,159 @@ def weights_figure(kernels: Dict[str, np.ndarray], zero_tolerance: float,
   ax.set_ylabel('L2 norm')
   ax.set_title('Kernel L2 norm per layer')
   return _save(fig, directory, 'weights.png')
+
+
+@dataclasses.dataclass
+class Trial:
+  """One trial of the search, with its settings as the Trainer would apply
+  them (``run.config_with``: the configured regularization, the trial's
+  values over it)."""
+  number: int  # 1-based, in the order the trials ran.
+  trial_id: str
+  techniques: Tuple[str, ...]  # RegularizationConfig.active
+  strengths: Dict[str, float]  # The numeric techniques in force.
+  hidden_units: Tuple[int, ...]
+  learning_rate: float
+  score: Optional[float]  # Best eval objective over its epochs.
+  train: Optional[float]  # The same metric on the train sample.
+  gap: Optional[float]
+  epochs: Optional[int]
+  status: str
+
+
+def trials_of(records: List[dict],
+              config: config_lib.PipelineConfig) -> List[Trial]:
+  trials = []
+  for i, record in enumerate(records):
+    tuned = trainer_run.config_with(config, record.get('hyperparameters') or {})
+    reg = tuned.regularization
+    values = {name: getattr(reg, name) for name in trainer_run.TUNABLE}
+    trials.append(Trial(
+        number=i + 1, trial_id=str(record.get('trial_id', i)),
+        techniques=reg.active,
+        # Floats are strengths; bools and names (batch_norm, the schedule,
+        # the averaging) are in ``techniques`` already.
+        strengths={k: v for k, v in values.items()
+                   if isinstance(v, float) and v},
+        hidden_units=tuned.model.hidden_units,
+        learning_rate=tuned.model.learning_rate,
+        score=record.get('score'), train=record.get('train'),
+        gap=record.get('gap'), epochs=record.get('epochs'),
+        status=str(record.get('status', 'COMPLETED'))))
+  return trials
+
+
+def objective_metric(records: List[dict], task: tasks_lib.Task
+                     ) -> tasks_lib.Metric:
+  """The task metric the search optimized (``val_<metric>``)."""
+  name = (records[0].get('objective') or '') if records else ''
+  return task.metrics.get(name[len('val_'):] if name.startswith('val_')
+                          else name) or task.metrics[task.default_monitor]
+
+
+def chosen_trial(trials: List[Trial], metric: tasks_lib.Metric
+                 ) -> Optional[int]:
+  """Index of the trial the Tuner hands to the Trainer: the best score of a
+  completed trial, in the objective's direction (KerasTuner's own rule)."""
+  scored = [i for i, t in enumerate(trials)
+            if t.score is not None and t.status == 'COMPLETED']
+  if not scored:
+    return None
+  pick = max if metric.higher_is_better else min
+  return pick(scored, key=lambda i: trials[i].score)
+
+
+def _varying(trials: List[Trial]) -> Tuple[set, List[str]]:
+  """The techniques every trial had, and each trial's others as a label
+  (the legend names the common ones once)."""
+  common = set.intersection(*(set(t.techniques) for t in trials))
+  labels = ['+'.join(n for n in t.techniques if n not in common) or
+            'no others' for t in trials]
+  return common, labels
+
+
+# Distinct combinations of techniques given a colour of their own; the rest
+# share grey (the table names each trial's).
+MAX_COMBINATION_COLORS = 9
+
+
+def trials_figure(trials: List[Trial], metric: tasks_lib.Metric,
+                  max_gap: Optional[float], directory: str) -> str:
+  """The regularization path of the search: per trial, its eval objective
+  (left) and its train-minus-eval gap (right), coloured by the techniques
+  in force, the chosen trial ringed.
+
+  x is the order the trials ran, not one strength: the search moves up to
+  a dozen settings at once, so no single strength orders the trials; the
+  order reads against the table (same numbers) and shows whether the
+  search was still improving when the budget ended it.
+  """
+  chosen = chosen_trial(trials, metric)
+  common, labels = _varying(trials)
+  first = list(dict.fromkeys(labels))[:MAX_COMBINATION_COLORS]
+  other = 'other combinations (see the table)'
+  labels = [label if label in first else other for label in labels]
+  # tab10 without its grey, which marks the other combinations.
+  palette = [matplotlib.colormaps['tab10'](i) for i in (0, 1, 2, 3, 4, 5, 6,
+                                                        8, 9)]
+  color_of = {**{c: palette[i] for i, c in enumerate(first)},
+              other: '#9a9a9a'}
+  x = np.array([t.number for t in trials])
+  fig = Figure(figsize=(12, 4.6), layout='constrained')
+  axes = [fig.add_subplot(1, 2, i + 1) for i in range(2)]
+  for ax, values in zip(axes, ([t.score for t in trials],
+                               [t.gap for t in trials])):
+    y = np.array([np.nan if v is None else v for v in values], float)
+    ax.plot(x, y, '-', color='#cccccc', linewidth=0.8, zorder=1)
+    for combo in dict.fromkeys(labels):
+      at = [i for i, label in enumerate(labels) if label == combo]
+      ax.scatter(x[at], y[at], s=42, color=color_of[combo], zorder=3,
+                 edgecolors='white', linewidths=0.6, label=combo)
+    if chosen is not None and np.isfinite(y[chosen]):
+      ax.scatter([x[chosen]], [y[chosen]], s=300, facecolors='none',
+                 edgecolors='black', linewidths=1.8, zorder=4,
+                 label=f'chosen: trial {x[chosen]}')
+    ax.set_xlabel('trial (in the order run)')
+    ax.grid(alpha=0.3)
+    if len(x) <= 20:
+      ax.set_xticks(x)
+  score, gap = axes
+  scores = np.array([np.nan if t.score is None else t.score for t in trials])
+  if np.isfinite(scores).any():
+    # The best objective so far: where the search stopped improving.
+    best = (np.fmax if metric.higher_is_better else np.fmin).accumulate(
+        np.where(np.isfinite(scores), scores,
+                 -np.inf if metric.higher_is_better else np.inf))
+    score.step(x, np.where(np.isfinite(best), best, np.nan), where='post',
+               color='black', linestyle=':', linewidth=1, label='best so far')
+  score.set_title(f'eval {_metric_title(metric)}: best epoch of each trial')
+  score.set_ylabel(f'val_{metric.name}')
+  gap.axhline(0, color='black', linewidth=0.6)
+  if max_gap is not None:
+    shown = f'{max_gap:.0%}' if metric.relative_gap else f'{max_gap:g}'
+    seen = [abs(t.gap) for t in trials
+            if t.gap is not None and np.isfinite(t.gap)] + [1e-3]
+    if max_gap <= 4 * max(seen):
+      gap.axhline(max_gap, color=FAIL_COLOR, linestyle='--',
+                  label=f"gate's max_gap {shown} (on test)")
+    else:  # As in gap_figure: a far limit would flatten the gaps.
+      gap.annotate(f"gate's max_gap {shown} (far above)", (0.98, 0.96),
+                   xycoords='axes fraction', ha='right', va='top',
+                   color=FAIL_COLOR, fontsize=9)
+  if metric.relative_gap:
+    gap.yaxis.set_major_formatter(ticker.PercentFormatter(xmax=1.0))
+  gap.set_title(f'{metric.name} gap: train sample vs eval')
+  gap.set_ylabel(_gap_axis(metric), fontsize=8)
+  handles, names = score.get_legend_handles_labels()
+  extra = [(h, n) for h, n in zip(*gap.get_legend_handles_labels())
+           if n not in names]
+  fig.legend(handles + [h for h, _ in extra], names + [n for _, n in extra],
+             loc='outside lower center', ncol=min(4, len(names) + len(extra)),
+             fontsize=8, title='techniques in force besides those every trial '
+             f"had ({', '.join(sorted(common)) or 'none'})",
+             title_fontsize=8)
+  fig.suptitle(f'Regularization path: {len(trials)} trial(s) of the search')
+  return _save(fig, directory, 'trials.png')
 
 
 def _ordered_splits(names) -> List[str]:
@@ -744,6 +915,7 @@ table { border-collapse: collapse; margin: 0.6em 0 1.2em; }
 td, th { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr.fail td { background: #fbe5e5; }
+tr.best td { background: #e3f4e3; font-weight: 600; }
 img { max-width: 100%; }
 .muted { color: #777; }
 pre { background: #f5f5f5; padding: 0.6em; white-space: pre-wrap; }
@@ -943,6 +1115,106 @@ def _regularization_section(result, directory, kernels) -> str:
           + _table(['weights', 'value'], weight_rows))
 
 
+def bought_paragraph(training: Optional[dict], task: tasks_lib.Task) -> str:
+  """One line: the chosen model's gap and eval metric against the same
+  network trained without regularization (training.json's
+  ``unregularized``), or why it was not measured."""
+  if not training:
+    return ('<p class="muted">What regularization bought: no model was '
+            'trained in this run.</p>')
+  plain = training.get('unregularized')
+  if not plain:
+    return ('<p>What regularization bought: <b>not measured</b> in this run. '
+            '<code>report.compare_unregularized: true</code> trains the same '
+            'network without any regularization within the Trainer (a second '
+            'training) and compares the two here.</p>')
+  metric = task.metrics[plain['metric']]
+  best = _best_epoch(training)
+  record = next((e for e in training['epochs'] if e['epoch'] == best),
+                training['epochs'][-1])
+  chosen = {k: record[k].get(metric.name) for k in ('eval', 'train', 'gap')}
+  gaps = [local_runner.format_gap(metric, g)
+          for g in (chosen['gap'], plain['gap'])]
+  active = ', '.join(training['regularization'].get('active', [])) or 'none'
+  units = '-'.join(str(u) for u in training['model']['hidden_units'])
+  change = chosen['eval'] - plain['eval']
+  better = change >= 0 if metric.higher_is_better else change <= 0
+  return (
+      f'<p>What regularization bought, on <b>{_esc(metric.name)}</b>: the '
+      f'chosen model ({_esc(active)}; epoch {best} of '
+      f"{training['epochs_run']}) eval {chosen['eval']:.4f}, train "
+      f"{chosen['train']:.4f}, gap <b>{gaps[0]}</b>; "
+      f'the same {_esc(units)} network without any regularization (all '
+      f"{plain['epochs']} epochs, the last one) eval {plain['eval']:.4f}, "
+      f"train {plain['train']:.4f}, gap <b>{gaps[1]}"
+      f'</b>. Eval {metric.name} {change:+.4f} '
+      f"({'better' if better else 'worse'}) with regularization. Both on "
+      'the eval split (train: the fixed train sample of the curves); the '
+      "eval split also chose the regularized model's epoch (early stopping)"
+      ' and, in a tuned run, its settings, so its eval figure is somewhat '
+      "optimistic: the gate's test numbers above are the unbiased ones.</p>")
+
+
+def _strengths(trial: Trial) -> str:
+  return ', '.join(f'{k} {v:.3g}' for k, v in trial.strengths.items()) or '-'
+
+
+def regularization_path_section(records: Optional[List[dict]],
+                                tuner_state: Optional[str],
+                                training: Optional[dict],
+                                gate: Optional[dict], config,
+                                task: tasks_lib.Task, directory: str) -> str:
+  """What regularization bought (every run) and, for a tuned run, the
+  search's trials (``records``: trials.json) as a figure and a table;
+  ``tuner_state``: the Tuner's state in the run (None: it did not run)."""
+  parts = [bought_paragraph(training, task)]
+  if tuner_state is None and not config.tuning.enabled:
+    parts.append('<p class="muted">Not a tuned run (<code>tuning.enabled: '
+                 'false</code>): one configuration was trained, so there is '
+                 'no path of trials to show.</p>')
+    return '\n'.join(parts)
+  if not records:
+    parts.append('<p class="muted">No trials to show: '
+                 + ('the Tuner did not run in this run.' if tuner_state is None
+                    else f'the Tuner is {_esc(tuner_state)} and its '
+                    '<code>tuner_results</code> artifact holds no trials.json '
+                    '(components.trainer.tuning.Executor writes it).')
+                 + '</p>')
+    return '\n'.join(parts)
+  metric = objective_metric(records, task)
+  trials = trials_of(records, config)
+  chosen = chosen_trial(trials, metric)
+  parts.append(
+      f'<p>The search ran {len(trials)} trial(s) in '
+      f"{sum(r.get('seconds', 0.0) for r in records):.0f} s (budget "
+      f'{config.tuning.budget_minutes:g} min), objective '
+      f'<code>val_{_esc(metric.name)}</code> on the eval split, each '
+      'trial scored at its best epoch; the test split never reached it.'
+      + (f' The chosen trial, {trials[chosen].number}, scored '
+         f'{trials[chosen].score:.4f} with a gap of '
+         f'{local_runner.format_gap(metric, trials[chosen].gap) or "-"}; the '
+         'Trainer retrained its settings.' if chosen is not None else '')
+      + '</p>')
+  parts.append(_img(trials_figure(trials, metric,
+                                  _max_gaps(gate, config).get(metric.name),
+                                  directory), 'regularization path'))
+  rows = [[t.number, ', '.join(t.techniques) or 'none', _strengths(t),
+           f'{t.hidden_units[0]} x {len(t.hidden_units)}' if t.hidden_units
+           else '-', f'{t.learning_rate:.2g}', _fmt(t.score), _fmt(t.train),
+           _gap_cell(metric, t.gap), _fmt(t.epochs)]
+          + ([] if t.status == 'COMPLETED' else [t.status])
+          for t in trials]
+  header = ['trial', 'techniques on', 'strengths', 'width x depth',
+            'learning rate', f'eval {metric.name}', f'train {metric.name}',
+            'gap', 'epochs']
+  if any(t.status != 'COMPLETED' for t in trials):
+    header.append('status')
+    rows = [row + [''] * (len(header) - len(row)) for row in rows]
+  parts.append(_table(header, rows, ['best' if i == chosen else ''
+                                     for i in range(len(trials))]))
+  return '\n'.join(parts)
+
+
 def label_table(rows: Dict[str, int], labels: LabelSummary):
   splits = [s for s in SPLITS if s in rows]
 
@@ -1109,6 +1381,10 @@ def render(result: local_runner.RunResult,
       _training_section(result, config, task, directory),
       '<h2>Regularization and weights</h2>',
       _regularization_section(result, directory, kernels or {}),
+      '<h2>Regularization path: what it bought</h2>',
+      regularization_path_section(
+          read_trials(runs), result.nodes.get(NodeIds.TUNER), result.training,
+          result.gate, config, task, directory),
       '<h2>Data</h2>', _data_section(result, config, task, runs, directory),
       '<h2>Feature encodings</h2>', encoding_section(result.training),
       '<h2>Components</h2>', _nodes_section(result),

@@ -251,3 +251,24 @@ def test_missing_values_are_parsed(value, expected):
 def test_bad_missing_values_are_refused(value, message):
   with pytest.raises(ConfigError, match=re.escape(message)):
     load_config(overrides=[f'data.missing_values={value}'])
+
+
+def test_report_compare_unregularized_is_off_by_default_and_parses(tmp_path):
+  assert load_config().report == config_lib.ReportConfig(
+      compare_unregularized=False)
+  path = tmp_path / 'my.yaml'
+  path.write_text('report: {compare_unregularized: true}\n')
+  config = load_config(str(path))
+  assert config.report.compare_unregularized is True
+  assert config_lib.from_dict(config.to_dict()) == config
+  assert config.to_dict()['report'] == {'compare_unregularized': True}
+
+
+@pytest.mark.parametrize('value', ['yes_please', '1', '"true"'])
+def test_report_compare_unregularized_must_be_a_bool(value):
+  with pytest.raises(ConfigError,
+                     match='report.compare_unregularized: expected true or '
+                     'false'):
+    load_config(overrides=[f'report.compare_unregularized={value}'])
+  with pytest.raises(ConfigError, match="report: unknown key 'compare'"):
+    load_config(overrides=['report.compare=true'])

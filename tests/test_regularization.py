@@ -216,6 +216,37 @@ def test_an_oversized_unregularized_model_overfits_more(oversized_unregularized)
   assert loose_gap > tight_gap + 0.1, (loose_gap, tight_gap)
 
 
+def test_the_trainers_unregularized_comparison_overfits_more(
+    oversized_unregularized):
+  """``report.compare_unregularized``'s model, as the Trainer trains it after
+  the chosen one (``run.unregularized_comparison``): on the oversized setup
+  its numbers are fit.fit's curve of that network without regularization,
+  and its gap is clearly larger than the regularized, early-stopped
+  model's."""
+  from components.trainer import run  # pylint: disable=g-import-not-at-top
+  stopping = config_lib.EarlyStoppingConfig(metric='log_loss', patience=4)
+  _, chosen = _train(R(l2=1e-2, dropout=0.3, early_stopping=stopping),
+                     epochs=40, hidden=BIG, n_train=256)
+  cfg = config_lib.load_config(overrides=[
+      'model.hidden_units=[256, 256]', 'model.epochs=40',
+      'model.learning_rate=0.01', 'model.seed=7',
+      'regularization.early_stopping.metric=log_loss'])
+  train, evaluation = _datasets(256, 64)
+  plain = run.unregularized_comparison(
+      cfg, TASK, INFO, SPECS, tf.distribute.get_strategy(), train, evaluation,
+      train.take(8), steps_per_epoch=None)
+  assert set(plain) == {'metric', 'eval', 'train', 'gap', 'epochs', 'seconds'}
+  assert (plain['metric'], plain['epochs']) == ('log_loss', 40)
+  # No early stopping and no penalty: the oversized fixture's last epoch.
+  _, loose = oversized_unregularized
+  last = loose['epochs'][-1]
+  assert plain['eval'] == pytest.approx(last['eval']['log_loss'], rel=0.05)
+  assert plain['gap'] == pytest.approx(plain['eval'] - plain['train'])
+  restored = chosen['epochs'][chosen['early_stopping']['best_epoch'] - 1]
+  assert plain['gap'] > restored['gap']['log_loss'] + 0.1, (
+      plain, restored['gap'])
+
+
 # --------------------------------------------------------------------------
 # The cocktail (Kadra et al. 2021): batch norm, input noise, mixup, weight
 # averaging, learning-rate schedules.

@@ -15,10 +15,16 @@ import pytest
 
 import distributed_fixtures as fixtures
 from distributed_fixtures import transformed_data  # noqa: F401  (fixture)
+from ml_metadata.proto import metadata_store_pb2
+from tfx.types import standard_component_specs
+
 from components.trainer import run as trainer_run
 from components.trainer import tuning
 from kubeflow.training import launch
 from core import config as config_lib
+from core import tasks
+from pipeline import metadata, report
+from pipeline.factory import NodeIds
 
 pytestmark = pytest.mark.slow
 
@@ -100,9 +106,11 @@ def _tuner(transformed_data, tmp_path, **overrides):
   return fn_args, tuning.tuner_fn(fn_args)
 
 
-def test_tuner_searches_and_trainer_uses_the_best(transformed_data, tmp_path):
+def test_tuner_searches_and_trainer_uses_the_best(transformed_data, tmp_path,
+                                                  monkeypatch):
   fn_args, result = _tuner(transformed_data, tmp_path, **{
-      'tuning.max_trials': '2', 'tuning.epochs': '2'})
+      'tuning.max_trials': '2', 'tuning.epochs': '2',
+      'report.compare_unregularized': 'true'})
   # The test split never reaches the Tuner.
   splits = {os.path.basename(os.path.dirname(f)) for f in
             list(fn_args.train_files) + list(fn_args.eval_files)}
@@ -121,6 +129,20 @@ def test_tuner_searches_and_trainer_uses_the_best(transformed_data, tmp_path):
     assert r['objective'] == 'val_auc' and 0.0 <= r['score'] <= 1.0
     assert r['gap'] == pytest.approx(r['train'] - r['score'])
     assert 'width' in r['hyperparameters']
+  # The pipeline's executor (factory.py wires it) on this search: TFX's
+  # outputs plus trials.json in tuner_results, where the report reads it.
+  outputs = _executor_outputs(tuner, tmp_path, monkeypatch)
+  results = outputs[standard_component_specs.TUNER_RESULTS_KEY][0]
+  assert sorted(os.listdir(results.uri)) == ['trials.json',
+                                             'tuner_results.json']
+  runs = {NodeIds.TUNER: metadata.NodeRun(
+      NodeIds.TUNER, 'COMPLETE', metadata_store_pb2.Execution(),
+      {'tuner_results': [metadata_store_pb2.Artifact(uri=results.uri)]})}
+  assert report.read_trials(runs) == records
+  page = report.regularization_path_section(
+      records, 'COMPLETE', None, None, fixtures.small_config(),
+      tasks.get('binary'), str(tmp_path))
+  assert '<img src="trials.png"' in page
   best = tuner.get_best_hyperparameters()[0]
   # As the TFX Tuner writes it and the Trainer receives it; a bool and a
   # string forced on to see them arrive.
@@ -137,6 +159,38 @@ def test_tuner_searches_and_trainer_uses_the_best(transformed_data, tmp_path):
   assert reg['dropout'] == pytest.approx(best.get('dropout'))
   assert reg['l2'] == (pytest.approx(best.get('l2')) if best.get('use_l2')
                        else 0.0)
+  # report.compare_unregularized: the same network without regularization,
+  # after the export; the record describes the regularized model still.
+  plain = training['unregularized']
+  assert (plain['metric'], plain['epochs']) == ('auc', 3)
+  assert plain['gap'] == pytest.approx(plain['train'] - plain['eval'])
+  kernels = trainer_run.read_kernels(
+      os.path.join(fn_args.model_run_dir, trainer_run.KERNELS_NPZ))
+  assert kernels['hidden_0'].shape[1] == 48
+  assert training['weights']['kernel_count'] == sum(
+      k.size for k in kernels.values())
+
+
+def _executor_outputs(tuner, tmp_path, monkeypatch):
+  """``tuning.Executor().Do`` on an already searched ``tuner`` (the stock
+  search step returns it), into fresh output artifacts."""
+  from tfx import types
+  from tfx.components.tuner import executor as tuner_executor
+  from tfx.dsl.components.base import base_executor
+  monkeypatch.setattr(tuner_executor, 'search', lambda *args: tuner)
+  outputs = {}
+  for key, kind in ((standard_component_specs.BEST_HYPERPARAMETERS_KEY,
+                     types.standard_artifacts.HyperParameters),
+                    (standard_component_specs.TUNER_RESULTS_KEY,
+                     types.standard_artifacts.TunerResults)):
+    artifact = kind()
+    artifact.uri = str(tmp_path / key)
+    os.makedirs(artifact.uri)
+    outputs[key] = [artifact]
+  context = base_executor.BaseExecutor.Context(
+      tmp_dir=str(tmp_path / 'tmp'), unique_id='1')
+  tuning.Executor(context).Do({}, outputs, {})
+  return outputs
 
 
 def test_budget_stops_the_search_and_trials_stop_early(transformed_data,

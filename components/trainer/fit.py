@@ -203,11 +203,13 @@ class CurveRecorder(keras.callbacks.Callback):
   """Per-epoch train (re-evaluated) and eval metrics, to TensorBoard and JSON."""
 
   def __init__(self, train_sample: tf.data.Dataset, log_dir: Optional[str],
-               task: tasks.Task, monitor: Optional[str] = None):
+               task: tasks.Task, monitor: Optional[str] = None,
+               label: str = ''):
     super().__init__()
     self._train_sample = train_sample
     self._metrics = task.metrics
     self._monitor = monitor or task.default_monitor
+    self._label = label  # Prefixes the epoch lines of a second model.
     self._writers = None
     if log_dir:
       self._writers = {split: tf.summary.create_file_writer(
@@ -249,11 +251,12 @@ class CurveRecorder(keras.callbacks.Callback):
     epochs = (self.params or {}).get('epochs')
     of = f'/{epochs}' if epochs else ''
     if name not in record['eval']:
-      EPOCH_LOGGER.info('epoch %d%s', record['epoch'], of)
+      EPOCH_LOGGER.info('%sepoch %d%s', self._label, record['epoch'], of)
       return
     gap = record['gap'][name]
     EPOCH_LOGGER.info(
-        'epoch %d%s  %s train %.4f  eval %.4f  gap %s', record['epoch'], of,
+        '%sepoch %d%s  %s train %.4f  eval %.4f  gap %s', self._label,
+        record['epoch'], of,
         name, record['train'][name], record['eval'][name],
         f'{gap:+.1%}' if self._metrics[name].relative_gap else f'{gap:+.4f}')
 
@@ -262,11 +265,16 @@ def fit(model: keras.Model, train: tf.data.Dataset, evaluation: tf.data.Dataset,
         train_sample: tf.data.Dataset, *, epochs: int,
         steps_per_epoch: Optional[int],
         reg: config_lib.RegularizationConfig, task: tasks.Task,
-        log_dir: Optional[str], extra_callbacks=()) -> Dict:
-  """Fits and returns the run's curves and early-stopping outcome."""
+        log_dir: Optional[str], extra_callbacks=(),
+        monitor: Optional[str] = None, label: str = '') -> Dict:
+  """Fits and returns the run's curves and early-stopping outcome.
+
+  ``monitor``: the metric the epoch lines show (default: the early-stopping
+  metric, else the task's); ``label``: a prefix for them."""
   recorder = CurveRecorder(
       train_sample, log_dir, task,
-      reg.early_stopping.metric if reg.early_stopping else None)
+      monitor or (reg.early_stopping.metric if reg.early_stopping else None),
+      label)
   callbacks = [recorder, *extra_callbacks]
   averaging = None
   if reg.weight_averaging:

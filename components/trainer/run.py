@@ -4,13 +4,17 @@ Referenced by module path (``components.trainer.run.run_fn``). It parses the
 typed configuration once, applies tuned hyperparameters when the Tuner ran,
 builds everything inside the distribution strategy's scope, fits, and has the
 chief export the model plus a ``training.json`` with the curves, the
-regularization settings and the weight statistics for the run report.
+regularization settings and the weight statistics for the run report. With
+``report.compare_unregularized`` it then trains the same network without any
+regularization (``unregularized_comparison``) and records its gap beside
+them; the exported model is the regularized one either way.
 """
 
 import dataclasses
 import io
 import os
-from typing import Any, Dict
+import time
+from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -167,10 +171,57 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                 label=cfg.data.label.name, label_info=label_info,
                 features={'numeric': cfg.data.features.numeric,
                           'categorical': cfg.data.features.categorical})
+  if cfg.report.compare_unregularized:
+    # After the export and the weight summary: the comparison never touches
+    # the model that is served, gated or described.
+    result['unregularized'] = unregularized_comparison(
+        cfg, task, label_info, specs, strategy, train_ds, eval_ds,
+        train_sample, steps_per_epoch=steps_per_epoch)
   fit.write_json(os.path.join(run_dir, TRAINING_JSON), result)
   write_kernels(os.path.join(run_dir, KERNELS_NPZ), model_lib.kernels(model))
   strategy_lib.cleanup(run_dir, strategy)
   strategy_lib.cleanup(serving_dir, strategy)
+
+
+def unregularized_comparison(cfg: config_lib.PipelineConfig, task: tasks.Task,
+                             label_info: Dict[str, Any],
+                             specs: Sequence[model_lib.InputSpec], strategy,
+                             train_ds, eval_ds, train_sample, *,
+                             steps_per_epoch: Optional[int]
+                             ) -> Dict[str, Any]:
+  """The same network trained without any regularization on the same
+  datasets, under the same strategy: ``{metric, eval, train, gap, epochs,
+  seconds}`` of its last epoch, measured by ``fit.fit``'s own curve (the
+  eval split and the fixed train sample). ``metric`` is the chosen model's
+  early-stopping metric, or the task's default monitor.
+
+  Same hidden units, learning rate, inputs, seed (so the same initial
+  weights) and all ``model.epochs`` epochs; every technique off, the
+  categorical embeddings' own L2 and dropout too, and no early stopping,
+  which is itself a regularizer; a constant learning rate (a schedule is in
+  the cocktail too)."""
+  reg = cfg.regularization
+  metric = (reg.early_stopping.metric if reg.early_stopping is not None
+            else task.default_monitor)
+  none = config_lib.RegularizationConfig()
+  plain = [dataclasses.replace(spec, embedding_l2=0.0, embedding_dropout=0.0)
+           for spec in specs]
+  start = time.monotonic()
+  with strategy.scope():
+    model = model_lib.build_model(plain, cfg.model.hidden_units, task=task,
+                                  label_info=label_info, seed=cfg.model.seed)
+    fit.compile_model(model, cfg.model, none, task, label_info)
+  fit.EPOCH_LOGGER.info('unregularized comparison (report.compare_'
+                        'unregularized): the same network, no regularization')
+  curves = fit.fit(model, train_ds, eval_ds, train_sample,
+                   epochs=cfg.model.epochs, steps_per_epoch=steps_per_epoch,
+                   reg=none, task=task, log_dir=None, monitor=metric,
+                   label='unregularized ')
+  last = curves['epochs'][-1]
+  return {'metric': metric, 'eval': last['eval'][metric],
+          'train': last['train'][metric], 'gap': last['gap'][metric],
+          'epochs': curves['epochs_run'],
+          'seconds': round(time.monotonic() - start, 1)}
 
 
 def task_label_info(task: tasks.Task, label: config_lib.LabelConfig,

@@ -235,8 +235,8 @@ def copy_trials(tuner: RegularizationSearch, output_dict) -> str:
 
 class Executor(tuner_executor.Executor):
   """The stock Tuner executor that also keeps ``trials.json`` in the
-  ``tuner_results`` artifact. Wire it with
-  ``tuner.executor_spec = executor_spec.ExecutorClassSpec(tuning.Executor)``."""
+  ``tuner_results`` artifact, where the run report reads it. The pipeline's
+  Tuner runs it (``pipeline/factory.py`` sets ``tuner.executor_spec``)."""
 
   def Do(self, input_dict, output_dict, exec_properties) -> None:
     if tuner_executor.get_tune_args(exec_properties):
