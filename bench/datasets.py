@@ -12,6 +12,9 @@ Everything here is offline: the CSVs ship inside installed packages
   kept as the regression target and as the source of the binary
   ``very_late`` label (``arr_delay > 120``); ``arr_time`` and ``air_time``
   are known only after landing and are dropped (they would leak the label).
+* scikit-learn's bundled tables: ``digits`` (multiclass, 1,797 rows),
+  ``breast_cancer`` (binary, 569) and ``diabetes`` (regression, 442, in its
+  original units).
 
 :func:`read_split` decodes the gzipped TFRecords ExampleGen wrote for one
 split into a pandas DataFrame (missing values as NaN / None), and
@@ -60,6 +63,57 @@ def digits_csv(workdir: str) -> str:
   frame.columns = DIGITS_FEATURES['numeric']
   frame['digit'] = data.target
   path = os.path.join(workdir, 'digits.csv')
+  os.makedirs(workdir, exist_ok=True)
+  frame.to_csv(path, index=False)
+  return path
+
+
+# scikit-learn's bundled Wisconsin breast cancer table (569 rows, 212
+# malignant): 30 measurements of cell nuclei, scikit-learn's names with
+# underscores ('mean concave points' -> 'mean_concave_points').
+_NUCLEUS = ('radius', 'texture', 'perimeter', 'area', 'smoothness',
+            'compactness', 'concavity', 'concave_points', 'symmetry',
+            'fractal_dimension')
+BREAST_CANCER_FEATURES = {'numeric': [f'mean_{n}' for n in _NUCLEUS]
+                          + [f'{n}_error' for n in _NUCLEUS]
+                          + [f'worst_{n}' for n in _NUCLEUS]}
+
+
+def breast_cancer_csv(workdir: str) -> str:
+  """scikit-learn's breast cancer table as a CSV; label ``malignant`` (1 for
+  scikit-learn's class 0, 'malignant')."""
+  from sklearn.datasets import load_breast_cancer
+  data = load_breast_cancer(as_frame=True)
+  frame = data.data.copy()
+  frame.columns = [c.replace(' ', '_') for c in frame.columns]
+  if list(frame.columns) != BREAST_CANCER_FEATURES['numeric']:
+    raise RuntimeError('unexpected breast cancer columns '
+                       f'{list(frame.columns)}')
+  frame['malignant'] = (data.target == 0).astype('int64')
+  path = os.path.join(workdir, 'breast_cancer.csv')
+  os.makedirs(workdir, exist_ok=True)
+  frame.to_csv(path, index=False)
+  return path
+
+
+# scikit-learn's bundled diabetes table in its original units (442 patients,
+# ``load_diabetes(scaled=False)``): age, sex (1 or 2), body mass index, mean
+# blood pressure and six blood serum measurements.
+DIABETES_FEATURES = {
+    'numeric': ['age', 'bmi', 'bp', 's1', 's2', 's3', 's4', 's5', 's6'],
+    'categorical': ['sex'],
+}
+
+
+def diabetes_csv(workdir: str) -> str:
+  """scikit-learn's diabetes table as a CSV; label ``progression``, a
+  measure of disease progression one year after baseline (25 to 346)."""
+  from sklearn.datasets import load_diabetes
+  data = load_diabetes(as_frame=True, scaled=False)
+  frame = data.data.copy()
+  frame['sex'] = frame['sex'].astype('int64')  # '1' / '2', not '1.0'.
+  frame['progression'] = data.target
+  path = os.path.join(workdir, 'diabetes.csv')
   os.makedirs(workdir, exist_ok=True)
   frame.to_csv(path, index=False)
   return path
