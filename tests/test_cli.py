@@ -182,3 +182,51 @@ def test_unused_tfx_extensions_load_only_when_touched():
                        cwd=os.path.dirname(os.path.dirname(
                            os.path.abspath(__file__)))).stdout.split()
   assert out == ['False', 'Trainer']
+
+
+def test_tfx_component_packages_import_only_what_is_used():
+  # tfx.components, tfx.v1.components, tfx.v1.extensions and
+  # tfx.v1.orchestration.experimental resolve their names on first use
+  # (pipeline/__init__.py); Beam's pickler, which reads every module's
+  # __dict__, must not load them either.
+  code = '\n'.join([
+      'import sys',
+      'import pipeline.local_runner',
+      'from apache_beam.internal import pickler',
+      'pickler.loads(pickler.dumps(lambda x: x))',
+      "unused = ('keras_tuner', 'kubernetes', 'google.cloud.aiplatform',",
+      "          'tfx.components.evaluator.component',",
+      "          'tfx.orchestration.kubeflow.v2.kubeflow_v2_dag_runner')",
+      'print(sorted(m for m in unused if m in sys.modules))',
+      'from tfx import v1 as tfx',
+      'print(tfx.components.Tuner.__name__, tfx.components.FnArgs.__name__,',
+      "      'Evaluator' in dir(tfx.components),",
+      '      tfx.orchestration.experimental.KubeflowV2DagRunner.__name__)',
+      'names = {}',
+      "exec('from tfx.components import *', names)",
+      "print(sorted(n for n in names if not n.startswith('__')) == sorted(",
+      '    __import__("tfx.components").components.__all__))',
+      'try:',
+      '  tfx.components.NoSuchComponent',
+      'except AttributeError as e:',
+      '  print(type(e).__name__)',
+  ])
+  env = dict(os.environ, TF_USE_LEGACY_KERAS='1', TF_CPP_MIN_LOG_LEVEL='2')
+  out = subprocess.run([sys.executable, '-c', code], check=True, env=env,
+                       capture_output=True, text=True,
+                       cwd=os.path.dirname(os.path.dirname(
+                           os.path.abspath(__file__)))).stdout.splitlines()
+  assert out == ['[]', 'Tuner FnArgs True KubeflowV2DagRunner', 'True',
+                 'AttributeError']
+
+
+def test_only_packages_that_just_reexport_are_deferred():
+  import pipeline  # pylint: disable=g-import-not-at-top
+  names, _ = pipeline._reexports(  # pylint: disable=protected-access
+      '"""Doc."""\nfrom a.b import C as D\ntry:\n  from e import F\n'
+      'except ImportError:\n  pass\n__all__ = ["D", "F"]\n')
+  assert names == {'D': ('a.b', 'C', False), 'F': ('e', 'F', True)}
+  # Anything else (code, star imports, relative imports) runs unchanged.
+  for source in ('import os\n', 'from a import *\n', 'from . import b\n',
+                 'from a import b\nX = 1\n'):
+    assert pipeline._reexports(source) is None  # pylint: disable=protected-access
