@@ -272,3 +272,15 @@ def test_report_compare_unregularized_must_be_a_bool(value):
     load_config(overrides=[f'report.compare_unregularized={value}'])
   with pytest.raises(ConfigError, match="report: unknown key 'compare'"):
     load_config(overrides=['report.compare=true'])
+
+
+def test_an_unknown_top_level_key_is_named_as_such():
+  with pytest.raises(ConfigError,
+                     match="^top level: unknown key 'output_root'; expected "
+                     'one of: pipeline_name, task'):
+    load_config(overrides=['output_root=/tmp/x'])
+
+
+def test_numeric_columns_are_encoded_from_their_statistics_by_default():
+  # Issue 17: robust where a column's statistics ask for it, with no setting.
+  assert load_config().data.features.numeric_encoding == 'auto'
