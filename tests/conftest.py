@@ -66,3 +66,21 @@ def pytest_collection_modifyitems(config, items):
     name = f'{os.path.basename(item.location[0])}::{item.name}'
     if name in EXTENDED:
       item.add_marker(pytest.mark.extended)
+
+
+@pytest.fixture
+def beam_calls(monkeypatch):
+  """Records each call of the stock Beam executor's Do and runs it (ingest
+  tests: which inputs fall back to the Beam executor)."""
+  # TFX only for the tests that ask: collecting the unit tests stays light.
+  from tfx.components.example_gen import base_example_gen_executor  # pylint: disable=g-import-not-at-top
+  calls = []
+  original = base_example_gen_executor.BaseExampleGenExecutor.Do
+
+  def spy(self, *args, **kwargs):
+    calls.append(type(self).__name__)
+    return original(self, *args, **kwargs)
+
+  monkeypatch.setattr(base_example_gen_executor.BaseExampleGenExecutor, 'Do',
+                      spy)
+  return calls

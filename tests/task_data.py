@@ -24,7 +24,8 @@ def _features(rng, n):
   return x0, x1, colour
 
 
-def _write(path, header: List[str], rows) -> str:
+def write_csv(path, header: List[str], rows) -> str:
+  """``rows`` under ``header`` into ``path``, as a user's CSV; the path."""
   with open(path, 'w', newline='', encoding='utf-8') as f:
     writer = csv.writer(f)
     writer.writerow(header)
@@ -46,7 +47,7 @@ def multiclass(path, n=1500, seed=0, signal=1.0) -> str:
       2.0 * x0, 2.0 * x1, -1.5 * x0 - 1.5 * x1 + 1.5 * (colour == 2)], axis=1)
   scores += rng.gumbel(size=scores.shape)
   names = np.array(['alpha', 'beta', 'gamma'])[scores.argmax(axis=1)]
-  return _write(path, ['x0', 'x1', 'colour', 'species'],
+  return write_csv(path, ['x0', 'x1', 'colour', 'species'],
                 (_cells(x0, x1, colour, i) + [names[i]] for i in range(n)))
 
 
@@ -59,7 +60,7 @@ def regression(path, n=1500, seed=0, signal=1.0, skewed=False) -> str:
     y = np.exp(0.4 * mean + 0.3 * rng.normal(size=n) + 2.0)
   else:
     y = 50.0 + 10.0 * (mean + rng.normal(size=n))
-  return _write(path, ['x0', 'x1', 'colour', 'target'],
+  return write_csv(path, ['x0', 'x1', 'colour', 'target'],
                 (_cells(x0, x1, colour, i) + [f'{y[i]:.3f}'] for i in range(n)))
 
 
@@ -73,7 +74,7 @@ def imbalanced(path, n=20000, seed=0, positive_rate=0.03, signal=2.0) -> str:
   rates = [np.mean(1 / (1 + np.exp(-(logit + b)))) for b in grid]
   bias = grid[int(np.argmin(np.abs(np.array(rates) - positive_rate)))]
   y = (rng.random(n) < 1 / (1 + np.exp(-(logit + bias)))).astype(int)
-  return _write(path, ['x0', 'x1', 'colour', 'fraud'],
+  return write_csv(path, ['x0', 'x1', 'colour', 'fraud'],
                 (_cells(x0, x1, colour, i) + [str(y[i])] for i in range(n)))
 
 

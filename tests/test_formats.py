@@ -26,7 +26,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import tensorflow as tf
-from tfx.components.example_gen import base_example_gen_executor
 from tfx.components.example_gen import component as example_gen_component
 from tfx.components.example_gen.csv_example_gen import executor as stock_csv
 from tfx.components.example_gen.csv_example_gen.component import CsvExampleGen
@@ -44,21 +43,6 @@ from test_ingest import STOCK, _assert_same, _props, _run, _splits, _tricky_rows
 
 def test_format_names_are_the_configuration_s():
   assert set(formats.NAMES) == set(config_lib.DATA_FORMATS) - {formats.AUTO}
-
-
-@pytest.fixture
-def beam_calls(monkeypatch):
-  """Records each call of the stock Beam executor's Do and runs it."""
-  calls = []
-  original = base_example_gen_executor.BaseExampleGenExecutor.Do
-
-  def spy(self, *args, **kwargs):
-    calls.append(type(self).__name__)
-    return original(self, *args, **kwargs)
-
-  monkeypatch.setattr(base_example_gen_executor.BaseExampleGenExecutor, 'Do',
-                      spy)
-  return calls
 
 
 def _props_for(path, fmt=formats.AUTO, **kwargs):

@@ -1,7 +1,6 @@
 """Features inferred from the data (pipeline/infer.py) and ``features: auto``
 in the configuration (core/config.py)."""
 
-import csv
 import os
 import subprocess
 import sys
@@ -10,6 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
+import task_data
 from components.ingest import csv_fast
 from core import config as config_lib
 from pipeline import infer
@@ -20,14 +20,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def _columns(path):
   table = csv_fast.read_csv(path, csv_fast.read_header(path))
   return csv_fast.convert_table(table, path), table.num_rows
-
-
-def _write(path, header, rows):
-  with open(path, 'w', newline='', encoding='utf-8') as f:
-    writer = csv.writer(f)
-    writer.writerow(header)
-    writer.writerows(rows)
-  return str(path)
 
 
 @pytest.fixture(scope='module')
@@ -100,7 +92,7 @@ def _mixed_csv(path, n=400):
         f'{rng.normal():.3f}',                 # a name YAML reads as true
         int(rng.random() < 0.5),               # the label
     ])
-  return _write(path, header, rows)
+  return task_data.write_csv(path, header, rows)
 
 
 def test_mixed_columns(tmp_path):
@@ -144,7 +136,7 @@ def test_identifier_share(tmp_path):
   # 95% distinct: an identifier; 90%: a number.
   near = [i if i < 190 else 0 for i in range(n)]
   less = [i if i < 180 else 0 for i in range(n)]
-  path = _write(tmp_path / 'ids.csv', ['near', 'less', 'y'],
+  path = task_data.write_csv(tmp_path / 'ids.csv', ['near', 'less', 'y'],
                 [[a, b, i % 2] for i, (a, b) in enumerate(zip(near, less))])
   columns, rows = _columns(path)
   inferred = infer.infer_features(columns, config_lib.LabelConfig(name='y'),
@@ -155,7 +147,7 @@ def test_identifier_share(tmp_path):
 
 def test_categorical_int_bound(tmp_path):
   n = 400
-  path = _write(tmp_path / 'ints.csv', ['day', 'code', 'y'],
+  path = task_data.write_csv(tmp_path / 'ints.csv', ['day', 'code', 'y'],
                 [[i % infer.MAX_CATEGORICAL_INTS,
                   i % (infer.MAX_CATEGORICAL_INTS + 1), i % 2]
                  for i in range(n)])
@@ -171,7 +163,7 @@ def test_relative_to_with_missing_values(tmp_path):
   column is left out when it has missing values, kept when it has none."""
   rows = [[f'{i % 7 + 1}.0', f'{i % 3}.0', f'{i % 5}.0'] for i in range(50)]
   rows[4][0] = ''
-  path = _write(tmp_path / 'rel.csv', ['fare', 'tips', 'miles'], rows)
+  path = task_data.write_csv(tmp_path / 'rel.csv', ['fare', 'tips', 'miles'], rows)
   columns, n = _columns(path)
   label = config_lib.LabelConfig(name='big', column='tips', threshold=0.2,
                                  relative_to='fare')
@@ -179,13 +171,13 @@ def test_relative_to_with_missing_values(tmp_path):
   assert 'label.relative_to, empty in 1 rows' in inferred.left_out['fare']
   assert inferred.numeric == ('miles',)
   rows[4][0] = '3.0'
-  columns, n = _columns(_write(tmp_path / 'rel.csv', ['fare', 'tips', 'miles'],
+  columns, n = _columns(task_data.write_csv(tmp_path / 'rel.csv', ['fare', 'tips', 'miles'],
                                rows))
   assert infer.infer_features(columns, label, n).numeric == ('fare', 'miles')
 
 
 def test_nothing_usable(tmp_path):
-  path = _write(tmp_path / 'bare.csv', ['id', 'y'],
+  path = task_data.write_csv(tmp_path / 'bare.csv', ['id', 'y'],
                 [[i, i % 2] for i in range(50)])
   columns, rows = _columns(path)
   config = config_lib.load_config(overrides=[

@@ -348,21 +348,6 @@ def test_buckets_are_stocks_partition():
 # Fallbacks, failures and errors
 
 
-@pytest.fixture
-def beam_calls(monkeypatch):
-  """Records each call of the stock Beam executor's Do and runs it."""
-  calls = []
-  original = base_example_gen_executor.BaseExampleGenExecutor.Do
-
-  def spy(self, *args, **kwargs):
-    calls.append(type(self).__name__)
-    return original(self, *args, **kwargs)
-
-  monkeypatch.setattr(base_example_gen_executor.BaseExampleGenExecutor, 'Do',
-                      spy)
-  return calls
-
-
 def _small_csv(tmp_path, rows=60):
   data = tmp_path / 'data'
   data.mkdir(exist_ok=True)

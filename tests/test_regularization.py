@@ -5,9 +5,6 @@ fit.py); only the data is synthetic, so each test runs in seconds.
 """
 
 import math
-import os
-import subprocess
-import sys
 import tempfile
 
 import numpy as np
@@ -18,6 +15,8 @@ import tf_keras as keras
 from components.trainer import fit, mixup, model as model_lib
 from core import config as config_lib
 from core import tasks
+
+import two_cpus
 
 TASK = tasks.get('binary')
 INFO = {'positive_rate': 0.5}
@@ -530,15 +529,10 @@ def test_warmup_and_one_cycle_schedules():
 # Every technique at once, on two replicas (MirroredStrategy; logical
 # devices can only be set before TensorFlow initialises: a child process).
 _CHILD = 'REGULARIZATION_TWO_CPUS'
-TWO_REPLICAS = None
-if os.environ.get(_CHILD):
-  tf.config.set_logical_device_configuration(
-      tf.config.list_physical_devices('CPU')[0],
-      [tf.config.LogicalDeviceConfiguration()] * 2)
-  TWO_REPLICAS = tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1'])
+TWO_REPLICAS = two_cpus.strategy(_CHILD)
 
 
-@pytest.mark.skipif(not os.environ.get(_CHILD), reason='runs in the child')
+@two_cpus.only_in_child(_CHILD)
 @pytest.mark.parametrize('averaging', ['ema', 'swa'])
 def test_in_child_the_cocktail_trains_and_exports_on_two_replicas(averaging):
   reg = R(batch_norm=True, input_noise=0.1, mixup=0.4, dropout=0.1,
@@ -577,10 +571,4 @@ def test_in_child_the_cocktail_trains_and_exports_on_two_replicas(averaging):
 
 @pytest.mark.slow
 def test_the_cocktail_trains_on_two_replicas():
-  done = subprocess.run(
-      [sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider',
-       __file__, '-k', 'in_child'],
-      env=dict(os.environ, **{_CHILD: '1'}), capture_output=True, text=True,
-      timeout=900, check=False)
-  assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-  assert '2 passed' in done.stdout, done.stdout[-2000:]
+  two_cpus.run_children(__file__, _CHILD, '2 passed')

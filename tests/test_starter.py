@@ -5,7 +5,6 @@ and what it wrote is loaded with ``core.config.load_config`` and checked
 against the file by the pre-run check, as ``run`` would.
 """
 
-import csv
 import os
 import subprocess
 import sys
@@ -16,14 +15,6 @@ import yaml
 import task_data
 from core import config as config_lib
 from pipeline import infer, preflight, starter
-
-
-def _write(path, header, rows):
-  with open(path, 'w', newline='', encoding='utf-8') as f:
-    writer = csv.writer(f)
-    writer.writerow(header)
-    writer.writerows(rows)
-  return str(path)
 
 
 @pytest.mark.parametrize('shape, label, task, label_config', [
@@ -81,7 +72,7 @@ def test_taxi_tips(tmp_path):
 
 
 def _labelled(tmp_path, labels, name='label.csv'):
-  return _write(tmp_path / name, ['x', 'colour', 'y'],
+  return task_data.write_csv(tmp_path / name, ['x', 'colour', 'y'],
                 [[f'{i * 0.37 % 5:.2f}', ['a', 'b', 'c'][i % 3], v]
                  for i, v in enumerate(labels)])
 
@@ -134,7 +125,7 @@ def test_rare_class_warning(tmp_path):
 
 def test_names_that_need_quotes(tmp_path):
   """Column names YAML would read as booleans or numbers stay strings."""
-  data = _write(tmp_path / 'My Data.v2.csv', ['yes', '1', 'a: b', 'Label'],
+  data = task_data.write_csv(tmp_path / 'My Data.v2.csv', ['yes', '1', 'a: b', 'Label'],
                 [[f'{i * 0.1:.1f}', ['p', 'q'][i % 2], i % 4, i % 2]
                  for i in range(100)])
   out = starter.main(data, 'Label', output=str(tmp_path / 'c.yaml'))
@@ -189,7 +180,7 @@ def test_bad_files(tmp_path):
   header_only.write_text('x,y\n')
   with pytest.raises(starter.InitError, match='only a header'):
     starter.main(str(header_only), 'y', output=str(tmp_path / 'c.yaml'))
-  only_label = _write(tmp_path / 'o.csv', ['id', 'y'],
+  only_label = task_data.write_csv(tmp_path / 'o.csv', ['id', 'y'],
                       [[i, i % 2] for i in range(50)])
   with pytest.raises(starter.InitError, match='no column can be a feature'):
     starter.main(only_label, 'y', output=str(tmp_path / 'c.yaml'))

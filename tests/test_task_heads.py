@@ -7,10 +7,6 @@ one device. Logical devices can only be set before TensorFlow initialises,
 so the two-replica test runs this module again in a child process.
 """
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -19,6 +15,8 @@ import tf_keras as keras
 from components.trainer import fit, model as model_lib
 from core import config as config_lib
 from core import tasks
+
+import two_cpus
 
 SPECS = [model_lib.InputSpec('x0'), model_lib.InputSpec('x1')]
 
@@ -54,17 +52,10 @@ def _fit(task_name, strategy):
 
 
 _CHILD = 'TASK_HEADS_TWO_CPUS'
-TWO_REPLICAS = None
-if os.environ.get(_CHILD):
-  tf.config.set_logical_device_configuration(
-      tf.config.list_physical_devices('CPU')[0],
-      [tf.config.LogicalDeviceConfiguration()] * 2)
-  # One strategy for the process: a second one reuses the first one's
-  # collective instance keys for tensors of other shapes.
-  TWO_REPLICAS = tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1'])
+TWO_REPLICAS = two_cpus.strategy(_CHILD)
 
 
-@pytest.mark.skipif(not os.environ.get(_CHILD), reason='runs in the child')
+@two_cpus.only_in_child(_CHILD)
 @pytest.mark.parametrize('task_name', ['multiclass', 'regression'])
 def test_in_child_head_trains_the_same_on_two_replicas(task_name):
   _, one, _ = _fit(task_name, tf.distribute.get_strategy())
@@ -85,13 +76,7 @@ def test_in_child_head_trains_the_same_on_two_replicas(task_name):
 
 @pytest.mark.slow
 def test_heads_train_the_same_on_two_replicas():
-  done = subprocess.run(
-      [sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider',
-       __file__, '-k', 'in_child'],
-      env=dict(os.environ, **{_CHILD: '1'}), capture_output=True, text=True,
-      timeout=900, check=False)
-  assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-  assert '2 passed' in done.stdout, done.stdout[-2000:]
+  two_cpus.run_children(__file__, _CHILD, '2 passed')
 
 
 def test_regression_predicts_in_original_units():
