@@ -279,8 +279,3 @@ def test_an_unknown_top_level_key_is_named_as_such():
                      match="^top level: unknown key 'output_root'; expected "
                      'one of: pipeline_name, task'):
     load_config(overrides=['output_root=/tmp/x'])
-
-
-def test_numeric_columns_are_encoded_from_their_statistics_by_default():
-  # Issue 17: robust where a column's statistics ask for it, with no setting.
-  assert load_config().data.features.numeric_encoding == 'auto'
