@@ -131,8 +131,10 @@ class LabelReader:
     again (about 0.3 s, whatever the batch)."""
     batches = {}
     for split, split_files in files.items():
-      for batch in records_lib.dataset(list(split_files),
-                                       limit=limit).batch(limit):
+      # At most ``limit`` records: one batch, or none for an empty split.
+      batch = next(iter(records_lib.dataset(list(split_files), limit=limit)
+                        .batch(limit)), None)
+      if batch is not None:
         batches[split] = batch
     if not batches:
       return {split: np.zeros(0) for split in files}
