@@ -70,7 +70,8 @@ def run(workdir: str, repeats: int = 5, epochs: int = 3,
   def our_dataset():
     split = inputs.read_split(
         train_files, accessor, tft_output, label,
-        max_in_memory_bytes=cfg.model.in_memory_max_bytes)
+        max_in_memory_bytes=cfg.model.in_memory_max_bytes,
+        features=[spec.name for spec in specs])
     return inputs.make_dataset(split, batch, shuffle=True, seed=cfg.model.seed)
 
   # The bare side's in-memory copy: every train row once, in file order.

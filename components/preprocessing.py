@@ -29,6 +29,12 @@ def missing_name(feature: str) -> str:
   return f'{feature}_missing_xf'
 
 
+def linear_name(feature: str) -> str:
+  """Under ``auto``, a heavy column's z-score beside its robust encoding
+  (zeros for a column encoded by its z-score alone)."""
+  return f'{feature}_linear_xf'
+
+
 # Robust scaling: quantiles at 5%, 10%, ..., 95% of the present values.
 QUANTILE_BUCKETS = 20
 QUANTILE_EPSILON = 0.005
@@ -74,7 +80,7 @@ def _numeric(x, log_scale: bool, encoding: str = 'zscore') -> Dict[str, tf.Tenso
 
   ``encoding``: ``zscore``, ``robust`` or ``auto`` (config.NUMERIC_ENCODINGS;
   ``auto`` decides per column from the analyzers' outputs, see
-  HEAVY_TAIL_RATIO). Every statistic is taken over the present values, in one
+  HEAVY_TAIL_RATIO, and gives a heavy column both encodings). Every statistic is taken over the present values, in one
   analysis pass: imputing first and z-scoring the imputed column would need
   the mean before the variance (a second pass over the data, which cost
   about a quarter of Transform's time, measured) and would shrink the
@@ -89,6 +95,7 @@ def _numeric(x, log_scale: bool, encoding: str = 'zscore') -> Dict[str, tf.Tenso
   std = tf.sqrt(var)
   # A constant column has zero variance: it encodes as all zeros.
   z = tf.math.divide_no_nan(values - mean, std)
+  out = {}
   if encoding != 'zscore':
     robust, scale = _robust(values, kept, std)
     if encoding == 'robust':
@@ -97,8 +104,16 @@ def _numeric(x, log_scale: bool, encoding: str = 'zscore') -> Dict[str, tf.Tenso
       extreme = tf.maximum(tft.max(kept) - mean, mean - tft.min(kept))
       heavy = tf.logical_or(std * IQR_PER_SIGMA > HEAVY_TAIL_RATIO * scale,
                             extreme > EXTREME_Z * std)
+      # The clip keeps an outlier from dominating the first layer but
+      # flattens the tail; where the tail is signal (an arrival delay
+      # follows the departure delay linearly for hours) the network still
+      # needs its distance, so a heavy column keeps its z-score as a second
+      # input. The outputs are fixed when the graph is traced, before the
+      # analysis decides, so a column that is not heavy gets zeros there.
+      out['linear'] = tensors.column(
+          tf.where(tf.logical_and(present, heavy), z, 0.0))
       z = tf.where(heavy, robust, z)
-  out = {'value': tensors.column(tf.where(present, z, 0.0))}
+  out['value'] = tensors.column(tf.where(present, z, 0.0))
   if isinstance(x, tf.sparse.SparseTensor):
     out['missing'] = tensors.column(1.0 - tf.cast(present, tf.float32))
   return out
@@ -124,12 +139,25 @@ def preprocessing_fn(inputs: Dict[str, Any],
     outputs[transformed_name(name)] = encoded['value']
     if 'missing' in encoded:
       outputs[missing_name(name)] = encoded['missing']
+    if 'linear' in encoded:
+      outputs[linear_name(name)] = encoded['linear']
   for name in features.categorical:
     outputs[transformed_name(name)] = _categorical(inputs[name], name, features)
   # The label as the task reads it: what training and the gate both see.
   outputs[data.label.name] = tasks.get(config.task).transform_label(
       inputs, data.label)
   return outputs
+
+
+def with_linear(tf_transform_output,
+                features: config_lib.FeaturesConfig) -> set:
+  """The numeric columns whose ``linear_name`` output carries their z-score
+  (auto's heavy columns); the others' is zeros, and no model input."""
+  if not any(linear_name(name) in tf_transform_output.transformed_feature_spec()
+             for name in features.numeric):
+    return set()
+  return {name for name, kind in numeric_encodings(
+      tf_transform_output, features).items() if kind.startswith('robust + ')}
 
 
 # A raw value far beyond any column's spread: the robust encoding maps it
@@ -140,11 +168,13 @@ _PROBE = 1e15
 def numeric_encodings(tf_transform_output,
                       features: config_lib.FeaturesConfig) -> Dict[str, str]:
   """Numeric column -> the encoding Transform applied: ``zscore``,
-  ``robust`` or ``constant`` (all zeros), with `` of log`` when log-scaled.
+  ``robust``, ``robust + zscore`` (auto's heavy column) or ``constant`` (all
+  zeros), with `` of log`` when log-scaled.
 
   Read back from Transform's own graph (the analyzers' outputs are constants
-  in it): two rows at +-_PROBE go through it, and an output bounded by CLIP
-  is the robust encoding. No second analysis, no extra artifact.
+  in it): two rows at +-_PROBE go through it, an output bounded by CLIP is
+  the robust encoding, and a non-zero ``linear_name`` output its z-score
+  companion. No second analysis, no extra artifact.
   """
   if not features.numeric:
     return {}
@@ -171,5 +201,8 @@ def numeric_encodings(tf_transform_output,
     probed = abs(out[transformed_name(name)].numpy().ravel())
     kind = ('constant' if not probed.any() else
             'robust' if probed.max() <= CLIP * (1 + 1e-4) else 'zscore')
+    linear = out.get(linear_name(name))
+    if kind == 'robust' and linear is not None and linear.numpy().any():
+      kind = 'robust + zscore'
     chosen[name] = kind + (' of log' if name in features.log_scale else '')
   return chosen

@@ -153,6 +153,30 @@ def test_missing_values_are_the_median_with_an_indicator(auto):
                                 (~present).astype(np.float32))
 
 
+def test_auto_keeps_a_heavy_columns_z_score_as_a_second_input(auto, zscore):
+  out, z = auto[0], zscore[0]
+  # The clipped encoding loses how far out the tail lies; the companion
+  # keeps it, and is zeros for a column that kept its z-score anyway.
+  np.testing.assert_allclose(out['money_linear_xf'], z['money_xf'], rtol=1e-5)
+  np.testing.assert_allclose(out['counts_linear_xf'], z['counts_xf'],
+                             rtol=1e-5)
+  assert np.all(out['even_linear_xf'] == 0)
+  present = np.array([s is not None for s in SPARSE])
+  np.testing.assert_allclose(out['sparse_linear_xf'][present],
+                             z['sparse_xf'][present], rtol=1e-5)
+  assert np.all(out['sparse_linear_xf'][~present] == 0)
+  assert not any(k.endswith('_linear_xf') for k in z)
+
+
+def test_the_model_takes_the_companion_of_heavy_columns_only(auto, zscore):
+  features = _config('auto').data.features
+  names = [spec.name for spec in model_lib.input_specs(auto[1], features)]
+  assert names == ['money_xf', 'money_linear_xf', 'even_xf', 'counts_xf',
+                   'counts_linear_xf', 'sparse_xf', 'sparse_linear_xf',
+                   'sparse_missing_xf', 'constant_xf']
+  assert preprocessing.with_linear(zscore[1], features) == set()
+
+
 def test_a_constant_column_is_zeros(auto):
   assert np.all(auto[0]['constant_xf'] == 0)
 
@@ -160,8 +184,9 @@ def test_a_constant_column_is_zeros(auto):
 def test_the_choice_is_read_back_from_transforms_graph(auto, zscore):
   features = _config('auto').data.features
   assert preprocessing.numeric_encodings(auto[1], features) == {
-      'money': 'robust', 'even': 'zscore', 'counts': 'robust of log',
-      'sparse': 'robust', 'constant': 'constant'}
+      'money': 'robust + zscore', 'even': 'zscore',
+      'counts': 'robust + zscore of log', 'sparse': 'robust + zscore',
+      'constant': 'constant'}
   assert preprocessing.numeric_encodings(zscore[1], features) == {
       'money': 'zscore', 'even': 'zscore', 'counts': 'zscore of log',
       'sparse': 'zscore', 'constant': 'constant'}
@@ -176,6 +201,7 @@ def test_robust_everywhere_when_asked(tmp_path):
                              _smooth_clip((even - median) / iqr), rtol=1e-5)
   assert preprocessing.numeric_encodings(
       graph, _config('robust').data.features)['even'] == 'robust'
+  assert not any(k.endswith('_linear_xf') for k in out)
 
 
 def test_unknown_numeric_encoding_is_a_config_error():

@@ -108,6 +108,18 @@ def test_in_memory_split_holds_every_row_in_file_order(tmp_path):
                                 np.arange(sum(ROWS_PER_FILE)) % 2)
 
 
+@pytest.mark.parametrize('bound', [1 << 30, 0], ids=['in_memory', 'streamed'])
+def test_only_the_models_features_are_read(tmp_path, bound):
+  files, output = _write_split(str(tmp_path))
+  split = inputs.read_split(files, _accessor(), output, LABEL,
+                            max_in_memory_bytes=bound, features=['row'])
+  features, label = next(iter(inputs.make_dataset(split, BATCH, shuffle=False,
+                                                  seed=1)))
+  assert sorted(features) == ['row']  # Not x: no input of the model.
+  np.testing.assert_array_equal(label.numpy().ravel(),
+                                features['row'].numpy().ravel() % 2)
+
+
 def test_a_split_above_the_bound_is_streamed(tmp_path):
   files, output = _write_split(str(tmp_path))
   size = sum(os.path.getsize(path) for path in glob.glob(files[0]))

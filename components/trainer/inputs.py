@@ -20,7 +20,7 @@ per-replica mean losses wrongly.
 """
 
 import dataclasses
-from typing import Callable, Dict, Optional, Sequence, Tuple
+from typing import Callable, Collection, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -67,8 +67,10 @@ def read_split(file_patterns: Sequence[str],
                tf_transform_output: tft.TFTransformOutput,
                label_key: str,
                *,
-               max_in_memory_bytes: int) -> Split:
-  """The split at ``file_patterns``, loaded into memory if its files fit.
+               max_in_memory_bytes: int,
+               features: Optional[Collection[str]] = None) -> Split:
+  """The split at ``file_patterns``, loaded into memory if its files fit;
+  with ``features`` (the model's input names), only those and the label.
 
   Raises InputError when an in-memory split has no rows, no label, or a
   feature that is not dense (Transform's output for this pipeline is dense
@@ -77,6 +79,16 @@ def read_split(file_patterns: Sequence[str],
   files = tuple(file_patterns)
   paths = tuple(records.glob(files, sort=False))
   schema = tf_transform_output.transformed_metadata.schema
+  feature_spec = tf_transform_output.transformed_feature_spec()
+  if features is not None:
+    kept = set(features) | {label_key}
+    feature_spec = {k: v for k, v in feature_spec.items() if k in kept}
+    schema = type(schema)()
+    schema.CopyFrom(tf_transform_output.transformed_metadata.schema)
+    del schema.feature[:]
+    schema.feature.extend(
+        f for f in tf_transform_output.transformed_metadata.schema.feature
+        if f.name in kept)
 
   def stream(options: tfxio.TensorFlowDatasetOptions) -> tf.data.Dataset:
     return data_accessor.tf_dataset_factory(list(files), options, schema)
@@ -86,8 +98,7 @@ def read_split(file_patterns: Sequence[str],
     logging.info('Streaming %s: %d bytes of files, above the in-memory '
                  'bound of %d', files, size, max_in_memory_bytes)
     return Split(files, paths, label_key, stream)
-  columns = _load(files, paths, tf_transform_output.transformed_feature_spec(),
-                  label_key)
+  columns = _load(files, paths, feature_spec, label_key)
   return Split(files, paths, label_key, stream, columns)
 
 

@@ -47,11 +47,15 @@ def embedding_dim(num_tokens: int, features: config_lib.FeaturesConfig
 
 def input_specs(tf_transform_output: tft.TFTransformOutput,
                 features: config_lib.FeaturesConfig) -> List[InputSpec]:
-  """The model's inputs, read from what Transform actually produced."""
+  """The model's inputs, read from what Transform actually produced (a
+  column's all-zero ``linear_name`` output is left out)."""
   produced = tf_transform_output.transformed_feature_spec()
+  linear = preprocessing.with_linear(tf_transform_output, features)
   specs = []
   for name in features.numeric:
     specs.append(InputSpec(preprocessing.transformed_name(name)))
+    if name in linear:
+      specs.append(InputSpec(preprocessing.linear_name(name)))
     if preprocessing.missing_name(name) in produced:
       specs.append(InputSpec(preprocessing.missing_name(name)))
   for name in features.categorical:

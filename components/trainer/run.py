@@ -106,10 +106,12 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   strategy = strategy_lib.create_strategy(cfg.distribution)
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
   label = cfg.data.label.name
+  specs = model_lib.input_specs(tf_transform_output, cfg.data.features)
   train_split, eval_split = (
       inputs.read_split(files, fn_args.data_accessor, tf_transform_output,
                         label,
-                        max_in_memory_bytes=cfg.model.in_memory_max_bytes)
+                        max_in_memory_bytes=cfg.model.in_memory_max_bytes,
+                        features=[spec.name for spec in specs])
       for files in (fn_args.train_files, fn_args.eval_files))
   train_labels = inputs.labels(train_split)
   label_info = task_label_info(task, cfg.data.label, train_labels, eval_split,
@@ -133,7 +135,6 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   train_sample = dataset(train_split, shuffle=False,
                          take_batches=max(1, cfg.model.train_eval_sample // batch))
 
-  specs = model_lib.input_specs(tf_transform_output, cfg.data.features)
   with strategy.scope():
     model = model_lib.build_model(
         specs,
