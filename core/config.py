@@ -300,6 +300,10 @@ class TuningConfig:
   min_width: int = 32
   max_width: int = 256
   max_depth: int = 3
+  # A trial whose train-minus-eval gap passes this fraction of the gate's
+  # max_gap (any gap metric) ranks lower, by how far it passes: room for the
+  # gate's interval on test. A large value ranks by the eval metric alone.
+  gap_fraction: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -569,6 +573,10 @@ def _validate_tuning(t: TuningConfig) -> None:
   if t.max_width < t.min_width:
     raise ConfigError(f'tuning.max_width: must be >= min_width '
                       f'({t.min_width}), got {t.max_width}')
+  if not (isinstance(t.gap_fraction, (int, float)) and
+          math.isfinite(t.gap_fraction) and t.gap_fraction > 0):
+    raise ConfigError(f'tuning.gap_fraction: must be a number > 0, got '
+                      f'{t.gap_fraction!r}')
 
 
 def validate(config: PipelineConfig) -> PipelineConfig:

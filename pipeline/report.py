@@ -486,6 +486,9 @@ class Trial:
   gap: Optional[float]
   epochs: Optional[int]
   status: str
+  # What the search ranked it by: the score, worsened where a gap passed
+  # tuning.gap_fraction of its limit (tuning.ranked_score).
+  ranked: Optional[float] = None
 
 
 def trials_of(records: List[dict],
@@ -506,7 +509,8 @@ def trials_of(records: List[dict],
         learning_rate=tuned.model.learning_rate,
         score=record.get('score'), train=record.get('train'),
         gap=record.get('gap'), epochs=record.get('epochs'),
-        status=str(record.get('status', 'COMPLETED'))))
+        status=str(record.get('status', 'COMPLETED')),
+        ranked=record.get('ranked', record.get('score'))))
   return trials
 
 
@@ -520,14 +524,15 @@ def objective_metric(records: List[dict], task: tasks_lib.Task
 
 def chosen_trial(trials: List[Trial], metric: tasks_lib.Metric
                  ) -> Optional[int]:
-  """Index of the trial the Tuner hands to the Trainer: the best score of a
-  completed trial, in the objective's direction (KerasTuner's own rule)."""
+  """Index of the trial the Tuner hands to the Trainer: the best ranked
+  score of a completed trial, in the objective's direction (KerasTuner's own
+  rule on what the trial reported)."""
   scored = [i for i, t in enumerate(trials)
-            if t.score is not None and t.status == 'COMPLETED']
+            if t.ranked is not None and t.status == 'COMPLETED']
   if not scored:
     return None
   pick = max if metric.higher_is_better else min
-  return pick(scored, key=lambda i: trials[i].score)
+  return pick(scored, key=lambda i: trials[i].ranked)
 
 
 def _varying(trials: List[Trial]) -> Tuple[set, List[str]]:
@@ -1227,15 +1232,24 @@ def regularization_path_section(records: Optional[List[dict]],
   parts.append(_img(trials_figure(trials, metric,
                                   _max_gaps(gate, config).get(metric.name),
                                   directory), 'regularization path'))
+  penalized = any(t.ranked != t.score for t in trials)
+  if penalized:
+    parts.append(
+        '<p>Trials whose train-minus-eval gap on a gate metric passed '
+        f'{config.tuning.gap_fraction:g} of its <code>gate.max_gap</code> '
+        '(<code>tuning.gap_fraction</code>) were ranked by a worse score '
+        '(column <em>ranked</em>): the gate measures the gap again on test, '
+        'with an interval.</p>')
   rows = [[t.number, ', '.join(t.techniques) or 'none', _strengths(t),
            f'{t.hidden_units[0]} x {len(t.hidden_units)}' if t.hidden_units
            else '-', f'{t.learning_rate:.2g}', _fmt(t.score), _fmt(t.train),
-           _gap_cell(metric, t.gap), _fmt(t.epochs)]
+           _gap_cell(metric, t.gap)] + ([_fmt(t.ranked)] if penalized else [])
+          + [_fmt(t.epochs)]
           + ([] if t.status == 'COMPLETED' else [t.status])
           for t in trials]
   header = ['trial', 'techniques on', 'strengths', 'width x depth',
             'learning rate', f'eval {metric.name}', f'train {metric.name}',
-            'gap', 'epochs']
+            'gap'] + (['ranked'] if penalized else []) + ['epochs']
   if any(t.status != 'COMPLETED' for t in trials):
     header.append('status')
     rows = [row + [''] * (len(header) - len(row)) for row in rows]
@@ -1311,9 +1325,11 @@ def encoding_section(training: Optional[Mapping[str, Any]]) -> str:
     rows.append([name, 'categorical', spec.get('encoding', '?'), detail])
   mode = encoding.get('numeric_encoding', 'zscore')
   note = {
-      'auto': 'numeric_encoding auto: robust (median and IQR, then the smooth '
-              'clip x/sqrt(1+(x/3)&sup2;)) where the standard deviation or an '
-              'extreme value shows heavy tails or outliers, z-score elsewhere',
+      'auto': 'numeric_encoding auto: where the standard deviation or an '
+              'extreme value shows heavy tails or outliers, robust (median '
+              'and IQR, then the smooth clip x/sqrt(1+(x/3)&sup2;)) plus the '
+              'z-score as a second input (<code>&lt;name&gt;_linear_xf</code>), '
+              'z-score elsewhere',
       'robust': 'numeric_encoding robust: median and IQR, then the smooth '
                 'clip, for every numeric column',
       'zscore': 'numeric_encoding zscore: mean and standard deviation',

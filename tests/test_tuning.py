@@ -79,12 +79,37 @@ def test_trials_json_is_copied_into_the_tuner_results_artifact(tmp_path):
   assert json.load(open(dst))[0]['gap'] == 0.01
 
 
-@pytest.mark.parametrize('budget', ['0', '-1', 'nan'])
-def test_budget_must_be_positive(budget):
-  with pytest.raises(config_lib.ConfigError, match='budget_minutes'):
+@pytest.mark.parametrize('key', ['budget_minutes', 'gap_fraction'])
+@pytest.mark.parametrize('value', ['0', '-1', 'nan'])
+def test_budget_and_gap_fraction_must_be_positive(key, value):
+  with pytest.raises(config_lib.ConfigError, match=f'tuning.{key}'):
     config_lib.load_config(overrides=[
         'data.label=y', 'data.features={numeric: [a]}',
-        f'tuning.budget_minutes={budget}'])
+        f'tuning.{key}={value}'])
+
+
+def test_gap_excess_counts_the_worst_gap_in_units_of_its_limit():
+  limits = {'accuracy': 0.03, 'auc': 0.03, 'log_loss': 0.05}
+  assert tuning.gap_excess({'accuracy': 0.01, 'auc': 0.015}, limits, 0.5) == 0
+  # accuracy 0.03 is a whole limit, 0.5 past the allowance; log loss less.
+  assert tuning.gap_excess({'accuracy': 0.03, 'log_loss': 0.04, 'pr_auc': 9},
+                           limits, 0.5) == pytest.approx(0.5)
+  assert tuning.gap_excess({'accuracy': float('nan')}, limits, 0.5) == 0
+  assert tuning.gap_excess({'rmse': float('inf')}, {'rmse': 0.1}, 0.5) == (
+      tuning.MAX_EXCESS)
+  assert tuning.gap_excess({'auc': 0.02}, {'auc': 0.0}, 0.5) == 0
+
+
+def test_ranked_score_is_worse_by_the_excess_in_the_objectives_units():
+  binary, regression = tasks.get('binary'), tasks.get('regression')
+  auc, log_loss = binary.metrics['auc'], binary.metrics['log_loss']
+  rmse = regression.metrics['rmse']
+  assert tuning.ranked_score(auc, 0.95, 0.0, 0.03) == 0.95
+  assert tuning.ranked_score(auc, 0.95, 0.5, 0.03) == pytest.approx(0.935)
+  assert tuning.ranked_score(log_loss, 0.2, 0.5, 0.05) == pytest.approx(0.225)
+  # RMSE's gap is relative, and so is its penalty.
+  assert tuning.ranked_score(rmse, 17.0, 0.5, 0.1) == pytest.approx(17.85)
+  assert tuning.ranked_score(auc, 0.95, 0.5, None) == 0.95
 
 
 def test_best_values_override_regularization():
@@ -125,10 +150,19 @@ def test_tuner_searches_and_trainer_uses_the_best(transformed_data, tmp_path,
     records = json.load(f)
   assert len(records) == 2
   assert {r['trial_id'] for r in records} == {t.trial_id for t in trials}
+  limits = fixtures.small_config().gate.max_gap
   for r in records:
     assert r['objective'] == 'val_auc' and 0.0 <= r['score'] <= 1.0
     assert r['gap'] == pytest.approx(r['train'] - r['score'])
+    assert r['gaps']['auc'] == pytest.approx(r['gap'])
+    assert set(limits) <= set(r['gaps'])  # Every gap the gate checks.
+    assert r['excess'] == pytest.approx(tuning.gap_excess(
+        r['gaps'], limits, 0.5))
+    assert r['ranked'] == pytest.approx(r['score'] - r['excess'] * 0.03)
     assert 'width' in r['hyperparameters']
+  # The oracle ranked the trials by what they reported: the ranked score.
+  assert sorted(t.score for t in trials) == pytest.approx(
+      sorted(r['ranked'] for r in records))
   # The pipeline's executor (factory.py wires it) on this search: TFX's
   # outputs plus trials.json in tuner_results, where the report reads it.
   outputs = _executor_outputs(tuner, tmp_path, monkeypatch)

@@ -4,15 +4,21 @@ KerasTuner's Bayesian optimization (``search_space``) chooses which
 techniques are on and their strengths, the width and depth and the learning
 rate; the objective is the eval split's early-stopping metric (the task's
 default when early stopping is off), each trial stops early on it, and the
-whole search stops at ``tuning.budget_minutes``. The Tuner writes the best
+whole search stops at ``tuning.budget_minutes``. A trial whose
+train-minus-eval gap on any of the gate's gap metrics passes
+``tuning.gap_fraction`` of its ``gate.max_gap`` is ranked lower
+(``ranked_score``): the gate measures the gap on test with an interval, so
+a winner at the limit on eval would be refused. The Tuner writes the best
 values and ``run.run_fn`` applies them (``run.config_with``). Each trial's
-settings, best eval objective and train-minus-eval gap go to ``trials.json``
+settings, best eval objective, gaps and ranked score go to ``trials.json``
 in the tuner's project directory (``TRIALS_JSON``).
 """
 
 import json
+import math
 import os
 import time
+from typing import Mapping, Optional
 
 import keras_tuner
 import tf_keras as keras
@@ -40,6 +46,35 @@ def objective(cfg: config_lib.PipelineConfig) -> keras_tuner.Objective:
 TRIALS_JSON = 'trials.json'
 PROJECT = 'regularization'
 DEFAULT_PATIENCE = 3
+# Past this many limits a gap ranks the trial last anyway; a bound keeps an
+# infinite relative gap (a perfect train fit) a number the optimizer can use.
+MAX_EXCESS = 10.0
+
+
+def gap_excess(gaps: Mapping[str, float], limits: Mapping[str, float],
+               fraction: float) -> float:
+  """How far the worst gap lies beyond ``fraction`` of its limit, in units
+  of the limit: 0 when every gap with a positive limit is within."""
+  worst = 0.0
+  for metric, gap in gaps.items():
+    limit = limits.get(metric)
+    if limit and limit > 0 and not math.isnan(gap):
+      worst = max(worst, gap / limit - fraction)
+  return min(worst, MAX_EXCESS)
+
+
+def ranked_score(metric: tasks.Metric, score: float, excess: float,
+                 limit: Optional[float]) -> float:
+  """The score the search ranks a trial by: its eval objective made worse by
+  ``excess`` times the objective's own gap limit (relative for RMSE and MAE,
+  as their gaps are). Without a limit on the objective it is the score."""
+  if not excess or not limit:
+    return score
+  penalty = excess * limit
+  if metric.relative_gap:
+    factor = 1 - penalty if metric.higher_is_better else 1 + penalty
+    return score * factor
+  return score - penalty if metric.higher_is_better else score + penalty
 
 
 class Deadline(keras.callbacks.Callback):
@@ -61,16 +96,21 @@ class RegularizationSearch(keras_tuner.BayesianOptimization):
   installs it) and rejects tf_keras models in its default trial loop, so each
   trial builds, fits (early stopping on the objective, best epoch restored,
   stopped at the budget) and reports its best eval objective itself, and
-  records its train-minus-eval gap on ``train_sample``.
+  records its train-minus-eval gaps on ``train_sample``, and reports the
+  ``ranked_score`` of its gaps against ``max_gap`` (the gate's limits).
   """
 
   def __init__(self, hypermodel, *, budget_minutes: float, patience: int,
-               train_sample=None, task=None, **kwargs):
+               train_sample=None, task=None,
+               max_gap: Optional[Mapping[str, float]] = None,
+               gap_fraction: float = 1.0, **kwargs):
     super().__init__(hypermodel, **kwargs)
     self.budget_seconds = budget_minutes * 60.0
     self.patience = patience
     self.train_sample = train_sample
     self.task = task
+    self.max_gap = dict(max_gap or {})
+    self.gap_fraction = gap_fraction
     self.records = []
     self._start = None
     self._durations = []
@@ -104,20 +144,32 @@ class RegularizationSearch(keras_tuner.BayesianOptimization):
     history = model.fit(*args, callbacks=callbacks, **kwargs)
     values = history.history[target.name]
     best = (max if target.direction == 'max' else min)(values)
+    at = values.index(best)
     if stopping.best_weights is not None:
       model.set_weights(stopping.best_weights)  # The best epoch's weights.
     record = {'trial_id': trial.trial_id,
               'hyperparameters': dict(trial.hyperparameters.values),
               'objective': target.name, 'score': float(best),
               'epochs': len(values)}
+    ranked = float(best)
     if self.train_sample is not None and self.task is not None:
-      metric = target.name[len('val_'):]
+      name = target.name[len('val_'):]
       train = model.evaluate(self.train_sample, verbose=0, return_dict=True)
-      record['train'] = float(train[metric])
-      record['gap'] = float(self.task.metrics[metric].gap(record['train'],
-                                                          float(best)))
+      record['train'] = float(train[name])
+      # Every gap the gate checks that training measured, at the best epoch.
+      gaps = {m: float(metric.gap(train[m], history.history[f'val_{m}'][at]))
+              for m, metric in self.task.metrics.items()
+              if m in train and f'val_{m}' in history.history}
+      record['gap'] = gaps.get(name, float(self.task.metrics[name].gap(
+          record['train'], float(best))))
+      record['gaps'] = gaps
+      excess = gap_excess(gaps, self.max_gap, self.gap_fraction)
+      ranked = ranked_score(self.task.metrics[name], float(best), excess,
+                            self.max_gap.get(name))
+      record['excess'] = excess
+    record['ranked'] = ranked
     self._pending[trial.trial_id] = record
-    return {target.name: best}
+    return {target.name: ranked}
 
   def on_trial_end(self, trial):
     super().on_trial_end(trial)
@@ -178,7 +230,8 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
   def split(files):
     return inputs.read_split(
         files, fn_args.data_accessor, tf_transform_output, cfg.data.label.name,
-        max_in_memory_bytes=cfg.model.in_memory_max_bytes)
+        max_in_memory_bytes=cfg.model.in_memory_max_bytes,
+        features=[spec.name for spec in specs])
   train, evaluation = split(fn_args.train_files), split(fn_args.eval_files)
   train_labels = inputs.labels(train)
   label_info = run_lib.task_label_info(task, cfg.data.label, train_labels,
@@ -207,7 +260,9 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
       train_sample=inputs.make_dataset(
           train, batch_size, shuffle=False, seed=cfg.model.seed,
           take_batches=max(1, cfg.model.train_eval_sample // batch_size)),
-      task=task, directory=fn_args.working_dir, project_name=PROJECT)
+      task=task, max_gap=cfg.gate.max_gap,
+      gap_fraction=cfg.tuning.gap_fraction,
+      directory=fn_args.working_dir, project_name=PROJECT)
 
   def dataset(split, shuffle):
     return inputs.make_dataset(split, batch_size, shuffle=shuffle,
