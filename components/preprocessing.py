@@ -80,10 +80,11 @@ def _numeric(x, log_scale: bool, encoding: str = 'zscore') -> Dict[str, tf.Tenso
 
   ``encoding``: ``zscore``, ``robust`` or ``auto`` (config.NUMERIC_ENCODINGS;
   ``auto`` decides per column from the analyzers' outputs, see
-  HEAVY_TAIL_RATIO, and gives a heavy column both encodings). Every statistic is taken over the present values, in one
-  analysis pass: imputing first and z-scoring the imputed column would need
-  the mean before the variance (a second pass over the data, which cost
-  about a quarter of Transform's time, measured) and would shrink the
+  HEAVY_TAIL_RATIO, and gives a heavy column both encodings). Every
+  statistic is taken over the present values, in one analysis pass:
+  imputing first and z-scoring the imputed column would need the mean
+  before the variance (a second pass over the data, which cost about a
+  quarter of Transform's time, measured) and would shrink the
   variance by the imputed rows.
   """
   values = tensors.floats(x)
