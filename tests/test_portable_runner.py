@@ -49,9 +49,12 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BEAM_NODES = (NodeIds.EXAMPLE_GEN, NodeIds.STATISTICS_GEN, NodeIds.TRANSFORM,
               NodeIds.GATE)
 WORKER_STARTED = 'Starting worker with command'
-# Both runs train on the same rows, but in another order (ExampleGen's Beam
-# path shuffles otherwise than the in-process one), so the models differ a
-# little; 86 held-out rows: one row is 0.012 of accuracy.
+# Both runs train on the same rows in the same order (the Trainer sorts the
+# rows it loads; ExampleGen's Beam path writes them in another order than
+# the in-process one), but the reference was killed in the Trainer and
+# resumed from its backup, whose later epochs draw other batches: the models
+# differ a little (measured: AUC 0.003, PR AUC 0.008, log loss 0.004). 86
+# held-out rows with 17 positives: one row is 0.012 of accuracy.
 METRIC_TOLERANCE = 0.05
 POOL_START_TIMEOUT = 300
 RUN_TIMEOUT = 1800

@@ -3,9 +3,10 @@
 A split is fed to ``fit`` in one of two ways, chosen by the size of its files:
 
 * **In memory**, the usual case for tabular data: the split is read and
-  parsed once, in a few large calls, into one tensor per column.  Each epoch
-  then shuffles the row *indices* and gathers whole batches from the columns,
-  which is what Keras does with NumPy arrays.  Shuffling the rows themselves
+  parsed once, in a few large calls, into one tensor per column, its rows
+  sorted so that the model does not depend on the order the files were
+  written in.  Each epoch then shuffles the row *indices* and gathers whole
+  batches from the columns, which is what Keras does with NumPy arrays.  Shuffling the rows themselves
   (``unbatch``/``shuffle``/``batch`` over a cache) cost 0.3 s per epoch of
   the taxi train split against 0.05 s (docs/performance.md, P3).
 * **Streamed**, above ``max_in_memory_bytes``: tfxio reads the shards in
@@ -128,7 +129,32 @@ def _load(files: Tuple[str, ...], paths: Tuple[str, ...],
   if not parts[label_key]:
     raise InputError(f'{files}: no examples to train or evaluate on')
   columns = {name: tf.concat(tensors, 0) for name, tensors in parts.items()}
+  columns = _sorted_rows(columns, sorted(set(columns) - {label_key}) +
+                         [label_key])
   return columns, columns.pop(label_key)
+
+
+def _sorted_rows(columns: Dict[str, tf.Tensor],
+                 names: Sequence[str]) -> Dict[str, tf.Tensor]:
+  """The rows sorted by their values in ``names``, the first most
+  significant.
+
+  ExampleGen's in-process and Beam paths write the same rows in different
+  orders, and so do Beam runners; a seeded shuffle of the rows as read
+  would then train a different model on the same data. Sorted, the rows
+  reach the shuffle in one order whoever wrote them (Transform's encodings
+  are monotonic per column, so a last-bit difference in its statistics
+  cannot reorder two distinct rows).
+  """
+  keys = []
+  for name in names:
+    values = columns[name].numpy()
+    if values.dtype.kind in 'biuf':
+      keys.extend(values.reshape(len(values), -1).T)
+  if not keys:
+    return columns
+  order = tf.constant(np.lexsort(keys[::-1]))  # lexsort: last key first.
+  return {name: tf.gather(column, order) for name, column in columns.items()}
 
 
 def labels(split: Split) -> 'np.ndarray':
@@ -154,7 +180,7 @@ def make_dataset(split: Split,
   """Batches of ``(features, label)`` from ``split``.
 
   ``shuffle`` draws new, full batches each epoch; without it every row comes
-  once, in file order.  ``num_epochs=None`` repeats forever (used with a step
+  once, in the split's order.  ``num_epochs=None`` repeats forever (used with a step
   budget); ``take_batches`` bounds each epoch, e.g. for the train-side curve
   sample.
   """
