@@ -150,15 +150,12 @@ def preprocessing_fn(inputs: Dict[str, Any],
   return outputs
 
 
-def with_linear(tf_transform_output,
-                features: config_lib.FeaturesConfig) -> set:
+def with_linear(encodings: Dict[str, str]) -> set:
   """The numeric columns whose ``linear_name`` output carries their z-score
-  (auto's heavy columns); the others' is zeros, and no model input."""
-  if not any(linear_name(name) in tf_transform_output.transformed_feature_spec()
-             for name in features.numeric):
-    return set()
-  return {name for name, kind in numeric_encodings(
-      tf_transform_output, features).items() if kind.startswith('robust + ')}
+  (auto's heavy columns), from ``numeric_encodings``; the others' is zeros,
+  and no model input."""
+  return {name for name, kind in encodings.items()
+          if kind.startswith('robust + ')}
 
 
 # A raw value far beyond any column's spread: the robust encoding maps it

@@ -170,11 +170,13 @@ def test_auto_keeps_a_heavy_columns_z_score_as_a_second_input(auto, zscore):
 
 def test_the_model_takes_the_companion_of_heavy_columns_only(auto, zscore):
   features = _config('auto').data.features
-  names = [spec.name for spec in model_lib.input_specs(auto[1], features)]
+  names = [spec.name for spec in model_lib.input_specs(
+      auto[1], features, preprocessing.numeric_encodings(auto[1], features))]
   assert names == ['money_xf', 'money_linear_xf', 'even_xf', 'counts_xf',
                    'counts_linear_xf', 'sparse_xf', 'sparse_linear_xf',
                    'sparse_missing_xf', 'constant_xf']
-  assert preprocessing.with_linear(zscore[1], features) == set()
+  assert preprocessing.with_linear(
+      preprocessing.numeric_encodings(zscore[1], features)) == set()
 
 
 def test_a_constant_column_is_zeros(auto):

@@ -46,11 +46,13 @@ def embedding_dim(num_tokens: int, features: config_lib.FeaturesConfig
 
 
 def input_specs(tf_transform_output: tft.TFTransformOutput,
-                features: config_lib.FeaturesConfig) -> List[InputSpec]:
-  """The model's inputs, read from what Transform actually produced (a
+                features: config_lib.FeaturesConfig,
+                numeric_encodings: Dict[str, str]) -> List[InputSpec]:
+  """The model's inputs, read from what Transform actually produced:
+  ``numeric_encodings`` is preprocessing.numeric_encodings' answer (a
   column's all-zero ``linear_name`` output is left out)."""
   produced = tf_transform_output.transformed_feature_spec()
-  linear = preprocessing.with_linear(tf_transform_output, features)
+  linear = preprocessing.with_linear(numeric_encodings)
   specs = []
   for name in features.numeric:
     specs.append(InputSpec(preprocessing.transformed_name(name)))

@@ -106,7 +106,10 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   strategy = strategy_lib.create_strategy(cfg.distribution)
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
   label = cfg.data.label.name
-  specs = model_lib.input_specs(tf_transform_output, cfg.data.features)
+  numeric = preprocessing.numeric_encodings(tf_transform_output,
+                                            cfg.data.features)
+  specs = model_lib.input_specs(tf_transform_output, cfg.data.features,
+                                numeric)
   train_split, eval_split = (
       inputs.read_split(files, fn_args.data_accessor, tf_transform_output,
                         label,
@@ -155,8 +158,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                    extra_callbacks=[backup])
   result.update(
       task=task.name, label_info=label_info,
-      encoding=feature_encodings(tf_transform_output, cfg.data.features,
-                                 specs),
+      encoding=feature_encodings(cfg.data.features, numeric, specs),
       model={'hidden_units': list(cfg.model.hidden_units),
              'learning_rate': cfg.model.learning_rate},
       regularization={**config_lib.to_plain(reg),
@@ -239,16 +241,11 @@ def task_label_info(task: tasks.Task, label: config_lib.LabelConfig,
   return info
 
 
-def feature_encodings(tf_transform_output: tft.TFTransformOutput,
-                      features: config_lib.FeaturesConfig,
-                      specs) -> Dict[str, Any]:
+def feature_encodings(features: config_lib.FeaturesConfig,
+                      numeric: Dict[str, str], specs) -> Dict[str, Any]:
   """How each feature reached the network, for the report: the numeric
-  scaling Transform chose, the categorical one-hot or embedding."""
-  try:
-    numeric = preprocessing.numeric_encodings(tf_transform_output, features)
-  except Exception as e:  # pylint: disable=broad-except
-    logging.warning('Could not read the numeric encodings back: %s', e)
-    numeric = {name: 'unknown' for name in features.numeric}
+  scaling Transform chose (preprocessing.numeric_encodings), the
+  categorical one-hot or embedding."""
   categorical = model_lib.input_encodings(specs)
   return {
       'numeric_encoding': features.numeric_encoding,
