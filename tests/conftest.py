@@ -20,6 +20,8 @@ EXTENDED = {
     'test_distributed.py::test_multi_worker_two_processes_only_chief_exports'
     '[streamed]': 'MultiWorker runs in_memory; streaming input is in '
     'test_inputs.py',
+    'test_distributed.py::test_tpu_without_tpu_fails_at_once_naming_the_'
+    'address': 'test_strategy.py fails fast on an unreachable TPU, naming it',
     'test_distributed.py::test_interrupted_run_resumes_from_backup':
         'test_strategy.py resumes from the backup per strategy',
     'test_concurrent_runs.py::test_two_runs_at_once_share_a_serving_dir':
