@@ -133,6 +133,7 @@ class SplitsConfig:
 
 
 NUMERIC_ENCODINGS = ('auto', 'zscore', 'robust')
+CALIBRATIONS = ('temperature', 'none')
 
 # data.format: ``auto`` (also written null) takes the format the file names
 # claim (components.ingest.formats, which holds one object per format).
@@ -273,6 +274,9 @@ class ModelConfig:
   # Splits whose (compressed) files total at most this are parsed once into
   # memory; larger ones are streamed from disk every epoch.
   in_memory_max_mb: int = 256
+  # Classification: the probabilities' temperature, fitted on the eval split
+  # after training (components/trainer/calibration.py), or ``none``.
+  calibration: str = 'temperature'
 
   @property
   def in_memory_max_bytes(self) -> int:
@@ -669,6 +673,9 @@ def validate(config: PipelineConfig) -> PipelineConfig:
     raise ConfigError(
         f'model.in_memory_max_mb: must be >= 0 (0 streams every split), got '
         f'{m.in_memory_max_mb}')
+  if m.calibration not in CALIBRATIONS:
+    raise ConfigError(f'model.calibration: unknown {m.calibration!r}; expected '
+                      f'one of {", ".join(CALIBRATIONS)}')
   d = config.data
   if d.format not in DATA_FORMATS:
     raise ConfigError(f'data.format: unknown format {d.format!r}; expected '

@@ -1106,6 +1106,7 @@ def _training_section(result, config, task, directory) -> str:
               f"{es['best_epoch']} ({es['best_value']:.4f})"
               + (', stopped early' if es['stopped_early'] else '')
               if es else '; no early stopping') + '.</p>',
+           calibration_paragraph(training.get('calibration')),
            _img(curves_figure(training, result.gate, task, directory),
                 'learning curves'),
            _img(gap_figure(training, result.gate, config, task, directory),
@@ -1121,6 +1122,23 @@ def _training_section(result, config, task, directory) -> str:
                for m in names] + ['fit loss (w/ penalty)'])
   parts.append(_table(header, rows))
   return '\n'.join(parts)
+
+
+def calibration_paragraph(calibration: Optional[dict]) -> str:
+  """The temperature the Trainer fitted (model.calibration), if any."""
+  if not calibration:
+    return ''
+  t = calibration['temperature']
+  before, after = calibration['eval_loss'], calibration['eval_loss_calibrated']
+  if t == 1.0:
+    return ('<p>Calibration: temperature <b>1</b> kept; no temperature '
+            f'lowered the eval log loss ({before:.4f}).</p>')
+  return (f'<p>Calibration: temperature <b>{t:.3g}</b> fitted on the eval '
+          f'split (its log loss {before:.4f} &rarr; {after:.4f}; '
+          f"{'softer' if t > 1 else 'sharper'} probabilities, the same "
+          'ranking and predicted classes). The gate and serving see the '
+          "calibrated probabilities; the learning curves are the network's "
+          'own, before it.</p>')
 
 
 def _regularization_section(result, directory, kernels) -> str:

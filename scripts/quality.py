@@ -593,8 +593,13 @@ def _settings(training: dict) -> str:
                  + f", learning rate {model['learning_rate']:.3g}")
   techniques = [f'{name} {reg[name]:.3g}' if isinstance(reg.get(name), float)
                 else name for name in reg['active']]
-  return '; '.join(parts + ['regularization '
-                            + (', '.join(techniques) or 'none')])
+  parts.append('regularization ' + (', '.join(techniques) or 'none'))
+  fitted = training.get('calibration')
+  if fitted:
+    parts.append(f"calibration temperature {fitted['temperature']:.3g} (eval "
+                 f"log loss {fitted['eval_loss']:.4f} -> "
+                 f"{fitted['eval_loss_calibrated']:.4f})")
+  return '; '.join(parts)
 
 
 def _extra(o: Outcome) -> List[str]:

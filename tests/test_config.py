@@ -77,6 +77,8 @@ def test_user_file_replaces_the_dataset(tmp_path):
     ('gate.min_auc=.nan', 'gate.min_auc: expected a finite number'),
     ('gate.max_gap.auc=.inf', 'gate.max_gap.auc: expected a finite number'),
     ('regularization.l2=nan', 'regularization.l2: expected a finite number'),
+    ('model.calibration=platt',
+     "model.calibration: unknown 'platt'; expected one of temperature, none"),
 ])
 def test_bad_configuration_is_a_clear_error(override, message):
   with pytest.raises(ConfigError, match=None) as info:

@@ -106,6 +106,13 @@ def test_learning_curves_and_gap_per_epoch(page, crashed):
   es = training['early_stopping']
   assert (f"early stopping on {es['monitor']} restored epoch "
           f"{es['best_epoch']}") in text
+  # The default calibration ran on the eval split and says what it chose.
+  fitted = training['calibration']
+  assert fitted['eval_loss_calibrated'] <= fitted['eval_loss']
+  assert ('Calibration: temperature 1 kept' if fitted['temperature'] == 1.0
+          else f"Calibration: temperature {fitted['temperature']:.3g} fitted "
+          f"on the eval split (its log loss {fitted['eval_loss']:.4f} → "
+          f"{fitted['eval_loss_calibrated']:.4f}") in text
 
 
 def test_regularization_and_weights(page, crashed):

@@ -3,7 +3,8 @@
 ``serving_default`` takes serialized raw ``tf.Example``s (without the label's
 source columns) and returns the task's outputs (``core/tasks``): the
 positive-class probability, the class probabilities and names, or the
-prediction in the label's units. The task, the label and its train-split
+prediction in the label's units, with the probabilities' temperature
+applied when the Trainer fitted one. The task, the label and its train-split
 information are recorded inside the model (``core.tasks.TASK_JSON``).
 ``transform_features`` applies Transform's graph to raw examples (label
 included); TFMA calls it through ``preprocessing_function_names`` so that the
@@ -24,7 +25,7 @@ TRANSFORM_SIGNATURE = 'transform_features'
 
 def _serving_fn(model: keras.Model, tf_transform_output: tft.TFTransformOutput,
                 label_columns: Sequence[str], task: tasks.Task,
-                label_info: Mapping[str, Any]):
+                label_info: Mapping[str, Any], temperature: float):
   model.tft_layer = tf_transform_output.transform_features_layer()
   feature_spec = tf_transform_output.raw_feature_spec()
   for column in label_columns:
@@ -37,7 +38,10 @@ def _serving_fn(model: keras.Model, tf_transform_output: tft.TFTransformOutput,
     parsed = tf.io.parse_example(serialized, feature_spec)
     transformed = model.tft_layer(parsed)
     features = {name: transformed[name] for name in input_names}
-    return task.serving_outputs(model(features, training=False), label_info)
+    output = model(features, training=False)
+    if temperature != 1.0:
+      output = task.with_temperature(output, temperature)
+    return task.serving_outputs(output, label_info)
 
   return serve
 
@@ -59,13 +63,16 @@ def _transform_fn(model: keras.Model,
 def export(model: keras.Model, tf_transform_output: tft.TFTransformOutput,
            serving_dir: str, label_columns: Sequence[str], *, task: tasks.Task,
            label: str, label_info: Mapping[str, Any],
-           features: Mapping[str, Sequence[str]]) -> None:
+           features: Mapping[str, Sequence[str]],
+           temperature: float = 1.0) -> None:
   """Saves the model with both signatures to ``serving_dir``;
   ``features``: the raw feature names by kind, recorded beside the task so
-  that the gate compares only baselines fed the same features."""
+  that the gate compares only baselines fed the same features;
+  ``temperature``: the serving outputs' (calibration.py)."""
   signatures = {
       SERVING_SIGNATURE: _serving_fn(model, tf_transform_output,
-                                     label_columns, task, label_info),
+                                     label_columns, task, label_info,
+                                     temperature),
       TRANSFORM_SIGNATURE: _transform_fn(model, tf_transform_output),
   }
   model.save(serving_dir, save_format='tf', signatures=signatures)

@@ -24,7 +24,8 @@ from absl import logging
 from tfx import v1 as tfx
 
 from components import preprocessing
-from components.trainer import export, fit, inputs, model as model_lib
+from components.trainer import calibration, export, fit, inputs
+from components.trainer import model as model_lib
 from components.trainer import strategy as strategy_lib
 from core import config as config_lib
 from core import tasks
@@ -169,11 +170,21 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                 'workers': strategy_lib.worker_count(strategy),
                 'replicas': strategy.num_replicas_in_sync,
                 'global_batch_size': batch})
+  temperature = 1.0
+  if cfg.model.calibration == 'temperature' and task.supports_temperature:
+    # The whole eval split on every worker: each fits the same temperature.
+    result['calibration'] = calibration.fit_temperature(
+        task, label_info, *calibration.predictions(
+            model, inputs.make_dataset(eval_split, batch, shuffle=False,
+                                       seed=cfg.model.seed)))
+    temperature = result['calibration']['temperature']
+    logging.info('Calibration: %s', result['calibration'])
   export.export(model, tf_transform_output, serving_dir,
                 label_columns(cfg.data.label), task=task,
                 label=cfg.data.label.name, label_info=label_info,
                 features={'numeric': cfg.data.features.numeric,
-                          'categorical': cfg.data.features.categorical})
+                          'categorical': cfg.data.features.categorical},
+                temperature=temperature)
   if cfg.report.compare_unregularized:
     # After the export and the weight summary: the comparison never touches
     # the model that is served, gated or described.

@@ -344,6 +344,9 @@ class Task(abc.ABC):
   # format), e.g. ('majority class', 'majority_accuracy', 'accuracy', '.4f').
   trivial_scores: Tuple[Tuple[str, str, str, str], ...] = ()
   supports_label_smoothing: bool = True
+  # The head's output holds probabilities whose logits a temperature can
+  # scale (``with_temperature``; components/trainer/calibration.py).
+  supports_temperature: bool = False
 
   # -- configuration --------------------------------------------------------
   def validate_label(self, label) -> None:
@@ -395,6 +398,12 @@ class Task(abc.ABC):
   @abc.abstractmethod
   def keras_metrics(self, info: Mapping[str, Any]) -> list:
     """Keras metrics named as ``metrics``, for the fit loop's curves."""
+
+  def with_temperature(self, output, temperature):
+    """The head's ``output`` (a tensor) with its logits divided by
+    ``temperature``; for a task that ``supports_temperature``."""
+    raise NotImplementedError(f'task {self.name} has no probabilities to '
+                              'scale')
 
   @abc.abstractmethod
   def serving_outputs(self, output, info: Mapping[str, Any]) -> Dict[str, Any]:

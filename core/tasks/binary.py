@@ -281,6 +281,13 @@ class BinaryTask(base.Task):
         keras.metrics.BinaryCrossentropy(name='log_loss'),
     ]
 
+  supports_temperature = True
+
+  def with_temperature(self, output, temperature):
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    p = tf.clip_by_value(output, base.EPSILON, 1.0 - base.EPSILON)
+    return tf.sigmoid((tf.math.log(p) - tf.math.log1p(-p)) / temperature)
+
   def serving_outputs(self, output, info):
     return {'probability': output}
 

@@ -209,6 +209,14 @@ class MulticlassTask(base.Task):
         keras.metrics.SparseCategoricalCrossentropy(name='log_loss'),
     ]
 
+  supports_temperature = True
+
+  def with_temperature(self, output, temperature):
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    # Softmax is unchanged by a shift: log p is the logits up to one.
+    p = tf.clip_by_value(output, base.EPSILON, 1.0)
+    return tf.nn.softmax(tf.math.log(p) / temperature, axis=-1)
+
   def serving_outputs(self, output, info):
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     names = tf.constant(info['classes'])
