@@ -186,6 +186,18 @@ def test_take_batches_and_endless_epochs(split):
   assert len(rows) == 15 * BATCH  # More than two epochs' worth, no end.
 
 
+def test_an_in_memory_sample_is_a_fixed_random_subset_of_the_sorted_rows(
+    tmp_path):
+  # The curves' train sample: not the smallest rows of the sorted split.
+  dataset = inputs.make_dataset(_read(tmp_path), BATCH, shuffle=False,
+                                seed=1, take_batches=2)
+  first, second = _epoch(dataset), _epoch(dataset)
+  assert first == second  # The same rows every epoch.
+  rows = sorted(r for batch in first for r in batch)
+  assert len(set(rows)) == 2 * BATCH
+  assert rows != list(range(2 * BATCH)) and rows[-1] > 2 * BATCH
+
+
 def test_in_memory_batches_are_shared_between_two_workers(tmp_path):
   """The DATA policy apply_sharding picks for an in-memory split, applied by
   TF's auto-shard rewrite as each of 2 workers would: disjoint full batches,

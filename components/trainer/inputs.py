@@ -180,12 +180,15 @@ def make_dataset(split: Split,
   """Batches of ``(features, label)`` from ``split``.
 
   ``shuffle`` draws new, full batches each epoch; without it every row comes
-  once, in the split's order.  ``num_epochs=None`` repeats forever (used with a step
-  budget); ``take_batches`` bounds each epoch, e.g. for the train-side curve
-  sample.
+  once, in the split's order.  ``num_epochs=None`` repeats forever (used with
+  a step budget); ``take_batches`` bounds each epoch, e.g. for the train-side
+  curve sample: unshuffled, the same rows every epoch, a seeded random
+  subset of an in-memory split (whose rows are sorted, so its first rows
+  would be its smallest values) and the first rows of a streamed one.
   """
   if split.in_memory:
-    dataset = _gathered(split.columns, batch_size, shuffle=shuffle, seed=seed)
+    dataset = _gathered(split.columns, batch_size, shuffle=shuffle, seed=seed,
+                        take_batches=take_batches)
   else:
     dataset = split.stream(tfxio.TensorFlowDatasetOptions(
         batch_size=batch_size, label_key=split.label_key, shuffle=shuffle,
@@ -198,12 +201,16 @@ def make_dataset(split: Split,
 
 
 def _gathered(columns: Columns, batch_size: int, *, shuffle: bool,
-              seed: int) -> tf.data.Dataset:
+              seed: int, take_batches: Optional[int] = None) -> tf.data.Dataset:
   """Index batches (a new permutation per iteration) gathered from columns."""
   features, labels = columns
   rows = int(labels.shape[0])
   indices = tf.data.Dataset.range(rows)
-  if shuffle:
+  if take_batches is not None and not shuffle:
+    indices = tf.data.Dataset.from_tensor_slices(np.sort(
+        np.random.default_rng(seed).permutation(rows)[:take_batches *
+                                                      batch_size]))
+  elif shuffle:
     indices = indices.shuffle(rows, seed=seed, reshuffle_each_iteration=True)
   indices = indices.batch(batch_size, drop_remainder=shuffle)
 
