@@ -76,6 +76,17 @@ def test_the_fit_undoes_a_known_miscalibration(task, rows, info, squash,
     assert fitted['eval_loss_calibrated'] < fitted['eval_loss'] - 0.01
 
 
+def test_rows_that_cannot_bound_the_temperature_leave_it_at_one():
+  # Every row right: the loss falls toward T -> 0 and has no minimum on the
+  # grid; sharpening to its end would be fitted to these rows alone.
+  z, _ = _binary_rows(200)
+  labels = (z > 0).astype(np.int64)
+  fitted = calibration.fit_temperature(BINARY, {'positive_rate': 0.5},
+                                       _sigmoid(z), labels)
+  assert fitted['temperature'] == 1.0
+  assert fitted['eval_loss_calibrated'] == fitted['eval_loss']
+
+
 def test_no_temperature_that_does_not_help():
   # Constant predictions: no temperature changes the loss of 0.5 much, and
   # none lowers it.
