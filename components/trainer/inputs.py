@@ -6,9 +6,10 @@ A split is fed to ``fit`` in one of two ways, chosen by the size of its files:
   parsed once, in a few large calls, into one tensor per column, its rows
   sorted so that the model does not depend on the order the files were
   written in.  Each epoch then shuffles the row *indices* and gathers whole
-  batches from the columns, which is what Keras does with NumPy arrays.  Shuffling the rows themselves
-  (``unbatch``/``shuffle``/``batch`` over a cache) cost 0.3 s per epoch of
-  the taxi train split against 0.05 s (docs/performance.md, P3).
+  batches from the columns, which is what Keras does with NumPy arrays.
+  Shuffling the rows themselves (``unbatch``/``shuffle``/``batch`` over a
+  cache) cost 0.3 s per epoch of the taxi train split against 0.05 s
+  (docs/performance.md, P3).
 * **Streamed**, above ``max_in_memory_bytes``: tfxio reads the shards in
   parallel, shuffles file order and records (through its buffer) and parses a
   batch at a time (batching before mapping); nothing is cached.
@@ -202,16 +203,18 @@ def make_dataset(split: Split,
 
 def _gathered(columns: Columns, batch_size: int, *, shuffle: bool,
               seed: int, take_batches: Optional[int] = None) -> tf.data.Dataset:
-  """Index batches (a new permutation per iteration) gathered from columns."""
+  """Index batches (a new permutation per iteration, or the fixed sample
+  of ``make_dataset``'s ``take_batches``) gathered from columns."""
   features, labels = columns
   rows = int(labels.shape[0])
-  indices = tf.data.Dataset.range(rows)
   if take_batches is not None and not shuffle:
-    indices = tf.data.Dataset.from_tensor_slices(np.sort(
-        np.random.default_rng(seed).permutation(rows)[:take_batches *
-                                                      batch_size]))
-  elif shuffle:
-    indices = indices.shuffle(rows, seed=seed, reshuffle_each_iteration=True)
+    sample = np.random.default_rng(seed).permutation(rows)[
+        :take_batches * batch_size]
+    indices = tf.data.Dataset.from_tensor_slices(np.sort(sample))
+  else:
+    indices = tf.data.Dataset.range(rows)
+    if shuffle:
+      indices = indices.shuffle(rows, seed=seed, reshuffle_each_iteration=True)
   indices = indices.batch(batch_size, drop_remainder=shuffle)
 
   def gather(index):
