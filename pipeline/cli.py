@@ -93,14 +93,16 @@ def build_parser() -> argparse.ArgumentParser:
                     help='default serving destination, e.g. gs://bucket/serving')
 
   init = sub.add_parser(
-      'init', help='write a starter config for a CSV file: the task guessed '
+      'init', help='write a starter config for a data file: the task guessed '
       'from the label, the features inferred, the default regularization '
       'and gate',
       description='Reads DATA whole, guesses the task from the label '
       'column\'s values (binary, multiclass or regression), infers the '
       'features and writes a commented YAML that `run --config` accepts as '
       'it is; edit it first if you like.')
-  init.add_argument('data', metavar='DATA', help='the CSV file')
+  init.add_argument('data', metavar='DATA',
+                    help='what data.path takes: a CSV, Parquet or TFRecord '
+                    'file, a folder or a glob')
   init.add_argument('--label', required=True, metavar='COLUMN',
                     help='the column to predict')
   init.add_argument('--output', default=None, metavar='FILE',

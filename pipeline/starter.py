@@ -1,11 +1,14 @@
-"""``python -m pipeline init DATA --label COLUMN``: a starter config for a CSV.
+"""``python -m pipeline init DATA --label COLUMN``: a starter config for data.
 
-The file is read whole, the way ingestion reads it (``csv_fast``); the task
-is guessed from the label's values, the features are inferred
-(``pipeline.infer``) and written out as explicit lists for the user to
-edit, next to the default regularization and the gate's bounds for that
-task. The written file is loaded with ``core.config.load_config`` before it
-is put in place, so what ``init`` writes is a config ``run`` accepts.
+DATA is what ``data.path`` takes: a CSV, Parquet or TFRecord file, a folder
+or a glob. It is read whole by the pre-run check's reader
+(``components.ingest.formats``), so ``init`` refuses what ``run`` would
+refuse, with the same message. The task is guessed from the label's
+values, the features are inferred (``pipeline.infer``) and written out as
+explicit lists for the user to edit, next to the default regularization and
+the gate's bounds for that task. The written file is loaded with
+``core.config.load_config`` before it is put in place, so what ``init``
+writes is a config ``run`` accepts.
 
 Task rules (on the label's cells, spaces trimmed, as the tasks read them):
 
@@ -32,11 +35,11 @@ import textwrap
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.compute as pc
 import yaml
 
 from components.ingest import csv_fast
+from components.ingest import formats
 from core import config as config_lib
 from core import tasks
 from pipeline import infer
@@ -98,31 +101,20 @@ class Starter:
 # Reading the file
 
 
-def _read(path: str) -> Tuple[List[str], pa.Table, List[csv_fast.Column]]:
-  if not os.path.exists(path):
-    raise InitError(f'{path}: no such file')
-  if os.path.isdir(path):
-    raise InitError(f'{path}: is a directory; name a CSV file')
-  if os.path.getsize(path) == 0:
-    raise InitError(f'{path}: the file is empty; expected a CSV header and '
-                    'data rows')
+def _read(path: str) -> formats.CheckData:
+  """Every row of ``path`` as the pre-run check and ExampleGen read it (any
+  input format, a folder or a glob), with their errors."""
   try:
-    names = csv_fast.read_header(path)
-    if not names:
-      raise InitError(f'{path}: no header row; expected column names on the '
-                      'first line')
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-      raise InitError(f'{path}: duplicate column names {duplicates}')
+    found = formats.find(path)
     # data.missing_values' default ('NA', 'null', ... and empty cells), as
     # the written config (which leaves the key out) will read the file.
-    table = csv_fast.read_csv(path, names, missing_values=(
-        config_lib.DataConfig().missing_values))
-    if table.num_rows == 0:
-      raise InitError(f'{path}: only a header, no data rows')
-    return names, table, csv_fast.convert_table(table, path)
-  except csv_fast.CsvInputError as e:
+    data = found.format.read(
+        found.files, missing_values=config_lib.DataConfig().missing_values)
+  except (formats.FormatError, formats.InputError) as e:
     raise InitError(str(e)) from None
+  if not data.total:
+    raise InitError(f'{path}: {data.no_rows}')
+  return data
 
 
 # --------------------------------------------------------------------------
@@ -137,11 +129,17 @@ def _quoted(values: Sequence[str]) -> str:
   return ', '.join(repr(v) for v in values)
 
 
-def guess_label(path: str, column: csv_fast.Column,
-                cells: pa.Array) -> LabelGuess:
-  """The task and label section for ``column`` (``cells``: its raw
-  strings). InitError for a label no task can read in every row."""
-  name = column.name
+def guess_label(path: str, data: formats.CheckData, name: str
+                ) -> LabelGuess:
+  """The task and label section for column ``name`` of ``data`` (read from
+  ``path``). InitError for a label no task can read in every row."""
+  column, cells = data.column(name), data.cells(name)
+
+  def at(row: int) -> str:
+    file, number = data.locate(row)
+    return f'{data.data_row_word} {number}' + (
+        f' of {file}' if len(data.files) > 1 else '')
+
   texts = pc.utf8_trim_whitespace(cells)
   empty = pc.fill_null(pc.equal(texts, ''), True).to_numpy(
       zero_copy_only=False)
@@ -150,7 +148,7 @@ def guess_label(path: str, column: csv_fast.Column,
   if empty.any():
     raise InitError(
         f'{path}: label column {name!r} is empty in {int(empty.sum())} rows '
-        f'(first: data row {int(np.flatnonzero(empty)[0]) + 1}; empty or a '
+        f'(first: {at(int(np.flatnonzero(empty)[0]))}; empty or a '
         "missing value such as NA or nan, data.missing_values); every row "
         'needs a label: drop those rows or fill them in')
   counts = pc.value_counts(texts).to_pylist()
@@ -213,7 +211,7 @@ def guess_label(path: str, column: csv_fast.Column,
   if bad.size:
     raise InitError(
         f'{path}: label column {name!r} holds {cells[int(bad[0])].as_py()!r} '
-        f'in data row {int(bad[0]) + 1}; a regression target is a finite '
+        f'in {at(int(bad[0]))}; a regression target is a finite '
         'number')
   reason = (f'{name!r} holds numbers, {len(counts)} distinct values: '
             'regression')
@@ -353,14 +351,19 @@ def build_starter(data_path: str, label_column: str,
                   output_path: str) -> Starter:
   """Reads ``data_path`` and decides everything ``init`` writes; InitError
   for a file or label that cannot make a config ``run`` accepts."""
-  names, table, columns = _read(data_path)
-  if label_column not in names:
+  data = _read(data_path)
+  if label_column not in data.names:
     raise InitError(f'{data_path}: no column {label_column!r} (--label); '
-                    f'columns are {names}')
-  index = names.index(label_column)
-  guess = guess_label(data_path, columns[index],
-                      table.column(index).combine_chunks())
-  inferred = infer.infer_features(columns, guess.label, table.num_rows)
+                    f'columns are {data.names}')
+  if label_column in data.unusable:
+    raise InitError(f'{data_path}: label column {label_column!r} '
+                    f'{data.unusable[label_column]}')
+  try:
+    guess = guess_label(data_path, data, label_column)
+    columns = [data.column(n) for n in data.names if n not in data.unusable]
+  except formats.InputError as e:  # A column no type can hold.
+    raise InitError(str(e)) from None
+  inferred = infer.infer_features(columns, guess.label, data.total)
   if not inferred.all:
     reasons = '; '.join(f'{c}: {r}' for c, r in inferred.left_out.items())
     raise InitError(f'{data_path}: no column can be a feature ({reasons})')
@@ -368,7 +371,7 @@ def build_starter(data_path: str, label_column: str,
   command = (f'python -m pipeline init {shlex.quote(data_path)} --label '
              f'{shlex.quote(label_column)}')
   text = starter_text(os.path.abspath(data_path), guess, inferred,
-                      table.num_rows, name, output_path, command)
+                      data.total, name, output_path, command)
   return Starter(name, guess, inferred, text)
 
 

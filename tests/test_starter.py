@@ -234,3 +234,52 @@ def test_penguins_csv_with_na_cells(tmp_path):
   # The pre-run check reads the file as init did.
   summary = preflight.check_data(config_lib.load_config(out))
   assert summary.rows_total == 344
+
+
+def test_what_run_refuses_init_refuses_with_the_same_message(tmp_path):
+  # sklearn's boston_house_prices.csv: a count line above the real header.
+  preamble = tmp_path / 'preamble.csv'
+  preamble.write_text('6,3,,\nx,colour,y,z\n' + ''.join(
+      f'{i},a,{i % 2},{i}\n' for i in range(6)))
+  # sklearn's wine_data.csv: a 5-field first line above 4-field rows.
+  ragged = tmp_path / 'ragged.csv'
+  ragged.write_text('3,2,a,b,c\n' + ''.join(
+      f'{i},{i},{i % 2},1\n' for i in range(60)))
+  for path, message in ((preamble, r'header columns \[3, 4\] have no name'),
+                        (ragged, 'data row 1 has 4 fields, the header has 5')):
+    with pytest.raises(starter.InitError, match=message) as refused:
+      starter.main(str(path), 'y', output=str(tmp_path / 'c.yaml'))
+    config = config_lib.load_config(overrides=[
+        f'data.path={path}', 'data.label={name: y}', 'data.features=auto'])
+    with pytest.raises(preflight.InputDataError) as checked:
+      preflight.check_data(config)
+    assert str(refused.value) == str(checked.value)
+  assert not os.path.exists(tmp_path / 'c.yaml')
+
+
+def test_a_folder_of_parquet_files(tmp_path):
+  """``init`` takes what data.path takes: here a folder of two Parquet
+  files, one label empty in the second file."""
+  import pyarrow as pa  # pylint: disable=g-import-not-at-top
+  import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top
+  folder = tmp_path / 'parts'
+  folder.mkdir()
+  for part, rows in enumerate((range(0, 80), range(80, 150))):
+    pq.write_table(pa.table({
+        'amount': [i * 1.5 for i in rows],
+        'shop': [['x', 'y', 'z'][i % 3] for i in rows],
+        'y': [['no', 'yes'][i % 4 == 0] for i in rows]}),
+        folder / f'part-{part}.parquet')
+  out = starter.main(str(folder), 'y', output=str(tmp_path / 'c.yaml'))
+  config = config_lib.load_config(out)
+  assert config.task == 'binary'
+  assert config.data.label.positive_value == 'yes'
+  assert config.data.features.numeric == ('amount',)
+  assert config.data.features.categorical == ('shop',)
+  assert preflight.check_data(config).rows_total == 150
+
+  pq.write_table(pa.table({'amount': [1.0, 2.0], 'shop': ['x', 'y'],
+                           'y': ['no', None]}), folder / 'part-2.parquet')
+  with pytest.raises(starter.InitError,
+                     match=r"empty in 1 rows \(first: row 2 of .*part-2"):
+    starter.main(str(folder), 'y', output=str(tmp_path / 'd.yaml'))

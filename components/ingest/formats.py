@@ -338,7 +338,8 @@ class CsvFormat(InputFormat):
             'pandas.read_csv(path, sep=...).to_csv())')
     unnamed = [i + 1 for i, name in enumerate(header) if not name]
     if unnamed:
-      raise InputError(f'{path}: header columns {unnamed} have no name')
+      raise InputError(f'{path}: header columns {unnamed} have no name '
+                       '(column names are read from the first line)')
     duplicates = sorted({h for h in header if header.count(h) > 1})
     if duplicates:
       raise InputError(f'{path}: duplicate column names {duplicates}')
