@@ -1,8 +1,8 @@
 """One small, real pipeline run that is killed in the Trainer and resumed.
 
 Shared by test_crash_safety.py, test_report.py and test_bad_inputs.py (a
-module-level cache makes it one run per pytest process, whichever module asks
-first), because a LocalDagRunner run costs minutes on a loaded machine:
+module-level cache makes it one run per pytest process, each xdist worker's,
+whichever module asks first), because a LocalDagRunner run costs minutes on a loaded machine:
 
 1. ``python -m pipeline run`` in a subprocess on 600 taxi rows; as soon as the
    progress line ``  > trainer ...`` appears on its stderr and the Trainer's
