@@ -18,15 +18,15 @@ import math
 import os
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from components.gate import keys as gate_keys
 from core import tasks as tasks_lib
 from pipeline import metadata
 
-# factory.NodeIds and gate_executor.GATE_JSON; importing those modules would
-# import TFX (tests/test_history.py checks the copies agree).
+# factory.NodeIds; importing the factory would import TFX
+# (tests/test_history.py checks the copies agree).
 EXAMPLE_GEN = 'example_gen'
 GATE = 'gate'
 PUSHER = 'pusher'
-GATE_JSON = 'gate.json'
 # Runs recorded before the pipeline served several tasks were binary
 # (local_runner.LEGACY_TASK).
 LEGACY_TASK = 'binary'
@@ -272,7 +272,7 @@ def list_runs(metadata_path: str) -> List[RunRecord]:
                 min(e.create_time_since_epoch for e in executions)) / 1000.0
                if executions else 0.0)
     blessing = _output(runs, GATE, 'blessing')
-    gate = (_read_json(blessing.uri, GATE_JSON)
+    gate = (_read_json(blessing.uri, gate_keys.GATE_JSON)
             if blessing is not None else None)
     task = _task_name(gate, blessing, runs)
     blessed, reason, failed, metrics = None, None, (), ()

@@ -15,7 +15,7 @@ from typing import Dict, List, Optional, Sequence
 from tfx import v1 as tfx
 
 from components import beam_fallback
-from components.gate import executor as gate_executor
+from components.gate import keys as gate_keys
 from components.trainer import run as trainer_run
 from core import config as config_lib
 from core import tasks as tasks_lib
@@ -168,7 +168,7 @@ def read_result(metadata_path: str, pipeline_root: str,
   blessing = output(factory.NodeIds.GATE, 'blessing')
   if blessing is not None:
     blessed = metadata.custom(blessing, 'blessed') == 1
-    gate = _read_json(blessing.uri, gate_executor.GATE_JSON)
+    gate = _read_json(blessing.uri, gate_keys.GATE_JSON)
   model_run = output(factory.NodeIds.TRAINER, 'model_run')
   if model_run is not None:
     training = _read_json(model_run.uri, trainer_run.TRAINING_JSON)

@@ -17,6 +17,7 @@ import pytest
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as pb
 
+from components.gate import keys as gate_keys
 from core import tasks
 from pipeline import cli, history
 
@@ -104,7 +105,7 @@ class StoreBuilder:
     uri = self.root / 'blessing' / name
     uri.mkdir(parents=True)
     if write_json:
-      (uri / history.GATE_JSON).write_text(json.dumps(decision))
+      (uri / gate_keys.GATE_JSON).write_text(json.dumps(decision))
     failed = sorted({c['kind'] for c in decision['checks']
                      if not c['passed']})
     custom = {f"{c['kind']}_{c['metric']}": c['value']
@@ -375,8 +376,6 @@ def test_copied_constants_agree_with_their_sources():
   assert history.EXAMPLE_GEN == node_ids['EXAMPLE_GEN']
   assert history.GATE == node_ids['GATE']
   assert history.PUSHER == node_ids['PUSHER']
-  assert history.GATE_JSON == _constants(
-      'components/gate/executor.py')['GATE_JSON']
   assert history.LEGACY_TASK == _constants(
       'pipeline/local_runner.py')['LEGACY_TASK']
 

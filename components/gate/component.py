@@ -14,33 +14,33 @@ from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from tfx.utils import json_utils
 
-from components.gate import executor
+from components.gate import executor, keys
 from core import config as config_lib
 
 
 class GeneralizationGateSpec(types.ComponentSpec):
   """Inputs, outputs and parameters of the gate."""
   PARAMETERS = {
-      executor.GATE_CONFIG_KEY: ExecutionParameter(type=str),
-      executor.LABEL_KEY: ExecutionParameter(type=str),
-      executor.HELD_OUT_SPLIT_KEY: ExecutionParameter(type=str),
-      executor.TRAIN_SPLIT_KEY: ExecutionParameter(type=str),
+      keys.GATE_CONFIG_KEY: ExecutionParameter(type=str),
+      keys.LABEL_KEY: ExecutionParameter(type=str),
+      keys.HELD_OUT_SPLIT_KEY: ExecutionParameter(type=str),
+      keys.TRAIN_SPLIT_KEY: ExecutionParameter(type=str),
       # The pipeline's task (core/tasks); the candidate's task.json must
       # record the same.
-      executor.TASK_KEY: ExecutionParameter(type=str),
+      keys.TASK_KEY: ExecutionParameter(type=str),
   }
   INPUTS = {
-      executor.EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),
-      executor.MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
-      executor.BASELINE_MODEL_KEY: ChannelParameter(
+      keys.EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),
+      keys.MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
+      keys.BASELINE_MODEL_KEY: ChannelParameter(
           type=standard_artifacts.Model, optional=True),
-      executor.SCHEMA_KEY: ChannelParameter(
+      keys.SCHEMA_KEY: ChannelParameter(
           type=standard_artifacts.Schema, optional=True),
   }
   OUTPUTS = {
-      executor.EVALUATION_KEY: ChannelParameter(
+      keys.EVALUATION_KEY: ChannelParameter(
           type=standard_artifacts.ModelEvaluation),
-      executor.BLESSING_KEY: ChannelParameter(
+      keys.BLESSING_KEY: ChannelParameter(
           type=standard_artifacts.ModelBlessing),
   }
 

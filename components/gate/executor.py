@@ -55,23 +55,13 @@ from tfx_bsl.tfxio import tensor_adapter
 
 from components.gate import decision as decision_lib
 from components.gate import metrics as gate_metrics
+from components.gate.keys import (  # noqa: F401  (the executor's names too)
+    BASELINE_MODEL_KEY, BLESSING_KEY, EVALUATION_KEY, EXAMPLES_KEY,
+    GATE_CONFIG_KEY, GATE_JSON, HELD_OUT_SPLIT_KEY, LABEL_KEY, MODEL_KEY,
+    SCHEMA_KEY, TASK_KEY, TRAIN_SPLIT_KEY)
 from core import config as config_lib
 from core import records as records_lib
 from core import tasks as tasks_lib
-
-# Artifact keys.
-EXAMPLES_KEY = 'examples'
-MODEL_KEY = 'model'
-BASELINE_MODEL_KEY = 'baseline_model'
-SCHEMA_KEY = 'schema'
-EVALUATION_KEY = 'evaluation'
-BLESSING_KEY = 'blessing'
-# Execution parameter keys.
-GATE_CONFIG_KEY = 'gate_config'
-LABEL_KEY = 'label_key'
-HELD_OUT_SPLIT_KEY = 'held_out_split'
-TRAIN_SPLIT_KEY = 'train_split'
-TASK_KEY = 'task'
 
 # TFMA's output, below the evaluation artifact.
 TFMA_DIR = 'tfma'
@@ -85,7 +75,6 @@ STREAMS = {'held_out': 0, 'train': 1}
 # with a heap; larger ones in Beam, which can spread the reading. The sample
 # is the same either way.
 IN_PROCESS_SAMPLE_MAX_BYTES = 256 * 1024 ** 2
-GATE_JSON = 'gate.json'
 CANDIDATE = 'candidate'
 BASELINE = 'baseline'
 
