@@ -417,10 +417,16 @@ class OutputConfig:
 
 def pipeline_name_for(data_path: Optional[str], label: str) -> str:
   """``<file stem>-<label>`` in the characters Kubeflow accepts in a name
-  (lower-case letters, digits, dashes; at most 63)."""
-  stem = os.path.basename(str(data_path or 'taxi').rstrip('/'))
-  for suffix in ('.gz', '.csv', '.txt', '.parquet', '.tfrecord'):
-    stem = stem[:-len(suffix)] if stem.lower().endswith(suffix) else stem
+  (lower-case letters, digits, dashes; at most 63). For a glob, the fixed
+  part of its file pattern (``part-*.parquet``: ``part``), else the folder
+  the pattern is in (``sales/*.csv``: ``sales``)."""
+  parts = str(data_path or 'taxi').rstrip('/').split('/')
+  stem = ''
+  while parts and not stem:
+    stem = re.sub(r'\*|\?|\[[^]]*\]', '', parts.pop())
+    for suffix in ('.gz', '.csv', '.txt', '.parquet', '.tfrecord'):
+      stem = stem[:-len(suffix)] if stem.lower().endswith(suffix) else stem
+    stem = stem.strip('-_. ')
   name = re.sub(r'[^a-z0-9]+', '-', f'{stem}-{label}'.lower()).strip('-')
   return name[:63].rstrip('-') or 'pipeline'
 

@@ -183,6 +183,12 @@ def test_another_dataset_gets_a_pipeline_of_its_own(tmp_path):
   assert config_lib.load_config(overrides=[
       'data.path=/d/flights.csv.gz', 'task=regression',
       'data.label=arr_delay']).pipeline_name == 'flights-arr-delay'
+  # A glob is named by its fixed part, else by its folder.
+  for path, name in (('/d/sales/part-*.parquet', 'part-y'),
+                     ('/d/sales/*.csv', 'sales-y'),
+                     ('/d/sales/2024-??/*.csv.gz', '2024-y'),
+                     ('/d/sales/[ab]*', 'sales-y')):
+    assert config_lib.pipeline_name_for(path, 'y') == name, path
   # A name the user gives is kept, and checked.
   assert config_lib.load_config(str(user), ['pipeline_name=mine']
                                 ).pipeline_name == 'mine'
