@@ -45,7 +45,6 @@ def run(workdir: str, repeats: int = 5, epochs: int = 3,
   from tfx.types import artifact_utils
   from tfx.utils import io_utils
 
-  from components import preprocessing
   from components.trainer import fit, inputs, model as model_lib
 
   machine = common.machine_description()
@@ -65,9 +64,7 @@ def run(workdir: str, repeats: int = 5, epochs: int = 3,
   train_files = [io_utils.all_files_pattern(uri) for uri in
                  artifact_utils.get_split_uris(examples, 'train')]
   label, batch = cfg.data.label.name, cfg.model.batch_size
-  specs = model_lib.input_specs(
-      tft_output, cfg.data.features,
-      preprocessing.numeric_encodings(tft_output, cfg.data.features))
+  specs = model_lib.input_specs(tft_output, cfg.data.features)
   reg = cfg.regularization
 
   def our_dataset():

@@ -47,10 +47,15 @@ def embedding_dim(num_tokens: int, features: config_lib.FeaturesConfig
 
 def input_specs(tf_transform_output: tft.TFTransformOutput,
                 features: config_lib.FeaturesConfig,
-                numeric_encodings: Dict[str, str]) -> List[InputSpec]:
+                numeric_encodings: Optional[Dict[str, str]] = None
+                ) -> List[InputSpec]:
   """The model's inputs, read from what Transform actually produced:
   ``numeric_encodings`` is preprocessing.numeric_encodings' answer (a
-  column's all-zero ``linear_name`` output is left out)."""
+  column's all-zero ``linear_name`` output is left out), read here when the
+  caller has not already."""
+  if numeric_encodings is None:
+    numeric_encodings = preprocessing.numeric_encodings(tf_transform_output,
+                                                        features)
   produced = tf_transform_output.transformed_feature_spec()
   linear = preprocessing.with_linear(numeric_encodings)
   specs = []

@@ -29,7 +29,6 @@ from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
 from tfx.types import standard_component_specs
 
-from components import preprocessing
 from components.trainer import fit, inputs, model as model_lib
 from components.trainer import run as run_lib
 from core import config as config_lib
@@ -226,9 +225,7 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
   cfg = config_lib.from_dict(fn_args.custom_config['config'])
   task = tasks.get(cfg.task)
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
-  specs = model_lib.input_specs(
-      tf_transform_output, cfg.data.features,
-      preprocessing.numeric_encodings(tf_transform_output, cfg.data.features))
+  specs = model_lib.input_specs(tf_transform_output, cfg.data.features)
 
   def split(files):
     return inputs.read_split(
