@@ -181,11 +181,12 @@ def resolve_features(config: config_lib.PipelineConfig,
 
 
 def yaml_scalar(value) -> str:
-  """``value`` as one YAML flow scalar: a column named ``yes``, ``1`` or
-  ``a: b`` is quoted, so it reads back as the same string."""
-  text = yaml.safe_dump(value, default_flow_style=True, width=math.inf,
-                        allow_unicode=True, sort_keys=False)
-  return text[:-len('\n...\n')] if text.endswith('\n...\n') else text.strip()
+  """``value`` as one YAML flow scalar: a column named ``yes``, ``1``,
+  ``a: b`` or ``city, name`` is quoted, so it reads back as the same string,
+  in a flow list too (dumped as a list's item for that reason)."""
+  text = yaml.safe_dump([value], default_flow_style=True, width=math.inf,
+                        allow_unicode=True, sort_keys=False).strip()
+  return text[1:-1]
 
 
 def yaml_list(key: str, names: Sequence[str], indent: int,

@@ -129,6 +129,9 @@ def test_format_reads_back(tmp_path):
   assert all(len(line) <= 80 for line in wrapped.splitlines())
   assert len(wrapped.splitlines()) > 1
   assert yaml.safe_load('x:\n' + wrapped)['x']['numeric'] == names
+  # Headers as users write them: a comma or a bracket inside a flow list.
+  odd = ['city, name', 'Age (years)', 'Income $', '[x]', "it's", 'a: b']
+  assert yaml.safe_load(infer.yaml_list('c', odd, 0))['c'] == odd
 
 
 def test_identifier_share(tmp_path):
