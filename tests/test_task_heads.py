@@ -89,3 +89,23 @@ def test_regression_predicts_in_original_units():
   assert prediction.min() > 0
   outputs = task.serving_outputs(tf.constant(prediction), info)
   task.check_serving({k: v.numpy() for k, v in outputs.items()}, len(y), info)
+
+
+def test_inputs_are_keyed_by_any_column_name():
+  """'x0 (mm)' or 'city, name' are feature keys but not Keras layer names:
+  the model builds, takes its inputs by those keys, and keeps two names
+  that differ only in such characters apart."""
+  specs = [model_lib.InputSpec('x0 (mm)_xf'), model_lib.InputSpec('x0 [mm]_xf'),
+           model_lib.InputSpec('city, name_xf', num_tokens=5),
+           model_lib.InputSpec('shop name_xf', num_tokens=70, embedding_dim=4,
+                               embedding_dropout=0.1),
+           model_lib.InputSpec('x1')]
+  model = model_lib.build_model(specs, (4,), task=tasks.get('binary'),
+                                label_info={}, seed=0)
+  assert model_lib.input_keys(model) == sorted(s.name for s in specs)
+  names = [layer.name for layer in model.layers]
+  assert len(set(names)) == len(names)
+  assert model_lib.layer_name('x1') == 'x1'  # Valid names stay.
+  features = {'x0 (mm)_xf': [[1.0]], 'x0 [mm]_xf': [[2.0]],
+              'city, name_xf': [[3]], 'shop name_xf': [[60]], 'x1': [[0.5]]}
+  assert model({k: tf.constant(v) for k, v in features.items()}).shape == (1, 1)

@@ -17,6 +17,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
 
+from components.trainer import model as model_lib
 from core import tasks
 
 SERVING_SIGNATURE = 'serving_default'
@@ -30,7 +31,7 @@ def _serving_fn(model: keras.Model, tf_transform_output: tft.TFTransformOutput,
   feature_spec = tf_transform_output.raw_feature_spec()
   for column in label_columns:
     feature_spec.pop(column, None)
-  input_names = [spec.name for spec in model.inputs]
+  input_names = model_lib.input_keys(model)
 
   @tf.function(input_signature=[
       tf.TensorSpec(shape=[None], dtype=tf.string, name='examples')])

@@ -11,6 +11,8 @@ schedule and label smoothing belong to the optimizer, loss and fit loop
 """
 
 import dataclasses
+import hashlib
+import re
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
@@ -98,6 +100,30 @@ def kernel_regularizer(l1: float, l2: float) -> Optional[keras.regularizers.Regu
   return None
 
 
+# What Keras accepts as a layer name (it becomes a TensorFlow name scope).
+_LAYER_NAME = re.compile(r'^[A-Za-z0-9.][A-Za-z0-9_.\\/>-]*$')
+
+
+def layer_name(key: str) -> str:
+  """``key`` (a transformed feature's) as a Keras layer name.
+
+  A CSV header such as ``Age (years)`` or ``city, name`` is a fine feature
+  key but not a name scope; its other characters become ``_``, and a short
+  hash of the key keeps two such columns apart. Valid names stay as they
+  are. The model's inputs are still keyed by ``key``.
+  """
+  if _LAYER_NAME.match(key):
+    return key
+  safe = re.sub(r'[^A-Za-z0-9_.-]', '_', key)
+  digest = hashlib.sha1(key.encode('utf-8')).hexdigest()[:6]
+  return f'f_{safe}_{digest}'
+
+
+def input_keys(model: keras.Model) -> List[str]:
+  """The feature keys the model's inputs are keyed by."""
+  return sorted(model.input)
+
+
 def build_model(specs: Sequence[InputSpec],
                 hidden_units: Tuple[int, ...],
                 *,
@@ -120,7 +146,7 @@ def build_model(specs: Sequence[InputSpec],
   examples and their labels in the train step (``mixup.MixupModel``).
   """
   inputs = {
-      spec.name: keras.Input(shape=(1,), name=spec.name,
+      spec.name: keras.Input(shape=(1,), name=layer_name(spec.name),
                              dtype=tf.int64 if spec.num_tokens else tf.float32)
       for spec in specs
   }
@@ -131,7 +157,7 @@ def build_model(specs: Sequence[InputSpec],
     elif spec.num_tokens:
       encoded.append(keras.layers.CategoryEncoding(
           num_tokens=spec.num_tokens, output_mode='one_hot',
-          name=f'{spec.name}_onehot')(inputs[spec.name]))
+          name=f'{layer_name(spec.name)}_onehot')(inputs[spec.name]))
     else:
       encoded.append(inputs[spec.name])
   x = keras.layers.Concatenate(name='features')(encoded)
@@ -176,16 +202,16 @@ def regularization_kwargs(reg: config_lib.RegularizationConfig) -> Dict[str, Any
 def _embedded(index, spec: InputSpec, seed: int):
   """A [batch, 1] index as a [batch, dim] learned embedding."""
   x = keras.layers.Embedding(
-      spec.num_tokens, spec.embedding_dim, name=f'{spec.name}_embedding',
+      spec.num_tokens, spec.embedding_dim, name=f'{layer_name(spec.name)}_embedding',
       embeddings_initializer=keras.initializers.RandomUniform(
           -0.05, 0.05, seed=seed + 200),
       embeddings_regularizer=(keras.regularizers.L2(spec.embedding_l2)
                               if spec.embedding_l2 else None))(index)
   x = keras.layers.Reshape((spec.embedding_dim,),
-                           name=f'{spec.name}_embedded')(x)
+                           name=f'{layer_name(spec.name)}_embedded')(x)
   if spec.embedding_dropout:
     x = keras.layers.Dropout(spec.embedding_dropout, seed=seed + 300,
-                             name=f'{spec.name}_embedding_dropout')(x)
+                             name=f'{layer_name(spec.name)}_embedding_dropout')(x)
   return x
 
 
