@@ -14,6 +14,11 @@ the pipeline can actually read as a number. The rules, in order:
 * a column with no values, a numeric column with only NaN or infinity, and
   a constant column (one distinct value; empty cells not counted) are left
   out: there is nothing to learn from them;
+* a STRING column whose cells are numbers in at least ``NUMERIC_SHARE`` of
+  the rows with a value is numeric: a few cells are not numbers (a typo, a
+  unit, a token the file uses for a missing value), and the pre-run check
+  then names the first of them, where typing it as text would have made a
+  category of every number or left it out as an identifier;
 * a STRING or INT column with a distinct value in at least
   ``IDENTIFIER_SHARE`` of the rows that have one is an identifier (a row id,
   a name, a key): as a category nearly every value is seen once and so is
@@ -58,6 +63,13 @@ IDENTIFIER_SHARE = 0.95
 # sample this picks fare (16), trip_miles (94) and trip_seconds (31) and
 # nothing else.
 LOG_SCALE_SKEW = 2.0
+# 99%: one bad cell in a hundred rows is a number column with bad cells; a
+# column of codes that mixes numbers and text ('12', 'A4') has more text.
+NUMERIC_SHARE = 0.99
+# A cell Python's float() reads (tfx_bsl types cells the same way), spaces
+# around it allowed.
+_NUMBER = (r'^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$'
+           r'|^\s*[-+]?(inf|infinity|nan)\s*$')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +80,9 @@ class InferredFeatures:
   categorical: Tuple[str, ...]
   log_scale: Tuple[str, ...]
   left_out: Mapping[str, str]
+  # Why a column is in a list where its type alone would not put it (a text
+  # column that is numbers but for a few cells).
+  notes: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
   @property
   def all(self) -> Tuple[str, ...]:
@@ -78,6 +93,12 @@ def _distinct(column: csv_fast.Column, finite: Optional[np.ndarray]) -> int:
   if column.type == ColumnType.STRING:
     return pc.count_distinct(column.values, mode='only_valid').as_py()
   return int(np.unique(finite).size)
+
+
+def _number_cells(column: csv_fast.Column) -> int:
+  """How many cells of a STRING column are numbers."""
+  return pc.sum(pc.match_substring_regex(column.values, _NUMBER,
+                                         ignore_case=True)).as_py() or 0
 
 
 def skewness(values: np.ndarray) -> float:
@@ -113,6 +134,7 @@ def infer_features(columns: Sequence[csv_fast.Column],
   label_reasons = _label_reasons(label, columns)
   numeric, categorical, log_scale = [], [], []
   left_out: Dict[str, str] = {}
+  notes: Dict[str, str] = {}
   for column in columns:
     name = column.name
     rows_here = rows if rows is not None else column.present.size
@@ -130,6 +152,13 @@ def infer_features(columns: Sequence[csv_fast.Column],
       finite = finite[np.isfinite(finite)]
       if finite.size == 0:
         left_out[name] = 'no finite values (only NaN or infinity)'
+        continue
+    if column.type == ColumnType.STRING:
+      numbers = _number_cells(column)
+      if numbers >= NUMERIC_SHARE * present:
+        numeric.append(name)
+        notes[name] = (f'{numbers} of its {present} cells with a value are '
+                       'numbers')
         continue
     distinct = _distinct(column, finite)
     if distinct == 1:
@@ -150,7 +179,7 @@ def infer_features(columns: Sequence[csv_fast.Column],
     if finite.min() >= 0 and skewness(finite) > LOG_SCALE_SKEW:
       log_scale.append(name)
   return InferredFeatures(tuple(numeric), tuple(categorical), tuple(log_scale),
-                          left_out)
+                          left_out, notes)
 
 
 def with_features(config: config_lib.PipelineConfig,
@@ -214,6 +243,11 @@ def format_features(inferred: InferredFeatures, indent: int = 2) -> str:
            yaml_list('numeric', inferred.numeric, indent + 2),
            yaml_list('log_scale', inferred.log_scale, indent + 2),
            yaml_list('categorical', inferred.categorical, indent + 2)]
+  if inferred.notes:
+    lines.append(f'{pad}# numeric, though not every cell is a number (the '
+                 'pre-run check names the first that is not):')
+    lines += [f'{pad}#   {column}: {note}'
+              for column, note in inferred.notes.items()]
   if inferred.left_out:
     lines.append(f'{pad}# left out:')
     lines += [f'{pad}#   {column}: {reason}'

@@ -103,8 +103,11 @@ def _labels(path: str, data: formats.CheckData, task: tasks.Task,
     raise InputDataError(f'{path}: {e}') from None
 
 
-def _numeric(path: str, data: formats.CheckData, name: str) -> None:
-  """A numeric feature holds numbers, some of them, and finite ones."""
+def _numeric(path: str, data: formats.CheckData, name: str,
+             inferred_because: Optional[str] = None) -> None:
+  """A numeric feature holds numbers, some of them, and finite ones.
+  ``inferred_because``: why ``data.features: auto`` typed it numeric, when
+  its type alone would not have."""
   column = data.column(name)
   if column.type == ColumnType.UNKNOWN:
     lost = data.lost(name)
@@ -126,7 +129,11 @@ def _numeric(path: str, data: formats.CheckData, name: str) -> None:
         f'{file}: numeric column {name!r} holds {cells[row].as_py()!r} at '
         f'{data.data_row_word} {number}'
         + ('' if bad else ' as text') + '; expected numbers (or move it to '
-        'data.features.categorical)')
+        'data.features.categorical)'
+        + ('' if inferred_because is None else
+           f'. data.features: auto typed it numeric: {inferred_because}; '
+           'fix the cell, add the token to data.missing_values if it marks a '
+           'missing value, or list data.features'))
   values = np.asarray(column.values, np.float64)
   present = column.present
   if column.type == ColumnType.FLOAT:
@@ -211,8 +218,9 @@ def check_data(config: config_lib.PipelineConfig) -> DataSummary:
     columns = [data.column(n) for n in header if n not in data.unusable]
     inferred = infer.infer_features(columns, label, total)
     config = infer.with_features(config, inferred)
+  notes = inferred.notes if inferred is not None else {}
   for name in config.data.features.numeric:
-    _numeric(path, data, name)
+    _numeric(path, data, name, notes.get(name))
   return DataSummary(path=path, columns=header, rows_total=total,
                      config=config, inferred=inferred,
                      format=found.format.name, files=found.files,

@@ -148,6 +148,24 @@ def test_identifier_share(tmp_path):
   assert inferred.numeric == ('less',)
 
 
+def test_numbers_with_a_few_text_cells_are_numeric(tmp_path):
+  n = 400
+  # 399 numbers and a typo: numeric, with why; 95% numbers: codes, text.
+  typo = [f'{i * 1.5:.1f}' if i != 300 else '1.5 kg' for i in range(n)]
+  codes = [str(i) if i % 20 else f'A{i}' for i in range(n)]
+  path = task_data.write_csv(tmp_path / 'typo.csv', ['typo', 'codes', 'y'],
+                             [[a, b, i % 2] for i, (a, b)
+                              in enumerate(zip(typo, codes))])
+  columns, rows = _columns(path)
+  inferred = infer.infer_features(columns, config_lib.LabelConfig(name='y'),
+                                  rows)
+  assert inferred.numeric == ('typo',)
+  assert inferred.notes == {
+      'typo': '399 of its 400 cells with a value are numbers'}
+  assert 'codes' in inferred.left_out  # Distinct in every row: identifier.
+  assert '#   typo: 399 of its 400' in infer.format_features(inferred)
+
+
 def test_categorical_int_bound(tmp_path):
   n = 400
   path = task_data.write_csv(tmp_path / 'ints.csv', ['day', 'code', 'y'],

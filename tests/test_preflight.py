@@ -189,6 +189,21 @@ def test_bad_value_far_into_the_file_is_found(tmp_path, bad, message):
   assert str(path) in str(info.value)
 
 
+def test_inferred_features_name_a_bad_number_far_into_the_file(tmp_path):
+  """With data.features: auto, a number column with one text cell is typed
+  numeric and the cell named, not the column taken for text (a category per
+  number, or an identifier left out in silence)."""
+  lines = [','.join(r) for r in _variant_rows(30_000)]
+  lines[25_000] = '10,lots,Cash,1'
+  path = _write(tmp_path, HEADER + '\n'.join(lines) + '\n')
+  with pytest.raises(InputDataError) as info:
+    check_csv(_config(path, 'data.features=auto'))
+  assert ("numeric column 'trip_miles' holds 'lots' at data row 25001"
+          in str(info.value))
+  assert 'data.features: auto typed it numeric: 29999 of its 30000 cells' in (
+      str(info.value))
+
+
 def test_features_left_out_are_inferred_from_the_whole_file(tmp_path):
   rows = [f'r{i},{10 + i % 5},{i % 7 * 1.5},{"Cash" if i % 2 else "Card"},'
           f'same,{5 * (i % 2)}' for i in range(60)]
