@@ -10,6 +10,8 @@ Every output has shape ``[batch, 1]`` so that the Trainer's inputs and TFMA
 see one fixed-length value per example.
 """
 
+import hashlib
+import re
 from typing import Any, Dict, Mapping
 
 import tensorflow as tf
@@ -120,11 +122,34 @@ def _numeric(x, log_scale: bool, encoding: str = 'zscore') -> Dict[str, tf.Tenso
   return out
 
 
+# TensorFlow's name scopes (tf.Transform's analyzers, Keras layers) and file
+# names take these; a column named 'Age (years)', 'km/h' or 'Ünïcode' does
+# not fit.
+_SAFE_NAME = re.compile(r'^[A-Za-z0-9.][A-Za-z0-9_.-]*$')
+
+
+def safe_name(name: str) -> str:
+  """``name`` (a column's, or a key derived from it) where a name scope or
+  a file name is made of it: unchanged when it fits, else its other
+  characters as ``_`` and a short hash of it, which keeps two columns that
+  differ only in such characters apart."""
+  if _SAFE_NAME.match(name):
+    return name
+  digest = hashlib.sha1(name.encode('utf-8')).hexdigest()[:6]
+  return f"f_{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}_{digest}"
+
+
+def vocabulary_name(feature: str) -> str:
+  """The name of a categorical feature's vocabulary in Transform's output."""
+  return safe_name(feature)
+
+
 def _categorical(x, name: str, features: config_lib.FeaturesConfig) -> tf.Tensor:
   return tensors.column(tft.compute_and_apply_vocabulary(
       tensors.as_strings(x), top_k=features.vocab_size,
       frequency_threshold=features.min_frequency,
-      num_oov_buckets=features.oov_buckets, vocab_filename=name))
+      num_oov_buckets=features.oov_buckets,
+      vocab_filename=vocabulary_name(name)))
 
 
 def preprocessing_fn(inputs: Dict[str, Any],

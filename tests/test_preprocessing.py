@@ -5,6 +5,7 @@ missing values at 0 plus an indicator, the log scale, rare categories in the
 OOV buckets, and the derived label.
 """
 
+import re
 import functools
 import json
 import math
@@ -128,3 +129,15 @@ def test_label_as_each_task_reads_it(tmp_path_factory, task, label, values,
   else:
     # The label stays in its units: the model, not Transform, takes the log.
     np.testing.assert_allclose(out['price'], values)
+
+
+def test_safe_names_for_any_column_name():
+  """Name scopes and vocabulary files made of column names: valid ones are
+  kept, others ('Age (years)', 'km/h', 'Ünïcode') made valid and distinct."""
+  assert preprocessing.safe_name('trip_miles') == 'trip_miles'
+  odd = ['Age (years)', 'Age [years]', 'km/h', 'Ünïcode col', 'city, name',
+         '_x', ' x']
+  safe = [preprocessing.safe_name(n) for n in odd]
+  assert len(set(safe)) == len(odd)
+  assert all(re.fullmatch(r'[A-Za-z0-9.][A-Za-z0-9_.-]*', s) for s in safe)
+  assert preprocessing.vocabulary_name('Ünïcode col') == safe[3]

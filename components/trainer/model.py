@@ -11,8 +11,6 @@ schedule and label smoothing belong to the optimizer, loss and fit loop
 """
 
 import dataclasses
-import hashlib
-import re
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
@@ -68,7 +66,8 @@ def input_specs(tf_transform_output: tft.TFTransformOutput,
     if preprocessing.missing_name(name) in produced:
       specs.append(InputSpec(preprocessing.missing_name(name)))
   for name in features.categorical:
-    tokens = (tf_transform_output.vocabulary_size_by_name(name) +
+    tokens = (tf_transform_output.vocabulary_size_by_name(
+        preprocessing.vocabulary_name(name)) +
               features.oov_buckets)
     dim = embedding_dim(tokens, features)
     specs.append(InputSpec(
@@ -100,23 +99,10 @@ def kernel_regularizer(l1: float, l2: float) -> Optional[keras.regularizers.Regu
   return None
 
 
-# What Keras accepts as a layer name (it becomes a TensorFlow name scope).
-_LAYER_NAME = re.compile(r'^[A-Za-z0-9.][A-Za-z0-9_.\\/>-]*$')
-
-
 def layer_name(key: str) -> str:
-  """``key`` (a transformed feature's) as a Keras layer name.
-
-  A CSV header such as ``Age (years)`` or ``city, name`` is a fine feature
-  key but not a name scope; its other characters become ``_``, and a short
-  hash of the key keeps two such columns apart. Valid names stay as they
-  are. The model's inputs are still keyed by ``key``.
-  """
-  if _LAYER_NAME.match(key):
-    return key
-  safe = re.sub(r'[^A-Za-z0-9_.-]', '_', key)
-  digest = hashlib.sha1(key.encode('utf-8')).hexdigest()[:6]
-  return f'f_{safe}_{digest}'
+  """``key`` (a transformed feature's) as a Keras layer name
+  (``preprocessing.safe_name``); the model's inputs stay keyed by ``key``."""
+  return preprocessing.safe_name(key)
 
 
 def input_keys(model: keras.Model) -> List[str]:
