@@ -5,10 +5,10 @@ missing values at 0 plus an indicator, the log scale, rare categories in the
 OOV buckets, and the derived label.
 """
 
-import re
 import functools
 import json
 import math
+import re
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
