@@ -74,9 +74,19 @@ def test_bad_input_is_named(tmp_path, content, overrides, message):
 
 
 def test_non_utf8_bytes(tmp_path):
-  path = _write(tmp_path, HEADER.encode() + b'10,1,Caf\xe9,1\n' * 10,
-                mode='wb')
-  with pytest.raises(InputDataError, match='not UTF-8'):
+  path = _write(tmp_path, HEADER.encode() + b'10,1,Cafe,1\n' * 2000
+                + b'10,1,Caf\xe9,1\n' * 10, mode='wb')
+  with pytest.raises(InputDataError) as info:
+    check_csv(_config(path))
+  assert (f"{path}: data row 2001, column 'payment_type': b'Caf\\xe9' is not "
+          'UTF-8 text (byte 0xe9); save the CSV as UTF-8') in str(info.value)
+
+
+def test_a_trailing_comma_on_every_line_is_named(tmp_path):
+  path = _write(tmp_path, HEADER.rstrip('\n') + ',\n'
+                + _rows(20).replace('\n', ',\n'))
+  with pytest.raises(InputDataError, match=r'header columns \[5\] have no '
+                     r'name .*the header line ends with a comma'):
     check_csv(_config(path))
 
 

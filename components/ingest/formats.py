@@ -338,8 +338,14 @@ class CsvFormat(InputFormat):
             'pandas.read_csv(path, sep=...).to_csv())')
     unnamed = [i + 1 for i, name in enumerate(header) if not name]
     if unnamed:
-      raise InputError(f'{path}: header columns {unnamed} have no name '
-                       '(column names are read from the first line)')
+      # One empty name, the last: what a spreadsheet's export writes.
+      trailing = unnamed == [len(header)]
+      raise InputError(
+          f'{path}: header columns {unnamed} have no name (column names are '
+          'read from the first line)'
+          + ('; the header line ends with a comma: if every line does (as '
+             'spreadsheet exports write), remove the trailing commas'
+             if trailing else ''))
     duplicates = sorted({h for h in header if header.count(h) > 1})
     if duplicates:
       raise InputError(f'{path}: duplicate column names {duplicates}')
@@ -362,6 +368,27 @@ class CsvFormat(InputFormat):
                   f'has {width}')
     return 'a row has the wrong number of fields'
 
+  def _undecodable_cell(self, path: str, header: Sequence[str]) -> str:
+    """Which data row and column hold bytes that are not UTF-8 (Arrow names
+    neither): the slow way, once the file is known to hold some."""
+    with io.TextIOWrapper(open_binary(path), encoding='utf-8-sig',
+                          errors='surrogateescape', newline='') as f:
+      reader = csv.reader(f)
+      next(reader, None)
+      row_number = 0
+      for row in reader:
+        if not row:
+          continue  # Blank lines are skipped by ingestion too.
+        row_number += 1
+        for i, cell in enumerate(row):
+          bad = next((c for c in cell if '\udc80' <= c <= '\udcff'), None)
+          if bad is not None:
+            name = header[i] if i < len(header) else f'#{i + 1}'
+            raw = cell.encode('utf-8', 'surrogateescape')
+            return (f'data row {row_number}, column {name!r}: {raw!r} is not '
+                    f'UTF-8 text (byte 0x{ord(bad) - 0xdc00:02x})')
+    return 'the file is not UTF-8 text'
+
   def _checked_table(self, path: str, header: Sequence[str],
                      missing_values: Optional[Sequence[str]] = None
                      ) -> pa.Table:
@@ -371,8 +398,9 @@ class CsvFormat(InputFormat):
       cause = str(e.__cause__ or e)
       if (isinstance(e.__cause__, UnicodeDecodeError)
           or 'UTF8' in cause.upper()):
-        raise InputError(f'{path}: not UTF-8 text ({cause}); save the CSV '
-                         'as UTF-8') from None
+        raise InputError(
+            f'{path}: {self._undecodable_cell(path, header)}; save the CSV '
+            'as UTF-8 (from Latin-1: iconv -f latin1 -t utf-8)') from None
       if 'Expected' in cause and 'columns' in cause:
         raise InputError(f'{path}: {self._ragged_row(path, len(header))}'
                          ) from None
