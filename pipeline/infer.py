@@ -70,6 +70,9 @@ NUMERIC_SHARE = 0.99
 # around it allowed.
 _NUMBER = (r'^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$'
            r'|^\s*[-+]?(inf|infinity|nan)\s*$')
+# A number written with thousands separators ('12,345.5'), which is text to
+# the CSV reader: typed numeric all the same, so that the check names it.
+_GROUPED = r'^\s*[-+]?\d{1,3}(,\d{3})+(\.\d*)?\s*$'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,9 +98,9 @@ def _distinct(column: csv_fast.Column, finite: Optional[np.ndarray]) -> int:
   return int(np.unique(finite).size)
 
 
-def _number_cells(column: csv_fast.Column) -> int:
-  """How many cells of a STRING column are numbers."""
-  return pc.sum(pc.match_substring_regex(column.values, _NUMBER,
+def _count(column: csv_fast.Column, pattern: str) -> int:
+  """How many cells of a STRING column match ``pattern``."""
+  return pc.sum(pc.match_substring_regex(column.values, pattern,
                                          ignore_case=True)).as_py() or 0
 
 
@@ -154,11 +157,14 @@ def infer_features(columns: Sequence[csv_fast.Column],
         left_out[name] = 'no finite values (only NaN or infinity)'
         continue
     if column.type == ColumnType.STRING:
-      numbers = _number_cells(column)
-      if numbers >= NUMERIC_SHARE * present:
+      numbers, grouped = _count(column, _NUMBER), _count(column, _GROUPED)
+      if numbers + grouped >= NUMERIC_SHARE * present:
         numeric.append(name)
-        notes[name] = (f'{numbers} of its {present} cells with a value are '
-                       'numbers')
+        notes[name] = (f'{numbers + grouped} of its {present} cells with a '
+                       'value are numbers' + (
+                           f', {grouped} of them written with thousands '
+                           "separators ('12,345'), which the CSV reader takes "
+                           'for text: write them without' if grouped else ''))
         continue
     distinct = _distinct(column, finite)
     if distinct == 1:

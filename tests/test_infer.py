@@ -164,6 +164,15 @@ def test_numbers_with_a_few_text_cells_are_numeric(tmp_path):
       'typo': '399 of its 400 cells with a value are numbers'}
   assert 'codes' in inferred.left_out  # Distinct in every row: identifier.
   assert '#   typo: 399 of its 400' in infer.format_features(inferred)
+  # Amounts with thousands separators: numeric, and the note says why.
+  grouped = task_data.write_csv(
+      tmp_path / 'grouped.csv', ['amount', 'y'],
+      [[f'{1000 + 37 * i:,}', i % 2] for i in range(n)])
+  columns, rows = _columns(grouped)
+  inferred = infer.infer_features(columns, config_lib.LabelConfig(name='y'),
+                                  rows)
+  assert inferred.numeric == ('amount',)
+  assert 'written with thousands separators' in inferred.notes['amount']
 
 
 def test_categorical_int_bound(tmp_path):
