@@ -7,7 +7,9 @@ deterministically re-serialized examples, and the artifact properties):
 * CSV shards, plain and gzip, against stock ``CsvExampleGen`` (which cannot
   read gzip itself: compared with stock on the same rows uncompressed), in
   process and on the Beam fallback;
-* Parquet against ``FileBasedExampleGen`` with TFX's ``parquet_executor``;
+* Parquet against ``FileBasedExampleGen`` with TFX's ``parquet_executor``
+  converting rows with ours ``dict_to_example`` (``stock_zeros_kept``): the
+  same examples but that 0, 0.0 and false are values;
 * TFRecord files, plain and gzip, against stock ``ImportExampleGen``.
 
 Then paths (file, folder, glob; local listing and the string rules a
@@ -151,9 +153,18 @@ def test_shards_with_different_headers_are_refused(tmp_path):
 # Parquet
 
 
+@pytest.fixture
+def stock_zeros_kept(monkeypatch):
+  """Stock's Parquet route with its one difference from ours undone:
+  ``dict_to_example`` writing 0, 0.0 and false as values."""
+  monkeypatch.setattr(parquet_executor.utils, 'dict_to_example',
+                      component.dict_to_example)
+  return parquet_executor.Executor
+
+
 def _parquet_table(n, seed):
-  """Every flat type and the values stock's dict_to_example treats alike
-  (zeros, empty strings and false are empty Features, like nulls)."""
+  """Every flat type, with the values stock's dict_to_example writes as
+  missing (zeros, false, empty strings) and ours as values (but '')."""
   rng = random.Random(seed)
 
   def maybe(value, p=0.1):
@@ -181,12 +192,13 @@ def _parquet_table(n, seed):
       'category': pa.array([maybe(rng.choice(['red', 'green']))
                             for _ in range(n)]).dictionary_encode(),
       'nothing': pa.nulls(n),
-      'zeros': pa.array([0] * n, pa.int64()),  # All empty Features.
+      'zeros': pa.array([0] * n, pa.int64()),  # Stock: all empty Features.
       'row': pa.array(range(seed * 1000, seed * 1000 + n), pa.int64()),
   })
 
 
-def test_parquet_matches_stocks_parquet_executor(tmp_path, beam_calls):
+def test_parquet_matches_stocks_parquet_executor(tmp_path, beam_calls,
+                                                 stock_zeros_kept):
   data = tmp_path / 'data'
   data.mkdir()
   pq.write_table(_parquet_table(250, 1), data / 'part-0.parquet')
@@ -195,23 +207,25 @@ def test_parquet_matches_stocks_parquet_executor(tmp_path, beam_calls):
   props = _props_for(data)
   assert props[component.standard_component_specs.INPUT_CONFIG_KEY].count(
       '*.parquet') == 1
-  stock = _run(parquet_executor.Executor, str(tmp_path / 'stock'), props)
+  stock = _run(stock_zeros_kept, str(tmp_path / 'stock'), props)
   beam_calls.clear()
   ours = _run(component.ArrowParquetExecutor, str(tmp_path / 'ours'), props)
   assert beam_calls == []
   _assert_same(stock, ours)
   example = tf.train.Example.FromString(next(iter(_splits(ours)['train'])))
-  assert example.features.feature['zeros'].WhichOneof('kind') is None
+  assert list(example.features.feature['zeros'].int64_list.value) == [0]
+  assert example.features.feature['nothing'].WhichOneof('kind') is None
 
 
-def test_parquet_list_columns_go_to_stock(tmp_path, beam_calls):
+def test_parquet_list_columns_go_to_stock(tmp_path, beam_calls,
+                                          stock_zeros_kept):
   data = tmp_path / 'data'
   data.mkdir()
   pq.write_table(pa.table({'x': list(range(60)),
                            'tags': [[1, 2], [], None] * 20}),
                  data / 'x.parquet')
   props = _props_for(data / 'x.parquet')
-  stock = _run(parquet_executor.Executor, str(tmp_path / 'stock'), props)
+  stock = _run(stock_zeros_kept, str(tmp_path / 'stock'), props)
   beam_calls.clear()
   ours = _run(component.ArrowParquetExecutor, str(tmp_path / 'ours'), props)
   assert beam_calls == ['ArrowParquetExecutor']
@@ -440,9 +454,6 @@ def test_parquet_through_the_pre_run_check(tmp_path):
      "holds 'lots', expected a number"),
     ({'big_tipper': [2] * 40}, ('data.label=big_tipper',),
      "column 'big_tipper' holds '2', expected 0 or 1"),
-    # A regression target of 0: stock's Parquet route writes no value.
-    ({'y': [0.0] + [1.5, 2.5] * 19 + [3.5]}, ('task=regression', 'data.label=y'),
-     "row 1: cannot read label 'y' for task regression: column 'y' holds ''"),
     ({'trip_miles': ['far'] * 40}, (),
      "numeric column 'trip_miles' holds 'far' at row 1"),
     ({'trip_miles': [[1.0, 2.0]] * 40}, (),
@@ -453,26 +464,28 @@ def test_bad_parquet_is_named(tmp_path, changes, overrides, message):
   with pytest.raises(preflight.InputDataError) as info:
     preflight.check_data(_config(path, *overrides))
   assert message in str(info.value) and str(path) in str(info.value)
-  if 'y' in changes:
-    assert "the file holds 0.0 in column 'y'" in str(info.value)
 
 
-def test_a_zero_label_in_parquet_is_refused_with_the_reason(tmp_path):
-  # Stock's Parquet route writes 0 as a missing value: a 0/1 label loses
-  # its zeros, and the check says so instead of "holds ''" alone.
+def test_zeros_in_parquet_are_values(tmp_path):
+  # Stock's Parquet route writes 0 as a missing value (tensorflow/tfx#6407):
+  # a 0/1 label would lose its zeros. Ours reads them, a regression target
+  # of 0.0 too; an empty string is still no value, and the check says why.
   path = _taxi_like_parquet(tmp_path / 'data.parquet',
                             big_tipper=[0, 1] * 20)
+  assert preflight.check_data(_config(path, 'data.label=big_tipper')
+                              ).rows_total == 40
+  path = _taxi_like_parquet(tmp_path / 'y.parquet',
+                            y=[0.0] + [1.5, 2.5] * 19 + [3.5])
+  assert preflight.check_data(_config(path, 'task=regression', 'data.label=y')
+                              ).rows_total == 40
+  path = _taxi_like_parquet(tmp_path / 'text.parquet',
+                            big_tipper=[''] + ['no', 'yes'] * 19 + ['no'])
   with pytest.raises(preflight.InputDataError) as info:
-    preflight.check_data(_config(path, 'data.label=big_tipper'))
+    preflight.check_data(_config(
+        path, 'data.label={name: big_tipper, positive_value: "yes"}'))
   message = str(info.value)
   assert message.startswith(f"{path}: row 1: cannot read label 'big_tipper'")
-  assert "the file holds 0 in column 'big_tipper' there" in message
-  assert 'label.positive_value' in message
-  # As text, the same label reads.
-  path = _taxi_like_parquet(tmp_path / 'text.parquet',
-                            big_tipper=['no', 'yes'] * 20)
-  assert preflight.check_data(_config(
-      path, 'data.label={name: big_tipper, positive_value: "yes"}')).rows_total
+  assert 'an empty string is a missing value' in message
 
 
 def _taxi_like_examples(n=40, bad_tips_at=None):
@@ -568,7 +581,7 @@ def _taxi_sample_as_parquet(tmp_path):
 
 
 @pytest.mark.e2e
-def test_parquet_runs_end_to_end(tmp_path):
+def test_parquet_runs_end_to_end(tmp_path, stock_zeros_kept):
   from pipeline import cli, local_runner, metadata  # pylint: disable=g-import-not-at-top
   from pipeline.factory import NodeIds  # pylint: disable=g-import-not-at-top
   path = _taxi_sample_as_parquet(tmp_path)
@@ -580,10 +593,10 @@ def test_parquet_runs_end_to_end(tmp_path):
   where = local_runner.paths(config)
   runs = metadata.node_runs(metadata.connect_sqlite(where['metadata_path']))
   assert all(run.state == 'COMPLETE' for run in runs.values()), runs
-  # The pipeline's examples are stock's Parquet route's, row for row.
+  # The pipeline's examples are stock's Parquet route's (zeros kept), row
+  # for row.
   examples_uri = runs[NodeIds.EXAMPLE_GEN].outputs['examples'][0].uri
-  stock = _run(parquet_executor.Executor, str(tmp_path / 'stock'),
-               _props_for(path))
+  stock = _run(stock_zeros_kept, str(tmp_path / 'stock'), _props_for(path))
   expected = _splits(stock)
   from tfx.types import standard_artifacts  # pylint: disable=g-import-not-at-top
   ours = standard_artifacts.Examples()

@@ -115,6 +115,10 @@ TASK_HEADER = 'fare,trip_miles,payment_type,y\n'
     ('binary', '10,1,Cash,1\n10,1,Card,\n' * 10, (),
      "row 2: cannot read label 'y' for task binary: column 'y' holds '', "
      'expected 0 or 1'),
+    # Empty is not "other than positive_value": no label at all.
+    ('binary', '10,1,Cash,yes\n10,1,Card,\n' * 10,
+     ('data.label={name: y, positive_value: "yes"}',),
+     "row 2: cannot read label 'y' for task binary: column 'y' is empty"),
 ])
 def test_label_unreadable_for_the_task(tmp_path, task, rows, extra, message):
   path = tmp_path / 'data.csv'

@@ -504,7 +504,7 @@ class ParquetFormat(InputFormat):
         files, [t.num_rows for t in tables], table.column_names,
         lambda name: _string_cells(column(name)), column,
         no_rows='no rows', unusable=unusable, lost=lost,
-        lost_note=parquet_fast.FALSY_NOTE,
+        lost_note=parquet_fast.LOST_NOTE,
         stored=lambda name, row: table.column(name)[row].as_py())
 
   def example_gen(self, *, input_base, input_config, output_config,

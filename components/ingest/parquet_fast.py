@@ -1,4 +1,4 @@
-"""Parquet to tf.Example columns, the way TFX's Parquet route makes them.
+"""Parquet to tf.Example columns: TFX's Parquet route, zeros kept.
 
 TFX's Parquet route is ``FileBasedExampleGen`` with
 ``custom_executors.parquet_executor``: Beam's ``ReadFromParquet`` yields
@@ -8,19 +8,24 @@ every row as a dict of Python values (``Table.to_pydict``), and
 * integers (signed or unsigned) and booleans become an ``int64_list``,
   floats a ``float_list`` (float32), strings and UTF-8 binary values a
   ``bytes_list``, one value each;
-* a value that Python holds false becomes an empty Feature (no list at
-  all), exactly as a null does: not only ``None`` but also ``0``, ``0.0``,
-  ``-0.0``, ``False``, ``''`` and ``b''`` (``if not pyval`` in
-  ``dict_to_example``). Downstream these are missing values;
+* a null becomes an empty Feature (no list at all): a missing value;
 * list values become lists, and other types (timestamps, decimals,
   structs) make it raise.
 
+Stock also writes every value that Python holds false as an empty Feature
+(``if not pyval``): ``0``, ``0.0``, ``False`` and ``''`` become missing
+values, so a 0/1 label loses its zeros and a count its most common value
+(tensorflow/tfx#6407). Here only nulls and empty strings are missing (an
+empty string is what an empty CSV cell is); ``0``, ``0.0`` and ``False``
+are values; ``component.dict_to_example`` makes the same change to stock's
+conversion for the rows the Beam fallback converts.
+
 ``to_columns`` does the flat case column-wise, into ``csv_fast.Column``s
-whose cells are present where stock writes a value; ``csv_fast.encode_column``
-with ``missing_as_empty_feature`` then writes stock's bytes. ``unsupported``
-says what is left to stock's Beam executor: list and other column types,
-duplicate names, unsigned values beyond int64, binary values that are not
-UTF-8 (stock fails on those, and so it should here).
+whose cells are present where a value is; ``csv_fast.encode_column`` with
+``missing_as_empty_feature`` then writes the missing ones as stock does.
+``unsupported`` says what is left to the Beam executor: list and other
+column types, duplicate names, unsigned values beyond int64, binary values
+that are not UTF-8 (stock fails on those, and so it should here).
 
 No TFX here: the pre-run check reads files with this module too.
 """
@@ -36,17 +41,8 @@ from components.ingest import csv_fast
 
 ColumnType = csv_fast.ColumnType
 _INT64_MAX = (1 << 63) - 1
-# Stock's ``dict_to_example`` writes values Python holds false as empty
-# Features, as it writes nulls; so does this module, to give stock's
-# examples. (False would write them as values, nulls alone missing: not
-# stock's artifact, but a 0/1 label, a regression target or a class 0 that
-# survives.)
-FALSY_AS_MISSING = True
 # Why a value in the file is missing in the examples, for messages.
-FALSY_NOTE = ('TFX\'s Parquet route (dict_to_example) writes 0, 0.0, false '
-              'and empty strings as missing values, as it does nulls: store '
-              'such a label as text (label.positive_value for binary) or the '
-              'data as CSV or TFRecord')
+LOST_NOTE = ('an empty string is a missing value, as an empty CSV cell is')
 
 
 class ParquetInputError(ValueError):
@@ -139,8 +135,8 @@ def unsupported(table: pa.Table) -> Optional[str]:
 
 
 def convert_column(name: str, column) -> csv_fast.Column:
-  """One flat column as stock writes it: present where the value is set and
-  true in Python."""
+  """One flat column: present where the value is set (and, for text, not
+  empty)."""
   column = _decoded(column)
   kind = kind_of(column.type)
   if kind is None:
@@ -151,13 +147,12 @@ def convert_column(name: str, column) -> csv_fast.Column:
   if kind == ColumnType.STRING:
     values = pc.cast(column, pa.large_binary())
     present = valid & (pc.binary_length(values).fill_null(0).to_numpy(
-        zero_copy_only=False) > 0) if FALSY_AS_MISSING else valid
+        zero_copy_only=False) > 0)
   else:
     if pa.types.is_boolean(column.type):
       column = pc.cast(column, pa.int8())
     values = column.fill_null(0).to_numpy(zero_copy_only=False)
-    # -0.0 == 0 and NaN != 0: false in Python exactly where this is.
-    present = valid & (values != 0) if FALSY_AS_MISSING else valid
+    present = valid
   if not present.any():
     return csv_fast.Column(name, ColumnType.UNKNOWN, present)
   if kind == ColumnType.STRING:

@@ -199,6 +199,9 @@ class BinaryTask(base.Task):
     if label.column is None:
       raw = row[label.name].strip()
       if label.positive_value is not None:
+        if not raw:  # Not "not positive": no label at all.
+          raise base.LabelError(f'column {label.name!r} is empty; every row '
+                                'needs a label')
         return int(raw == label.positive_value)
       value = {'0': 0, '1': 1, '0.0': 0, '1.0': 1}.get(raw)
       if value is None:
