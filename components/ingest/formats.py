@@ -35,7 +35,7 @@ import fnmatch
 import gzip
 import io
 import os
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pyarrow as pa
@@ -351,42 +351,38 @@ class CsvFormat(InputFormat):
       raise InputError(f'{path}: duplicate column names {duplicates}')
     return header
 
-  def _ragged_row(self, path: str, width: int) -> str:
-    """Which data row has the wrong number of fields (Arrow does not say
-    when quoted values may hold newlines): the slow way, once one is known."""
-    with io.TextIOWrapper(open_binary(path), encoding='utf-8-sig',
-                          newline='') as f:
-      reader = csv.reader(f)
-      next(reader, None)
-      row_number = 0
-      for row in reader:
-        if not row:
-          continue  # Blank lines are skipped by ingestion too.
-        row_number += 1
-        if len(row) != width:
-          return (f'data row {row_number} has {len(row)} fields, the header '
-                  f'has {width}')
-    return 'a row has the wrong number of fields'
-
-  def _undecodable_cell(self, path: str, header: Sequence[str]) -> str:
-    """Which data row and column hold bytes that are not UTF-8 (Arrow names
-    neither): the slow way, once the file is known to hold some."""
+  @staticmethod
+  def _data_rows(path: str) -> Iterator[Tuple[int, List[str]]]:
+    """(data row number, fields) of each row, read the slow way with
+    Python's csv module (bytes that are not UTF-8 kept as surrogates), for
+    naming the row of a problem Arrow found without saying where."""
     with io.TextIOWrapper(open_binary(path), encoding='utf-8-sig',
                           errors='surrogateescape', newline='') as f:
       reader = csv.reader(f)
       next(reader, None)
-      row_number = 0
-      for row in reader:
-        if not row:
-          continue  # Blank lines are skipped by ingestion too.
-        row_number += 1
-        for i, cell in enumerate(row):
-          bad = next((c for c in cell if '\udc80' <= c <= '\udcff'), None)
-          if bad is not None:
-            name = header[i] if i < len(header) else f'#{i + 1}'
-            raw = cell.encode('utf-8', 'surrogateescape')
-            return (f'data row {row_number}, column {name!r}: {raw!r} is not '
-                    f'UTF-8 text (byte 0x{ord(bad) - 0xdc00:02x})')
+      # Blank lines are skipped by ingestion too.
+      yield from enumerate((row for row in reader if row), start=1)
+
+  def _ragged_row(self, path: str, width: int) -> str:
+    """Which data row has the wrong number of fields (Arrow does not say
+    when quoted values may hold newlines)."""
+    for number, row in self._data_rows(path):
+      if len(row) != width:
+        return (f'data row {number} has {len(row)} fields, the header has '
+                f'{width}')
+    return 'a row has the wrong number of fields'
+
+  def _undecodable_cell(self, path: str, header: Sequence[str]) -> str:
+    """Which data row and column hold bytes that are not UTF-8 (Arrow names
+    neither)."""
+    for number, row in self._data_rows(path):
+      for i, cell in enumerate(row):
+        bad = next((c for c in cell if '\udc80' <= c <= '\udcff'), None)
+        if bad is not None:
+          name = header[i] if i < len(header) else f'#{i + 1}'
+          raw = cell.encode('utf-8', 'surrogateescape')
+          return (f'data row {number}, column {name!r}: {raw!r} is not UTF-8 '
+                  f'text (byte 0x{ord(bad) - 0xdc00:02x})')
     return 'the file is not UTF-8 text'
 
   def _checked_table(self, path: str, header: Sequence[str],
