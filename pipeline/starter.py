@@ -13,9 +13,10 @@ writes is a config ``run`` accepts.
 Task rules (on the label's cells, spaces trimmed, as the tasks read them):
 
 * two distinct values: ``binary``. 0 and 1 are read as they are; any other
-  pair gets ``positive_value``, the rarer of the two: the class a binary
-  model is asked to find (fraud, churn, a disease) is usually the rare one,
-  and the gate's PR-AUC skill is about the positive class;
+  pair gets ``positive_value``: the affirmative of a yes/no pair (yes,
+  true, y, t, positive, pos; any case), else the rarer of the two: the class
+  a binary model is asked to find (fraud, churn, a disease) is usually the
+  rare one, and the gate's PR-AUC skill is about the positive class;
 * text with more values, or integers with at most
   ``infer.MAX_CATEGORICAL_INTS`` distinct values (class codes):
   ``multiclass``;
@@ -129,6 +130,12 @@ def _quoted(values: Sequence[str]) -> str:
   return ', '.join(repr(v) for v in values)
 
 
+# Two-valued labels that name their positive class.
+_YES_NO = ({'yes', 'no'}, {'true', 'false'}, {'y', 'n'}, {'t', 'f'},
+           {'positive', 'negative'}, {'pos', 'neg'})
+_YES = {'yes', 'true', 'y', 't', 'positive', 'pos'}
+
+
 def guess_label(path: str, data: formats.CheckData, name: str
                 ) -> LabelGuess:
   """The task and label section for column ``name`` of ``data`` (read from
@@ -167,16 +174,22 @@ def guess_label(path: str, data: formats.CheckData, name: str
       return LabelGuess('binary', config_lib.LabelConfig(name=name),
                         f'{name!r} holds 0 and 1: binary '
                         f'({_percent(positives, rows)} positives)')
-    # The rarer value is positive; on a tie, the larger (yes > no, 2 > 1).
-    fewest = min(counts.values())
-    positive = max((v for v in counts if counts[v] == fewest),
-                   key=float if numeric else str)
+    lowered = {v.lower(): v for v in counts}
+    if set(lowered) in _YES_NO:
+      positive = next(v for low, v in lowered.items() if low in _YES)
+      why = 'the affirmative'
+    else:
+      # The rarer value is positive; on a tie, the larger (2 > 1).
+      fewest = min(counts.values())
+      positive = max((v for v in counts if counts[v] == fewest),
+                     key=float if numeric else str)
+      why = 'the rarer'
     other = next(v for v in counts if v != positive)
     return LabelGuess(
         'binary', config_lib.LabelConfig(name=name, positive_value=positive),
         f'{name!r} holds two values, {positive!r} '
         f'({_percent(counts[positive], rows)}) and {other!r}: binary, with '
-        f'the rarer, {positive!r}, as the positive class')
+        f'{why}, {positive!r}, as the positive class')
 
   classes = sorted(counts, key=lambda v: (-counts[v], v))
   is_classes = column.type == ColumnType.STRING or (

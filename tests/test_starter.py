@@ -90,8 +90,13 @@ def test_two_valued_labels(tmp_path):
   assert config.data.label.positive_value == 'yes'
   config = _guess(tmp_path, ['churned'] * 10 + ['stayed'] * 90)
   assert config.data.label.positive_value == 'churned'
-  # A tie: the larger value.
+  # A yes/no pair: the affirmative, even where it is the more common.
   assert _guess(tmp_path, ['no', 'yes'] * 50).data.label.positive_value == 'yes'
+  assert _guess(tmp_path, ['False'] * 30 + ['True'] * 70
+                ).data.label.positive_value == 'True'
+  # A tie otherwise: the larger value.
+  assert _guess(tmp_path, ['cat', 'dog'] * 50).data.label.positive_value == (
+      'dog')
   # Numbers other than 0/1: the value, as a string (quoted in the YAML).
   config = _guess(tmp_path, [1] * 70 + [2] * 30)
   assert config.data.label.positive_value == '2'
