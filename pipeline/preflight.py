@@ -181,9 +181,16 @@ def check_data(config: config_lib.PipelineConfig) -> DataSummary:
   features = config.data.features
   missing = [c for c in features.all if c not in header]
   if missing:
-    raise InputDataError(f'{path}: feature columns {missing} not in '
-                         f'{data.header_word} (data.features); columns are '
-                         f'{header}')
+    # None of them: the lists of another file (the default configuration
+    # lists the taxi sample's).
+    other = len(missing) == len(features.all)
+    raise InputDataError(
+        f'{path}: feature columns {missing} not in {data.header_word} '
+        f'(data.features); columns are {header}'
+        + ('; none of the listed features is a column: for this data set '
+           'data.features: auto to infer them, or write a config for it with '
+           f'`python -m pipeline init {path} --label {label.name}`'
+           if other else ''))
   slices = [c for c in config.gate.slice_features if c not in header]
   if slices:
     # A slice feature that is no column would leave its per-slice checks

@@ -82,6 +82,15 @@ def test_non_utf8_bytes(tmp_path):
           'UTF-8 text (byte 0xe9); save the CSV as UTF-8') in str(info.value)
 
 
+def test_another_files_features_point_to_auto_and_init(tmp_path):
+  path = _write(tmp_path, 'a,b,tips\n' + '1,2,3\n' * 20)
+  with pytest.raises(InputDataError) as info:
+    check_csv(_config(path, 'data.label={name: tips, column: null}',
+                      'task=regression'))
+  assert 'none of the listed features is a column' in str(info.value)
+  assert f'python -m pipeline init {path} --label tips' in str(info.value)
+
+
 def test_a_trailing_comma_on_every_line_is_named(tmp_path):
   path = _write(tmp_path, HEADER.rstrip('\n') + ',\n'
                 + _rows(20).replace('\n', ',\n'))
