@@ -170,6 +170,9 @@ def _checked(args):
     print('Features inferred from the data (data.features: auto); to edit '
           'them, copy into your config:\n'
           + infer.format_features(summary.inferred), file=sys.stderr)
+  wide = preflight.wide_warning(summary.config)
+  if wide:
+    print(wide, file=sys.stderr)
   return summary
 
 

@@ -324,3 +324,13 @@ def test_a_custom_token(tmp_path):
     check_csv(_penguin_config(path))
   assert check_csv(_penguin_config(
       path, "data.missing_values=['', NA, 'null', N/A, '?']")).rows_total == 60
+
+
+def test_many_numeric_features_are_warned_of():
+  from pipeline import preflight  # pylint: disable=g-import-not-at-top
+  names = [f'x{i}' for i in range(preflight.WIDE_NUMERIC_FEATURES + 1)]
+  config = config_lib.load_config(overrides=[
+      f'data.features={{numeric: [{", ".join(names)}]}}'])
+  assert preflight.wide_warning(config).startswith(
+      f'warning: {len(names)} numeric features')
+  assert preflight.wide_warning(config_lib.load_config()) is None
