@@ -53,10 +53,10 @@ def wide_warning(config: config_lib.PipelineConfig) -> Optional[str]:
   if n <= WIDE_NUMERIC_FEATURES:
     return None
   return (f'warning: {n} numeric features: Transform\'s memory and time grow '
-          f'faster than the number of numeric columns (100 took 4.7 GB and '
-          f'121 s on 2 cores, 300 did not fit in 23.5 GB; docs/performance.md, '
-          f'"Wide tables"); keep the columns that matter, or expect a long '
-          f'and large Transform')
+          'faster than the number of numeric columns (100 took 4.7 GB and '
+          '121 s on 2 cores, 300 did not fit in 23.5 GB; docs/performance.md, '
+          '"Wide tables"); keep the columns that matter, or expect a long '
+          'and large Transform')
 
 
 @dataclasses.dataclass(frozen=True)
