@@ -157,11 +157,14 @@ def infer_features(columns: Sequence[csv_fast.Column],
         left_out[name] = 'no finite values (only NaN or infinity)'
         continue
     if column.type == ColumnType.STRING:
-      numbers, grouped = _count(column, _NUMBER), _count(column, _GROUPED)
-      if numbers + grouped >= NUMERIC_SHARE * present:
+      # One pass over a text column; the second, which tells the grouped
+      # numbers apart, only for the columns typed numeric by it.
+      numbers = _count(column, f'{_NUMBER}|{_GROUPED}')
+      if numbers >= NUMERIC_SHARE * present:
+        grouped = _count(column, _GROUPED)
         numeric.append(name)
-        notes[name] = (f'{numbers + grouped} of its {present} cells with a '
-                       'value are numbers' + (
+        notes[name] = (f'{numbers} of its {present} cells with a value are '
+                       'numbers' + (
                            f', {grouped} of them written with thousands '
                            "separators ('12,345'), which the CSV reader takes "
                            'for text: write them without' if grouped else ''))
