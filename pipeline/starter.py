@@ -130,10 +130,9 @@ def _quoted(values: Sequence[str]) -> str:
   return ', '.join(repr(v) for v in values)
 
 
-# Two-valued labels that name their positive class.
-_YES_NO = ({'yes', 'no'}, {'true', 'false'}, {'y', 'n'}, {'t', 'f'},
-           {'positive', 'negative'}, {'pos', 'neg'})
-_YES = {'yes', 'true', 'y', 't', 'positive', 'pos'}
+# Two-valued labels that name their positive class: affirmative -> negative.
+_YES_NO = {'yes': 'no', 'true': 'false', 'y': 'n', 't': 'f',
+           'positive': 'negative', 'pos': 'neg'}
 
 
 def guess_label(path: str, data: formats.CheckData, name: str
@@ -175,9 +174,9 @@ def guess_label(path: str, data: formats.CheckData, name: str
                         f'{name!r} holds 0 and 1: binary '
                         f'({_percent(positives, rows)} positives)')
     lowered = {v.lower(): v for v in counts}
-    if set(lowered) in _YES_NO:
-      positive = next(v for low, v in lowered.items() if low in _YES)
-      why = 'the affirmative'
+    yes = next((y for y, n in _YES_NO.items() if set(lowered) == {y, n}), None)
+    if yes is not None:
+      positive, why = lowered[yes], 'the affirmative'
     else:
       # The rarer value is positive; on a tie, the larger (2 > 1).
       fewest = min(counts.values())
