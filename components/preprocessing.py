@@ -64,47 +64,73 @@ def smooth_clip(x, bound: float = CLIP):
   return x / tf.sqrt(1.0 + tf.square(x / bound))
 
 
-def _robust(values, kept, std):
-  """(values - median) / IQR, smooth-clipped. A zero IQR (a column that is
-  mostly one value) falls back to the 5%-95% range, then to the standard
-  deviation; a constant column encodes as zeros."""
-  q = tf.reshape(tft.quantiles(kept, QUANTILE_BUCKETS, QUANTILE_EPSILON), [-1])
-  median = q[QUANTILE_BUCKETS // 2 - 1]
-  iqr = q[3 * QUANTILE_BUCKETS // 4 - 1] - q[QUANTILE_BUCKETS // 4 - 1]
-  wide = (q[QUANTILE_BUCKETS - 2] - q[0]) / WIDE_PER_IQR
+def _robust(values, std):
+  """Per column (``values`` is ``[batch, k]``): (values - median) / IQR,
+  smooth-clipped. A zero IQR (a column that is mostly one value) falls back
+  to the 5%-95% range, then to the standard deviation; a constant column
+  encodes as zeros. tft.quantiles ignores the NaNs of missing values."""
+  q = tft.quantiles(values, QUANTILE_BUCKETS, QUANTILE_EPSILON,
+                    reduce_instance_dims=False)
+  median = q[:, QUANTILE_BUCKETS // 2 - 1]
+  iqr = q[:, 3 * QUANTILE_BUCKETS // 4 - 1] - q[:, QUANTILE_BUCKETS // 4 - 1]
+  wide = (q[:, QUANTILE_BUCKETS - 2] - q[:, 0]) / WIDE_PER_IQR
   scale = tf.where(iqr > 0, iqr, tf.where(wide > 0, wide, IQR_PER_SIGMA * std))
   return smooth_clip(tf.math.divide_no_nan(values - median, scale)), scale
 
 
-def _numeric(x, log_scale: bool, encoding: str = 'zscore') -> Dict[str, tf.Tensor]:
-  """Scaled values; a missing value becomes 0 (the mean or the median), plus
-  an indicator.
+def _extremes(values, present):
+  """Per column, the largest and the smallest present value, from one
+  analyzer (tft.max over the values and their negatives)."""
+  k = values.shape[1]
+  both = tft.max(tf.where(tf.concat([present, present], axis=1),
+                          tf.concat([values, -values], axis=1),
+                          float('-inf')), reduce_instance_dims=False)
+  return both[:k], -both[k:]
 
-  ``encoding``: ``zscore``, ``robust`` or ``auto`` (config.NUMERIC_ENCODINGS;
-  ``auto`` decides per column from the analyzers' outputs, see
-  HEAVY_TAIL_RATIO, and gives a heavy column both encodings). Every
-  statistic is taken over the present values, in one analysis pass:
-  imputing first and z-scoring the imputed column would need the mean
-  before the variance (a second pass over the data, which cost about a
-  quarter of Transform's time, measured) and would shrink the
+
+def _numeric(inputs: Dict[str, Any],
+             features: config_lib.FeaturesConfig) -> Dict[str, tf.Tensor]:
+  """Every numeric column scaled; a missing value becomes 0 (the mean or the
+  median), plus an indicator (``missing_name``) for a column that may miss.
+
+  ``features.numeric_encoding``: ``zscore``, ``robust`` or ``auto``
+  (config.NUMERIC_ENCODINGS; ``auto`` decides per column from the
+  analyzers' outputs, see HEAVY_TAIL_RATIO, and gives a heavy column both
+  encodings, ``linear_name``).
+
+  The columns are stacked into one ``[batch, k]`` tensor, NaN where
+  missing, and each statistic is one analyzer over all of them
+  (``reduce_instance_dims=False``): an analyzer per column made
+  tf.Transform's graph, time and memory grow faster than the column count
+  (docs/performance.md, "Wide tables"). Every statistic is taken over the
+  present values, in one analysis pass: imputing first and z-scoring the
+  imputed column would need the mean before the variance (a second pass,
+  about a quarter of Transform's time, measured) and would shrink the
   variance by the imputed rows.
   """
-  values = tensors.floats(x)
+  names = features.numeric
+  columns = []
+  for name in names:
+    x = tensors.floats(inputs[name])
+    if name in features.log_scale:
+      x = tf.sign(x) * tf.math.log1p(tf.abs(x))
+    columns.append(x)
+  values = tf.stack(columns, axis=1)
   present = tf.logical_not(tf.math.is_nan(values))
-  if log_scale:
-    values = tf.sign(values) * tf.math.log1p(tf.abs(values))
-  kept = tf.boolean_mask(values, present)
-  mean, var = tft.mean(kept), tft.var(kept)
-  std = tf.sqrt(var)
+  # tf.Transform's mean and variance ignore NaNs.
+  mean = tft.mean(values, reduce_instance_dims=False)
+  std = tf.sqrt(tft.var(values, reduce_instance_dims=False))
   # A constant column has zero variance: it encodes as all zeros.
   z = tf.math.divide_no_nan(values - mean, std)
-  out = {}
+  linear = None
+  encoding = features.numeric_encoding
   if encoding != 'zscore':
-    robust, scale = _robust(values, kept, std)
+    robust, scale = _robust(values, std)
     if encoding == 'robust':
       z = robust
     else:
-      extreme = tf.maximum(tft.max(kept) - mean, mean - tft.min(kept))
+      largest, smallest = _extremes(values, present)
+      extreme = tf.maximum(largest - mean, mean - smallest)
       heavy = tf.logical_or(std * IQR_PER_SIGMA > HEAVY_TAIL_RATIO * scale,
                             extreme > EXTREME_Z * std)
       # The clip keeps an outlier from dominating the first layer but
@@ -113,12 +139,17 @@ def _numeric(x, log_scale: bool, encoding: str = 'zscore') -> Dict[str, tf.Tenso
       # needs its distance, so a heavy column keeps its z-score as a second
       # input. The outputs are fixed when the graph is traced, before the
       # analysis decides, so a column that is not heavy gets zeros there.
-      out['linear'] = tensors.column(
-          tf.where(tf.logical_and(present, heavy), z, 0.0))
+      linear = tf.where(tf.logical_and(present, heavy), z, 0.0)
       z = tf.where(heavy, robust, z)
-  out['value'] = tensors.column(tf.where(present, z, 0.0))
-  if isinstance(x, tf.sparse.SparseTensor):
-    out['missing'] = tensors.column(1.0 - tf.cast(present, tf.float32))
+  value = tf.where(present, z, 0.0)
+  missing = 1.0 - tf.cast(present, tf.float32)
+  out = {}
+  for i, name in enumerate(names):
+    out[transformed_name(name)] = value[:, i:i + 1]
+    if isinstance(inputs[name], tf.sparse.SparseTensor):
+      out[missing_name(name)] = missing[:, i:i + 1]
+    if linear is not None:
+      out[linear_name(name)] = linear[:, i:i + 1]
   return out
 
 
@@ -159,14 +190,8 @@ def preprocessing_fn(inputs: Dict[str, Any],
   data = config.data
   features = data.features
   outputs = {}
-  for name in features.numeric:
-    encoded = _numeric(inputs[name], name in features.log_scale,
-                       features.numeric_encoding)
-    outputs[transformed_name(name)] = encoded['value']
-    if 'missing' in encoded:
-      outputs[missing_name(name)] = encoded['missing']
-    if 'linear' in encoded:
-      outputs[linear_name(name)] = encoded['linear']
+  if features.numeric:
+    outputs.update(_numeric(inputs, features))
   for name in features.categorical:
     outputs[transformed_name(name)] = _categorical(inputs[name], name, features)
   # The label as the task reads it: what training and the gate both see.
