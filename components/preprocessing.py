@@ -55,6 +55,8 @@ EXTREME_Z = 8.0
 IQR_PER_SIGMA = 1.349
 # A Gaussian's 5%-95% range in IQRs: the scale when the IQR is zero.
 WIDE_PER_IQR = 3.29 / 1.349
+# Numeric columns encoded together (see _numeric).
+ENCODING_BLOCK = 32
 
 
 def smooth_clip(x, bound: float = CLIP):
@@ -64,92 +66,117 @@ def smooth_clip(x, bound: float = CLIP):
   return x / tf.sqrt(1.0 + tf.square(x / bound))
 
 
-def _robust(values, std):
-  """Per column (``values`` is ``[batch, k]``): (values - median) / IQR,
-  smooth-clipped. A zero IQR (a column that is mostly one value) falls back
-  to the 5%-95% range, then to the standard deviation; a constant column
-  encodes as zeros. tft.quantiles ignores the NaNs of missing values."""
+def _statistics(values, encoding: str) -> Dict[str, tf.Tensor]:
+  """What ``encoding`` needs to know of each column of ``values`` (``[batch,
+  k]``, NaN where missing), as ``[k]`` vectors: one analyzer per statistic
+  over all the columns (``reduce_instance_dims=False``), each ignoring the
+  NaNs. An analyzer per column made tf.Transform's time and memory grow
+  faster than the column count (docs/performance.md, P5)."""
+  # Summed in float64: float32 sums down a [batch, k] column lost digits
+  # of a latitude (41.9 +- 0.04): z-scores off by 2.6e-3 on the taxi
+  # sample, against 1.6e-4 for the 1-D sums of one column.
+  # (tf.Transform's TF2 mode loses the float64 outputs' static shape.)
+  k = values.shape[1]
+  values64 = tf.cast(values, tf.float64)
+  mean = tf.reshape(tf.cast(
+      tft.mean(values64, reduce_instance_dims=False), tf.float32), [k])
+  std = tf.reshape(tf.cast(tf.sqrt(
+      tft.var(values64, reduce_instance_dims=False)), tf.float32), [k])
+  stats = {'mean': mean, 'std': std}
+  if encoding == 'zscore':
+    return stats
+  # Robust scaling by the median and the IQR. A zero IQR (a column that is
+  # mostly one value) falls back to the 5%-95% range, then to the standard
+  # deviation; a constant column encodes as zeros.
   q = tft.quantiles(values, QUANTILE_BUCKETS, QUANTILE_EPSILON,
                     reduce_instance_dims=False)
-  median = q[:, QUANTILE_BUCKETS // 2 - 1]
   iqr = q[:, 3 * QUANTILE_BUCKETS // 4 - 1] - q[:, QUANTILE_BUCKETS // 4 - 1]
   wide = (q[:, QUANTILE_BUCKETS - 2] - q[:, 0]) / WIDE_PER_IQR
   scale = tf.where(iqr > 0, iqr, tf.where(wide > 0, wide, IQR_PER_SIGMA * std))
-  return smooth_clip(tf.math.divide_no_nan(values - median, scale)), scale
+  stats.update(median=q[:, QUANTILE_BUCKETS // 2 - 1], scale=scale)
+  if encoding == 'auto':
+    # The largest and the smallest present value, from one analyzer.
+    present = tf.logical_not(tf.math.is_nan(values))
+    both = tft.max(tf.where(tf.concat([present, present], axis=1),
+                            tf.concat([values, -values], axis=1),
+                            float('-inf')), reduce_instance_dims=False)
+    extreme = tf.maximum(both[:k] - mean, mean + both[k:])
+    stats['heavy'] = tf.logical_or(
+        std * IQR_PER_SIGMA > HEAVY_TAIL_RATIO * scale,
+        extreme > EXTREME_Z * std)
+  return stats
 
 
-def _extremes(values, present):
-  """Per column, the largest and the smallest present value, from one
-  analyzer (tft.max over the values and their negatives)."""
-  k = values.shape[1]
-  both = tft.max(tf.where(tf.concat([present, present], axis=1),
-                          tf.concat([values, -values], axis=1),
-                          float('-inf')), reduce_instance_dims=False)
-  return both[:k], -both[k:]
-
-
-def _numeric(inputs: Dict[str, Any],
-             features: config_lib.FeaturesConfig) -> Dict[str, tf.Tensor]:
-  """Every numeric column scaled; a missing value becomes 0 (the mean or the
-  median), plus an indicator (``missing_name``) for a column that may miss.
-
-  ``features.numeric_encoding``: ``zscore``, ``robust`` or ``auto``
-  (config.NUMERIC_ENCODINGS; ``auto`` decides per column from the
-  analyzers' outputs, see HEAVY_TAIL_RATIO, and gives a heavy column both
-  encodings, ``linear_name``).
-
-  The columns are stacked into one ``[batch, k]`` tensor, NaN where
-  missing, and each statistic is one analyzer over all of them
-  (``reduce_instance_dims=False``): an analyzer per column made
-  tf.Transform's graph, time and memory grow faster than the column count
-  (docs/performance.md, "Wide tables"). Every statistic is taken over the
-  present values, in one analysis pass: imputing first and z-scoring the
-  imputed column would need the mean before the variance (a second pass,
-  about a quarter of Transform's time, measured) and would shrink the
-  variance by the imputed rows.
-  """
-  names = features.numeric
-  columns = []
-  for name in names:
-    x = tensors.floats(inputs[name])
-    if name in features.log_scale:
-      x = tf.sign(x) * tf.math.log1p(tf.abs(x))
-    columns.append(x)
-  values = tf.stack(columns, axis=1)
-  present = tf.logical_not(tf.math.is_nan(values))
-  # tf.Transform's mean and variance ignore NaNs.
-  mean = tft.mean(values, reduce_instance_dims=False)
-  std = tf.sqrt(tft.var(values, reduce_instance_dims=False))
+def _encode(x, stats: Dict[str, tf.Tensor],
+            encoding: str) -> Dict[str, tf.Tensor]:
+  """Columns ``x`` (``[batch, m]``, NaN where missing) encoded with their
+  statistics (``[m]`` each); a missing value becomes 0 (the mean or the
+  median)."""
+  present = tf.logical_not(tf.math.is_nan(x))
   # A constant column has zero variance: it encodes as all zeros.
-  z = tf.math.divide_no_nan(values - mean, std)
-  linear = None
-  encoding = features.numeric_encoding
+  z = tf.math.divide_no_nan(x - stats['mean'], stats['std'])
+  out = {}
   if encoding != 'zscore':
-    robust, scale = _robust(values, std)
+    robust = smooth_clip(tf.math.divide_no_nan(x - stats['median'],
+                                               stats['scale']))
     if encoding == 'robust':
       z = robust
     else:
-      largest, smallest = _extremes(values, present)
-      extreme = tf.maximum(largest - mean, mean - smallest)
-      heavy = tf.logical_or(std * IQR_PER_SIGMA > HEAVY_TAIL_RATIO * scale,
-                            extreme > EXTREME_Z * std)
+      heavy = stats['heavy']
       # The clip keeps an outlier from dominating the first layer but
       # flattens the tail; where the tail is signal (an arrival delay
       # follows the departure delay linearly for hours) the network still
       # needs its distance, so a heavy column keeps its z-score as a second
       # input. The outputs are fixed when the graph is traced, before the
       # analysis decides, so a column that is not heavy gets zeros there.
-      linear = tf.where(tf.logical_and(present, heavy), z, 0.0)
+      out['linear'] = tf.where(tf.logical_and(present, heavy), z, 0.0)
       z = tf.where(heavy, robust, z)
-  value = tf.where(present, z, 0.0)
-  missing = 1.0 - tf.cast(present, tf.float32)
+  out['value'] = tf.where(present, z, 0.0)
+  return out
+
+
+def _numeric(inputs: Dict[str, Any],
+             features: config_lib.FeaturesConfig) -> Dict[str, tf.Tensor]:
+  """Every numeric column scaled, plus a 0/1 indicator (``missing_name``)
+  for a column that may miss a value.
+
+  ``features.numeric_encoding``: ``zscore``, ``robust`` or ``auto``
+  (config.NUMERIC_ENCODINGS; ``auto`` decides per column from the
+  analyzers' outputs, see HEAVY_TAIL_RATIO, and gives a heavy column both
+  encodings, ``linear_name``). Every statistic is taken over the present
+  values, in one analysis pass: imputing first and z-scoring the imputed
+  column would need the mean before the variance (a second pass, about a
+  quarter of Transform's time, measured) and would shrink the variance by
+  the imputed rows.
+  """
+  encoding = features.numeric_encoding
+  columns = []
+  for name in features.numeric:
+    x = tensors.floats(inputs[name])
+    if name in features.log_scale:
+      x = tf.sign(x) * tf.math.log1p(tf.abs(x))
+    columns.append(x)
+  stats = _statistics(tf.stack(columns, axis=1), encoding)
+  names = features.numeric
   out = {}
-  for i, name in enumerate(names):
-    out[transformed_name(name)] = value[:, i:i + 1]
-    if isinstance(inputs[name], tf.sparse.SparseTensor):
-      out[missing_name(name)] = missing[:, i:i + 1]
-    if linear is not None:
-      out[linear_name(name)] = linear[:, i:i + 1]
+  # Encoded a block of columns at a time, each block stacked afresh from
+  # its own inputs: the analyzers' outputs are constants in Transform's
+  # graph, so an output depends on its block's inputs only. tf.Transform's
+  # loader walks the graph from every output to its inputs; with all the
+  # columns in one stack that walk covered the whole graph for each output
+  # (193 s to load a 1,000-column graph), and one small graph per column
+  # made Transform twice as slow.
+  for lo in range(0, len(names), ENCODING_BLOCK):
+    block = slice(lo, lo + ENCODING_BLOCK)
+    x = tf.stack(columns[block], axis=1)
+    encoded = _encode(x, {k: v[block] for k, v in stats.items()}, encoding)
+    missing = tf.cast(tf.math.is_nan(x), tf.float32)
+    for j, name in enumerate(names[block]):
+      out[transformed_name(name)] = encoded['value'][:, j:j + 1]
+      if 'linear' in encoded:
+        out[linear_name(name)] = encoded['linear'][:, j:j + 1]
+      if isinstance(inputs[name], tf.sparse.SparseTensor):
+        out[missing_name(name)] = missing[:, j:j + 1]
   return out
 
 

@@ -194,6 +194,22 @@ def test_the_choice_is_read_back_from_transforms_graph(auto, zscore):
       'sparse': 'zscore', 'constant': 'constant'}
 
 
+def test_each_output_needs_only_its_blocks_columns(tmp_path, monkeypatch):
+  # The analyzers see all numeric columns stacked; an output must see only
+  # its block's (preprocessing.ENCODING_BLOCK), or tf.Transform's loader
+  # walks the whole graph once per output (193 s to load a 1,000-column
+  # graph) and a subset of the features cannot be fed.
+  monkeypatch.setattr(preprocessing, 'ENCODING_BLOCK', 2)
+  out, graph = _transform(_config('auto'), str(tmp_path))
+  fed = {'money': tf.constant(MONEY[:3]),  # The first block: money, even.
+         'even': tf.constant([int(e) for e in EVEN[:3]], tf.int64)}
+  got = graph.transform_features_layer()(fed)
+  assert set(got) == {'money_xf', 'money_linear_xf', 'even_xf',
+                      'even_linear_xf'}
+  for name in got:
+    np.testing.assert_allclose(np.ravel(got[name]), out[name][:3], rtol=1e-6)
+
+
 def test_robust_everywhere_when_asked(tmp_path):
   # TF2 mode this time: the read-back works on either kind of graph.
   out, graph = _transform(_config('robust'), str(tmp_path), tf1=False)
