@@ -1,6 +1,6 @@
 """``python -m bench`` (``make bench``): run one benchmark or all of them.
 
-  python -m bench                 # all: p1 p2 p3 p4, full settings
+  python -m bench                 # all: p1 ... p5, full settings
   python -m bench p1 --repeats 3  # one benchmark, with its own flags
   python -m bench p2 --sizes 10000,100000,all
   python -m bench official        # the official taxi example alone
@@ -23,7 +23,7 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 from bench import common  # noqa: E402  (after the environment is set)
 
-BENCHMARKS = ('p1', 'p2', 'p3', 'p4')
+BENCHMARKS = ('p1', 'p2', 'p3', 'p4', 'p5')
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,6 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument('--source', default=None,
                  help='MLMD store of a finished run (default: run one)')
 
+  p = add('p5', 'Transform on wide tables vs the official idiom')
+  p.add_argument('--columns', default='50,100,300',
+                 help='comma-separated numeric column counts '
+                 '(default: %(default)s)')
+  p.add_argument('--rows', type=int, default=5000)
+  p.add_argument('--max-gb', type=float, default=16.0,
+                 help='stop a side above this resident memory')
+
   add('official', 'the official taxi example alone (validation)')
   add('machine', 'print the machine description')
   return parser
@@ -123,6 +131,14 @@ def main(argv: Optional[List[str]] = None) -> int:
                                 repeats=args.repeats,
                                 epochs=getattr(args, 'epochs', 3),
                                 source=getattr(args, 'source', None))
+    elif name == 'p5':
+      from bench import p5_wide as bench_module
+      result = bench_module.run(
+          os.path.join(workdir, 'p5'),
+          columns=[int(c) for c in getattr(args, 'columns', '50,100,300')
+                   .split(',') if c],
+          rows=getattr(args, 'rows', 5000),
+          max_gb=getattr(args, 'max_gb', 16.0))
     else:
       from bench import p4_gate as bench_module
       result = bench_module.run(os.path.join(workdir, 'p4'),
