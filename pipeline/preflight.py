@@ -38,25 +38,23 @@ class InputDataError(ValueError):
   """The input data cannot be used; the message says where and why."""
 
 
-# Transform's analysis (five analyzers per numeric column, each its own
-# node in tf.Transform's graph) grows faster than the number of numeric
-# columns: on 2 cores and 5,000 rows, 50 took 52 s and 2.0 GB, 100 took
-# 121 s and 4.7 GB, 300 ran out of 23.5 GB (docs/performance.md, "Wide
-# tables"). Above this many, the run says so before it starts.
-WIDE_NUMERIC_FEATURES = 100
+# Above this many numeric features the run says, before it starts, what it
+# will cost: on 2 cores and 5,000 rows, 1,000 numeric columns took 6 min
+# 12 s and 3.5 GB end to end, Transform 89 s, the Trainer 158 s
+# (docs/performance.md, P5 and its notes).
+WIDE_NUMERIC_FEATURES = 1000
 
 
 def wide_warning(config: config_lib.PipelineConfig) -> Optional[str]:
-  """A warning when ``config`` has more numeric features than Transform
-  handles well, else None."""
+  """A warning when ``config`` has more numeric features than the run was
+  measured with, else None."""
   n = len(config.data.features.numeric)
   if n <= WIDE_NUMERIC_FEATURES:
     return None
-  return (f'warning: {n} numeric features: Transform\'s memory and time grow '
-          'faster than the number of numeric columns (100 took 4.7 GB and '
-          '121 s on 2 cores, 300 did not fit in 23.5 GB; docs/performance.md, '
-          '"Wide tables"); keep the columns that matter, or expect a long '
-          'and large Transform')
+  return (f'warning: {n} numeric features: 1,000 took 6 min and 3.5 GB on '
+          '2 cores and 5,000 rows, and the Trainer and the gate grow with '
+          'the column count (docs/performance.md, P5); keep the columns '
+          'that matter, or expect a long run')
 
 
 @dataclasses.dataclass(frozen=True)
