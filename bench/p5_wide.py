@@ -220,11 +220,17 @@ def markdown(result: Dict[str, object], command: str) -> str:
            '',
            common.table(('numeric columns', 'official idiom (z-score per column)',
                          'ours (auto)', 'ours / official'), rows)]
+  ratios = [u['seconds'] / o['seconds'] for o, u in
+            ((by[('official', k)], by[('ours', k)]) for k in widths)
+            if o['seconds'] and u['seconds']]
+  met = len(ratios) == len(widths) and max(ratios) <= 1.0
+  lines += ['', '- Ours no slower than the official idiom at every width: '
+            f"**{'met' if met else 'missed'}**."]
   done = [k for k in widths if by[('ours', k)]['seconds']]
   if len(done) >= 2:
     a, b = done[0], done[-1]
     growth = by[('ours', b)]['seconds'] / by[('ours', a)]['seconds']
-    lines += ['', f'Ours from {a} to {b} columns ({b / a:g}x): {growth:.2f}x '
+    lines += [f'- Ours from {a} to {b} columns ({b / a:g}x): {growth:.2f}x '
               'the time.']
   return '\n'.join(lines)
 
