@@ -150,14 +150,14 @@ def _numeric(inputs: Dict[str, Any],
   the imputed rows.
   """
   encoding = features.numeric_encoding
+  names = features.numeric
   columns = []
-  for name in features.numeric:
+  for name in names:
     x = tensors.floats(inputs[name])
     if name in features.log_scale:
       x = tf.sign(x) * tf.math.log1p(tf.abs(x))
     columns.append(x)
   stats = _statistics(tf.stack(columns, axis=1), encoding)
-  names = features.numeric
   out = {}
   # Encoded a block of columns at a time, each block stacked afresh from
   # its own inputs: the analyzers' outputs are constants in Transform's
