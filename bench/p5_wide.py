@@ -132,44 +132,38 @@ def _rss_gb(pid: int) -> float:
       for line in f:
         if line.startswith('VmRSS:'):
           return int(line.split()[1]) / 1024 ** 2
-  except OSError:
-    pass
+  except OSError:  # The child has just exited.
+    return 0.0
   return 0.0
 
 
 def _measure_in_child(side: str, columns: int, rows: int, max_gb: float,
                       timeout: float, log_path: str) -> Dict[str, object]:
+  """``measure`` in a fresh process, stopped above ``max_gb`` of resident
+  memory or after ``timeout`` seconds; its stderr goes to ``log_path``."""
   cmd = [sys.executable, '-m', 'bench.p5_wide', '--side', side,
          '--columns', str(columns), '--rows', str(rows)]
   with open(log_path, 'w') as log:
-    return _watch(cmd, side, columns, rows, max_gb, timeout, log)
-
-
-def _watch(cmd, side, columns, rows, max_gb, timeout, log):
-  child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log,
-                           text=True)
-  start, peak = time.perf_counter(), 0.0
-  stopped = None
-  while child.poll() is None:
-    peak = max(peak, _rss_gb(child.pid))
-    elapsed = time.perf_counter() - start
-    if peak > max_gb:
-      stopped = f'stopped above {max_gb:g} GB after {elapsed:.0f} s'
-    elif elapsed > timeout:
-      stopped = f'stopped after {timeout:.0f} s'
-    if stopped:
-      child.kill()
-      child.wait()
-      break
-    time.sleep(0.5)
-  out = child.stdout.read()
-  if stopped:
-    return {'side': side, 'columns': columns, 'rows': rows, 'seconds': None,
-            'state': stopped, 'peak_gb': peak}
+    child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log,
+                             text=True)
+    start, peak, stopped = time.perf_counter(), 0.0, None
+    while child.poll() is None:
+      peak = max(peak, _rss_gb(child.pid))
+      elapsed = time.perf_counter() - start
+      if peak > max_gb:
+        stopped = f'stopped above {max_gb:g} GB after {elapsed:.0f} s'
+      elif elapsed > timeout:
+        stopped = f'stopped after {timeout:.0f} s'
+      if stopped:
+        child.kill()
+        child.wait()
+        return {'side': side, 'columns': columns, 'rows': rows,
+                'seconds': None, 'state': stopped, 'peak_gb': peak}
+      time.sleep(0.5)
   if child.returncode != 0:
     raise RuntimeError(f'{" ".join(cmd)} failed (exit {child.returncode}); '
-                       f'see {log.name}')
-  return json.loads(out.strip().splitlines()[-1])
+                       f'see {log_path}')
+  return json.loads(child.stdout.read().strip().splitlines()[-1])
 
 
 def run(workdir: str, columns: Sequence[int] = (50, 100, 300),
