@@ -35,6 +35,8 @@ from tfx.components.example_gen.custom_executors import parquet_executor
 from tfx.components.example_gen.import_example_gen import executor as stock_import
 from tfx.components.example_gen.import_example_gen.component import ImportExampleGen
 from tfx.proto import example_gen_pb2
+from tfx.types import standard_component_specs as specs
+from tfx.utils import proto_utils
 
 import small_run
 from components.ingest import component, csv_fast, formats
@@ -529,6 +531,80 @@ def test_bad_tfrecord_label_is_named(tmp_path):
   with pytest.raises(preflight.InputDataError,
                      match="record 1: cannot read label 'big_tipper'.*'lots'"):
     preflight.check_data(_config(good))
+
+
+# ---------------------------------------------------------------------------
+# data.label.drop_missing: rows without a label are not ingested
+
+
+def _labelled_rows(n=240):
+  """(id, x, y) rows; y is missing in every 7th."""
+  rng = random.Random(5)
+  return [{'id': i, 'x': rng.uniform(-1, 1),
+           'y': None if i % 7 == 3 else rng.choice(['a', 'b', 'c'])}
+          for i in range(n)]
+
+
+def _write_rows(fmt, folder, rows):
+  """``rows`` in ``fmt`` as a file of ``folder``; None is a missing value."""
+  folder.mkdir()
+  if fmt is formats.CSV:
+    _write_csv(folder / 'data.csv', [
+        {k: '' if v is None else str(v) for k, v in row.items()}
+        for row in rows])
+  elif fmt is formats.PARQUET:
+    pq.write_table(pa.Table.from_pylist(rows), str(folder / 'data.parquet'))
+  else:
+    records = []
+    for row in rows:
+      example = tf.train.Example()
+      features = example.features.feature
+      features['id'].int64_list.value.append(row['id'])
+      features['x'].float_list.value.append(row['x'])
+      if row['y'] is not None:
+        features['y'].bytes_list.value.append(row['y'].encode())
+      elif row['id'] % 2:
+        features['y'].Clear()  # An empty Feature: no value either.
+      records.append(example.SerializeToString())
+    _write_tfrecord(folder / 'data.tfrecord.gz', records, 'GZIP')
+  return folder
+
+
+@pytest.mark.parametrize('beam', [False, True], ids=['in_process', 'beam'])
+@pytest.mark.parametrize('fmt', [formats.CSV, formats.PARQUET,
+                                 formats.TFRECORD], ids=lambda f: f.name)
+def test_required_columns_drop_the_rows_without_a_value(
+    tmp_path, monkeypatch, beam_calls, fmt, beam):
+  # The examples of the file with the unlabelled rows and required_columns
+  # are those of the file without them: the same rows in the same splits.
+  rows = _labelled_rows()
+  kept = [r for r in rows if r['y'] is not None]
+  assert 0 < len(kept) < len(rows)
+  executor = component.ArrowCsvExecutor if fmt is formats.CSV else (
+      component.ArrowParquetExecutor if fmt is formats.PARQUET
+      else component.TFRecordImportExecutor)
+  expected = _run(executor, str(tmp_path / 'expected'),
+                  _props_for(_write_rows(fmt, tmp_path / 'kept', kept)))
+  props = _props_for(_write_rows(fmt, tmp_path / 'all', rows))
+  props[specs.CUSTOM_CONFIG_KEY] = proto_utils.proto_to_json(
+      component.ingest_custom_config(required_columns=['y']))
+  beam_calls.clear()
+  if beam:
+    monkeypatch.setattr(component, 'MAX_IN_MEMORY_BYTES', 1)
+  ours = _run(executor, str(tmp_path / 'ours'), props)
+  assert beam_calls == ([executor.__name__] if beam else [])
+  _assert_same(expected, ours)
+  assert sum(sum(c.values()) for c in _splits(ours).values()) == len(kept)
+
+
+def test_required_columns_reach_every_format_s_example_gen():
+  for fmt in (formats.CSV, formats.PARQUET, formats.TFRECORD):
+    gen = fmt.example_gen(
+        input_base='/data', input_config=example_gen_pb2.Input(splits=[
+            example_gen_pb2.Input.Split(name='all',
+                                        pattern=fmt.default_pattern)]),
+        output_config=example_gen_pb2.Output(), required_columns=('y',))
+    assert component.required_columns_of(gen.exec_properties) == ('y',)
 
 
 # ---------------------------------------------------------------------------

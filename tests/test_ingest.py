@@ -68,7 +68,7 @@ def _props(input_base, splits, output_splits=SPLITS, partition_feature=None,
       specs.OUTPUT_FILE_FORMAT_KEY: example_gen_pb2.FORMAT_TFRECORDS_GZIP,
       **({} if missing_values is None else {
           specs.CUSTOM_CONFIG_KEY: proto_utils.proto_to_json(
-              component.csv_custom_config(missing_values))}),
+              component.ingest_custom_config(missing_values))}),
   }
 
 
@@ -602,7 +602,7 @@ def test_component_carries_missing_values_to_the_executor():
     assert isinstance(gen.exec_properties[specs.CUSTOM_CONFIG_KEY], str)
     carried = component.missing_values_of(gen.exec_properties)
     assert carried == component.missing_values_of({
-        specs.CUSTOM_CONFIG_KEY: component.csv_custom_config(
+        specs.CUSTOM_CONFIG_KEY: component.ingest_custom_config(
             kwargs.get('missing_values'))})  # Or the proto itself.
     return carried
 

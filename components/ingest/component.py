@@ -163,42 +163,60 @@ class _NeedsBeam(Exception):
   """Raised while reading: the stock Beam executor must convert this input."""
 
 
-# The CSV executor's options travel in the spec's ``custom_config``
-# execution property (an example_gen_pb2.CustomConfig, whose Any holds a
+# The executors' options travel in the spec's ``custom_config`` execution
+# property (an example_gen_pb2.CustomConfig, whose Any holds a
 # google.protobuf.Struct): compiled into a Kubeflow spec like the other
 # properties, and part of the execution's cache key.
 MISSING_VALUES_KEY = 'missing_values'
+# A row without a value in one of these columns (``data.label.drop_missing``:
+# the label's source columns) is not written, on every path and format.
+REQUIRED_COLUMNS_KEY = 'required_columns'
 
 
-def csv_custom_config(missing_values: Optional[Sequence[str]] = None
-                      ) -> example_gen_pb2.CustomConfig:
+def ingest_custom_config(missing_values: Optional[Sequence[str]] = None,
+                         required_columns: Sequence[str] = ()
+                         ) -> example_gen_pb2.CustomConfig:
   """The ``custom_config`` carrying the CSV's missing-value tokens (None:
-  ``data.missing_values``' default)."""
+  ``data.missing_values``' default; Parquet and TFRecord ignore them) and
+  the columns a row needs a value in to be written."""
   options = struct_pb2.Struct()
-  options.update({MISSING_VALUES_KEY: list(
-      csv_fast.missing_value_tokens(missing_values))})
+  options.update({
+      MISSING_VALUES_KEY: list(csv_fast.missing_value_tokens(missing_values)),
+      REQUIRED_COLUMNS_KEY: list(required_columns)})
   custom_config = example_gen_pb2.CustomConfig()
   custom_config.custom_config.Pack(options)
   return custom_config
 
 
-def missing_values_of(exec_properties: Dict[str, Any]) -> Tuple[str, ...]:
-  """The missing-value tokens an execution's ``custom_config`` carries
-  (JSON, as a launcher passes it, or the proto); without one, the default
-  of ``data.missing_values``."""
+def _options(exec_properties: Dict[str, Any]) -> Dict[str, Any]:
+  """The options an execution's ``custom_config`` carries (JSON, as a
+  launcher passes it, or the proto); {} without one."""
   raw = exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY)
   if not raw:
-    return csv_fast.missing_value_tokens()
+    return {}
   custom_config = raw
   if not isinstance(raw, example_gen_pb2.CustomConfig):
     custom_config = example_gen_pb2.CustomConfig()
     proto_utils.json_to_proto(raw, custom_config)
   options = struct_pb2.Struct()
   if (not custom_config.HasField('custom_config')
-      or not custom_config.custom_config.Unpack(options)
-      or MISSING_VALUES_KEY not in options):
+      or not custom_config.custom_config.Unpack(options)):
+    return {}
+  return dict(options)
+
+
+def missing_values_of(exec_properties: Dict[str, Any]) -> Tuple[str, ...]:
+  """The missing-value tokens of an execution; without any, the default of
+  ``data.missing_values``."""
+  options = _options(exec_properties)
+  if MISSING_VALUES_KEY not in options:
     return csv_fast.missing_value_tokens()
   return csv_fast.missing_value_tokens(list(options[MISSING_VALUES_KEY]))
+
+
+def required_columns_of(exec_properties: Dict[str, Any]) -> Tuple[str, ...]:
+  """The columns a row of this execution needs a value in to be written."""
+  return tuple(_options(exec_properties).get(REQUIRED_COLUMNS_KEY, ()))
 
 
 @dataclasses.dataclass
@@ -208,6 +226,32 @@ class _Records:
   count: int
   size: int
   take: Callable[[np.ndarray], pa.LargeBinaryArray]
+  # Where column ``name`` has a value, per row.
+  present: Callable[[str], np.ndarray]
+
+
+def _rows_with(records: _Records, required: Sequence[str], where: str
+               ) -> _Records:
+  """The records with a value in every ``required`` column; InputError if
+  that leaves none."""
+  if not required:
+    return records
+  keep = np.ones(records.count, bool)
+  for name in required:
+    keep &= records.present(name)
+  rows = np.flatnonzero(keep)
+  if not len(rows):
+    raise formats.InputError(
+        f'{where}: no row has a value in every one of {list(required)} '
+        '(data.label.drop_missing drops the others)')
+  if len(rows) == records.count:
+    return records
+  logging.info('%s: %d of %d rows dropped, without a value in %s '
+               '(data.label.drop_missing)', where, records.count - len(rows),
+               records.count, list(required))
+  return _Records(len(rows), records.size * len(rows) // records.count,
+                  lambda r: records.take(rows[r]),
+                  lambda name: records.present(name)[rows])
 
 
 class _Ingest:
@@ -239,8 +283,10 @@ def _column_records(columns: Sequence[csv_fast.Column], n: int,
                     missing_as_empty_feature: bool = False) -> _Records:
   encoded = [csv_fast.encode_column(c, missing_as_empty_feature)
              for c in columns]
+  by_name = {c.name: c.present for c in columns}
   return _Records(n, csv_fast.encoded_bytes(encoded),
-                  lambda rows: csv_fast.encode_examples(encoded, rows))
+                  lambda rows: csv_fast.encode_examples(encoded, rows),
+                  lambda name: by_name.get(name, np.zeros(n, bool)))
 
 
 class _CsvIngest(_Ingest):
@@ -312,7 +358,8 @@ class _TFRecordIngest(_Ingest):
     array = pa.array(records, pa.large_binary())
     size = sum(map(len, records))
     del records
-    return _Records(len(array), size, array.take)
+    return _Records(len(array), size, array.take,
+                    lambda name: tfrecord_fast.has_value(array, name))
 
 
 def _split_files(input_base: str, pattern: str) -> List[str]:
@@ -379,6 +426,7 @@ class _InProcessExecutor(beam_fallback.BeamOnFallback):
              for split in input_config.splits}
     name = type(self).__name__
     ingest = self.INGEST.configured(exec_properties)
+    required = required_columns_of(exec_properties)
 
     reason = _beam_reason(files, output_config, exec_properties, ingest)
     if reason:
@@ -399,12 +447,14 @@ class _InProcessExecutor(beam_fallback.BeamOnFallback):
         # hashed into the output splits.
         (pattern_files,) = files.values()
         buckets = [s.hash_buckets for s in output_config.split_config.splits]
-        rows = _write(ingest.records(pattern_files), split_names,
-                      buckets, staging)
+        rows = _write(_rows_with(ingest.records(pattern_files), required,
+                                 ', '.join(pattern_files)),
+                      split_names, buckets, staging)
       else:
         # Stock: each input split on its own (CSV: types inferred per split).
-        rows = sum(_write(ingest.records(files[split]), [split], None,
-                          staging) for split in split_names)
+        rows = sum(_write(_rows_with(ingest.records(files[split]), required,
+                                     ', '.join(files[split])),
+                          [split], None, staging) for split in split_names)
       _publish(staging, examples, split_names)
     except _NeedsBeam as e:
       reason = str(e)
@@ -429,6 +479,18 @@ class _InProcessExecutor(beam_fallback.BeamOnFallback):
       if file_format:
         examples_utils.set_file_format(
             output, write_split.to_file_format_str(file_format))
+
+  def GenerateExamplesByBeam(self, pipeline, exec_properties):
+    """Stock's splits, without the rows that lack a required column's
+    value (a row's split depends on it alone, so dropping after the split
+    is dropping before)."""
+    splits = super().GenerateExamplesByBeam(pipeline, exec_properties)
+    required = required_columns_of(exec_properties)
+    if not required:
+      return splits
+    return {name: split | f'RowsWithValues[{name}]' >> beam.Filter(
+        tfrecord_fast.example_has_values, required)
+            for name, split in splits.items()}
 
   def _beam_do(self, reason, input_dict, output_dict, exec_properties):
     logging.info('%s: running the stock Beam executor: %s',
@@ -652,30 +714,50 @@ class ArrowCsvExampleGen(csv_component.CsvExampleGen):
 
   ``missing_values``: the cells that are missing values in every column
   (``data.missing_values``; None: its default, pandas' list); ``['']`` is
-  stock's rule. They reach the executor in ``custom_config``, which stock
-  CsvExampleGen's spec has but its constructor does not take."""
+  stock's rule. ``required_columns``: a row without a value in one of them
+  is not written (``data.label.drop_missing``). Both reach the executor in
+  ``custom_config``, which stock CsvExampleGen's spec has but its
+  constructor does not take."""
 
   EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(ArrowCsvExecutor)
 
   def __init__(self, input_base=None, input_config=None, output_config=None,
                range_config=None,
-               missing_values: Optional[Sequence[str]] = None):
+               missing_values: Optional[Sequence[str]] = None,
+               required_columns: Sequence[str] = ()):
     # CsvExampleGen.__init__ passes no custom_config: call its base's.
     example_gen_component.FileBasedExampleGen.__init__(  # pylint: disable=non-parent-init-called
         self, input_base=input_base, input_config=input_config,
         output_config=output_config, range_config=range_config,
-        custom_config=csv_custom_config(missing_values))
+        custom_config=ingest_custom_config(missing_values, required_columns))
 
 
 class ParquetExampleGen(example_gen_component.FileBasedExampleGen):
   """``FileBasedExampleGen`` with ``ArrowParquetExecutor``: the artifact of
-  FileBasedExampleGen with TFX's Parquet executor."""
+  FileBasedExampleGen with TFX's Parquet executor (``required_columns`` as
+  for the CSV's)."""
 
   EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(ArrowParquetExecutor)
+
+  def __init__(self, input_base=None, input_config=None, output_config=None,
+               range_config=None, required_columns: Sequence[str] = ()):
+    super().__init__(
+        input_base=input_base, input_config=input_config,
+        output_config=output_config, range_config=range_config,
+        custom_config=ingest_custom_config(required_columns=required_columns))
 
 
 class TFRecordExampleGen(import_component.ImportExampleGen):
   """``ImportExampleGen`` with ``TFRecordImportExecutor``: same parameters,
-  same driver, same output artifact."""
+  same driver, same output artifact (``required_columns`` as for the
+  CSV's, in ``custom_config``, which ImportExampleGen's spec has but its
+  constructor does not take)."""
 
   EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(TFRecordImportExecutor)
+
+  def __init__(self, input_base=None, input_config=None, output_config=None,
+               range_config=None, required_columns: Sequence[str] = ()):
+    example_gen_component.FileBasedExampleGen.__init__(  # pylint: disable=non-parent-init-called
+        self, input_base=input_base, input_config=input_config,
+        output_config=output_config, range_config=range_config,
+        custom_config=ingest_custom_config(required_columns=required_columns))

@@ -178,6 +178,13 @@ class CheckData:
     """(file, row number in it from 1) of row ``row`` (from 0) of the data."""
     return _locate(self.files, self._ends, row)
 
+  def row_name(self, row: int) -> str:
+    """Row ``row`` (from 0) in words: 'row 7', or 'row 7 of b.csv' when
+    the data is several files."""
+    file, number = self.locate(row)
+    return f'{self.data_row_word} {number}' + (
+        f' of {file}' if len(self.files) > 1 else '')
+
   def cells(self, name: str) -> pa.Array:
     key = ('cells', name)
     if key not in self._cache:
@@ -266,9 +273,11 @@ class InputFormat:
     raise NotImplementedError
 
   def example_gen(self, *, input_base, input_config, output_config,
-                  missing_values: Optional[Sequence[str]] = None):
+                  missing_values: Optional[Sequence[str]] = None,
+                  required_columns: Sequence[str] = ()):
     """The ExampleGen component that ingests this format (with
-    ``missing_values`` where the format reads it, as ``read`` does)."""
+    ``missing_values`` where the format reads it, as ``read`` does), not
+    writing rows without a value in one of ``required_columns``."""
     raise NotImplementedError
 
   def __repr__(self) -> str:
@@ -437,11 +446,13 @@ class CsvFormat(InputFormat):
                      no_rows='only a header, no data rows')
 
   def example_gen(self, *, input_base, input_config, output_config,
-                  missing_values: Optional[Sequence[str]] = None):
+                  missing_values: Optional[Sequence[str]] = None,
+                  required_columns: Sequence[str] = ()):
     from components.ingest import component  # pylint: disable=g-import-not-at-top
     return component.ArrowCsvExampleGen(
         input_base=input_base, input_config=input_config,
-        output_config=output_config, missing_values=missing_values)
+        output_config=output_config, missing_values=missing_values,
+        required_columns=required_columns)
 
 
 class ParquetFormat(InputFormat):
@@ -504,12 +515,13 @@ class ParquetFormat(InputFormat):
         stored=lambda name, row: table.column(name)[row].as_py())
 
   def example_gen(self, *, input_base, input_config, output_config,
-                  missing_values: Optional[Sequence[str]] = None):
+                  missing_values: Optional[Sequence[str]] = None,
+                  required_columns: Sequence[str] = ()):
     del missing_values  # Parquet has real nulls.
     from components.ingest import component  # pylint: disable=g-import-not-at-top
     return component.ParquetExampleGen(
         input_base=input_base, input_config=input_config,
-        output_config=output_config)
+        output_config=output_config, required_columns=required_columns)
 
 
 def _is_flat_list(data_type: pa.DataType) -> bool:
@@ -587,12 +599,13 @@ class TFRecordFormat(InputFormat):
                      unusable=unusable)
 
   def example_gen(self, *, input_base, input_config, output_config,
-                  missing_values: Optional[Sequence[str]] = None):
+                  missing_values: Optional[Sequence[str]] = None,
+                  required_columns: Sequence[str] = ()):
     del missing_values  # tf.Examples have real nulls.
     from components.ingest import component  # pylint: disable=g-import-not-at-top
     return component.TFRecordExampleGen(
         input_base=input_base, input_config=input_config,
-        output_config=output_config)
+        output_config=output_config, required_columns=required_columns)
 
 
 def _single_values(name: str, column: pa.Array) -> csv_fast.Column:

@@ -24,6 +24,7 @@ import zlib
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 import google_crc32c
+import numpy as np
 import pyarrow as pa
 
 _MASK_DELTA = 0xa282ead8
@@ -121,6 +122,34 @@ def reserialize(records: Sequence[bytes], path: str) -> List[bytes]:
       raise TFRecordInputError(f'{path}: record {number} is not a tf.Example '
                                f'({e})') from None
   return out
+
+
+def _has_values(example, names: Sequence[str]) -> bool:
+  features = example.features.feature
+  for name in names:
+    if name not in features:
+      return False
+    kind = features[name].WhichOneof('kind')
+    if kind is None or not getattr(features[name], kind).value:
+      return False
+  return True
+
+
+def example_has_values(record, names: Sequence[str]) -> bool:
+  """Whether a tf.Example (or its serialization) has a value in every one
+  of the features ``names``."""
+  if isinstance(record, bytes):
+    from tensorflow.core.example import example_pb2  # pylint: disable=g-import-not-at-top
+    record = example_pb2.Example.FromString(record)
+  return _has_values(record, names)
+
+
+def has_value(records: pa.LargeBinaryArray, name: str) -> np.ndarray:
+  """Per serialized tf.Example, whether feature ``name`` has a value."""
+  from tensorflow.core.example import example_pb2  # pylint: disable=g-import-not-at-top
+  parse = example_pb2.Example.FromString
+  return np.fromiter((_has_values(parse(r), (name,))
+                      for r in records.to_pylist()), bool, len(records))
 
 
 def decode(records: Sequence[bytes], path: str) -> pa.Table:
