@@ -63,6 +63,9 @@ class LabelConfig:
   integers). Regression: ``name`` holds the numeric target;
   ``target_transform: log`` fits ``log1p`` of it (serving still answers in
   the original units). A bare string is shorthand for ``{name: ...}``.
+  ``drop_missing``: rows without a value in a source column (the label's,
+  or ``column`` and ``relative_to``) are dropped at ingestion, instead of
+  refused (or, for a derived binary label, read as 0).
   """
   name: str = 'label'
   column: Optional[str] = None
@@ -70,6 +73,12 @@ class LabelConfig:
   relative_to: Optional[str] = None
   positive_value: Optional[str] = None
   target_transform: Optional[str] = None
+  drop_missing: bool = False
+
+  @property
+  def required_columns(self) -> Tuple[str, ...]:
+    """The columns a row needs a value in to be ingested."""
+    return self.source_columns if self.drop_missing else ()
 
   @property
   def source_columns(self) -> Tuple[str, ...]:

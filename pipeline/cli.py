@@ -170,6 +170,10 @@ def _checked(args):
     print('Features inferred from the data (data.features: auto); to edit '
           'them, copy into your config:\n'
           + infer.format_features(summary.inferred), file=sys.stderr)
+  if summary.rows_dropped:
+    print('Rows without a label, not ingested (data.label.drop_missing): '
+          f'{summary.rows_dropped} (the first: {summary.first_dropped})',
+          file=sys.stderr)
   wide = preflight.wide_warning(summary.config)
   if wide:
     print(wide, file=sys.stderr)

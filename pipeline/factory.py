@@ -89,6 +89,7 @@ def create_pipeline(config: config_lib.PipelineConfig,
           splits=[tfx.proto.SplitConfig.Split(name=name, hash_buckets=buckets)
                   for name, buckets in splits.as_buckets().items()])),
       missing_values=config.data.missing_values,
+      required_columns=config.data.label.required_columns,
   ).with_id(NodeIds.EXAMPLE_GEN)
 
   statistics_gen = StatisticsGen(

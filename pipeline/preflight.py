@@ -61,7 +61,7 @@ def wide_warning(config: config_lib.PipelineConfig) -> Optional[str]:
 class DataSummary:
   path: str
   columns: List[str]
-  rows_total: int
+  rows_total: int  # Those ExampleGen writes (rows_dropped not counted).
   # The configuration with ``data.format`` resolved and ``data.features``
   # inferred when it asked for it (``features: auto``), else the
   # configuration checked.
@@ -71,6 +71,10 @@ class DataSummary:
   files: Tuple[str, ...] = ()
   # What ExampleGen reads: input_base and the split pattern (absolute).
   location: Optional[formats.Location] = None
+  # data.label.drop_missing: the rows ExampleGen drops, and the first of them
+  # ("row 7 of f.csv"), if any.
+  rows_dropped: int = 0
+  first_dropped: Optional[str] = None
 
 
 def _first(mask: np.ndarray) -> Optional[int]:
@@ -87,11 +91,27 @@ def _lost_note(data: formats.CheckData, names, row: int) -> str:
   return ''
 
 
+def _unlabelled(data: formats.CheckData, label: config_lib.LabelConfig
+                ) -> np.ndarray:
+  """The rows ExampleGen drops (``data.label.drop_missing``): without a
+  value in one of the label's source columns."""
+  dropped = np.zeros(data.total, bool)
+  for name in label.required_columns:
+    dropped |= ~data.cells(name).is_valid().to_numpy(zero_copy_only=False)
+  return dropped
+
+
+def _at(data: formats.CheckData, row: int) -> str:
+  file, number = data.locate(row)
+  return f'{data.row_word} {number}' + (
+      f' of {file}' if len(data.files) > 1 else '')
+
+
 def _labels(path: str, data: formats.CheckData, task: tasks.Task,
-            label: config_lib.LabelConfig) -> None:
-  """Reads the label of every row as the task does (``task.parse_label``),
-  once per distinct combination of its raw source values, and checks the
-  labels together (``task.check_labels``)."""
+            label: config_lib.LabelConfig, dropped: np.ndarray) -> None:
+  """Reads the label of every row ExampleGen keeps as the task does
+  (``task.parse_label``), once per distinct combination of its raw source
+  values, and checks the labels together (``task.check_labels``)."""
   sources = list(dict.fromkeys(label.source_columns))
   encoded = [data.cells(c).dictionary_encode() for c in sources]
   indices = [e.indices.fill_null(-1).to_numpy(zero_copy_only=False)
@@ -101,8 +121,10 @@ def _labels(path: str, data: formats.CheckData, task: tasks.Task,
   key = np.zeros(data.total, np.int64)
   for index, dictionary in zip(indices, names):
     key = key * len(dictionary) + (index + 1)
-  distinct, first_row, codes = np.unique(key, return_index=True,
+  kept = np.flatnonzero(~dropped)
+  distinct, first_row, codes = np.unique(key[kept], return_index=True,
                                          return_inverse=True)
+  first_row = kept[first_row]
   parsed = [None] * len(distinct)
   for i in np.argsort(first_row):  # The first bad row is the one reported.
     row = int(first_row[i])
@@ -112,10 +134,13 @@ def _labels(path: str, data: formats.CheckData, task: tasks.Task,
       parsed[i] = task.parse_label(record, label)
     except tasks.LabelError as e:
       file, number = data.locate(row)
+      empty = not all(str(v).strip() for v in record.values())
       raise InputDataError(
           f'{file}: {data.row_word} {number}: cannot read label '
           f'{label.name!r} for task {task.name}: {e}'
-          f'{_lost_note(data, sources, row)}') from None
+          f'{_lost_note(data, sources, row)}'
+          + ('; data.label.drop_missing: true drops the rows without a label'
+             if empty and not label.drop_missing else '')) from None
   try:
     task.check_labels([parsed[c] for c in codes], label)
   except tasks.LabelError as e:
@@ -220,6 +245,13 @@ def check_data(config: config_lib.PipelineConfig) -> DataSummary:
     if name in data.unusable:
       raise InputDataError(f'{path}: column {name!r} {data.unusable[name]}')
 
+  dropped = _unlabelled(data, label)
+  if dropped.all():
+    raise InputDataError(
+        f'{path}: no {data.data_row_word} has a value in every one of '
+        f'{list(label.required_columns)}, so data.label.drop_missing would '
+        'drop them all')
+  total -= int(dropped.sum())
   splits = config.data.splits
   train_share = splits.train / (splits.train + splits.eval + splits.test)
   # Training drops the last partial batch, so the train split needs one of
@@ -228,13 +260,15 @@ def check_data(config: config_lib.PipelineConfig) -> DataSummary:
   needed = math.ceil(smallest / train_share)
   if total < needed:
     raise InputDataError(
-        f'{path}: {total} {data.data_row_word}s, fewer than one batch in the '
-        f'train split (batch of {smallest} rows, train share '
-        f'{train_share:.0%}: at least {needed} rows); the splits would be '
+        f'{path}: {total} {data.data_row_word}s'
+        + (' with a label' if dropped.any() else '')
+        + f', fewer than one batch in the train split (batch of {smallest} '
+        f'rows, train share {train_share:.0%}: at least {needed} rows); the '
+        'splits would be '
         'too small to train and judge a model')
 
   task = tasks.get(config.task)
-  _labels(path, data, task, label)
+  _labels(path, data, task, label, dropped)
 
   config = dataclasses.replace(config, data=dataclasses.replace(
       config.data, format=found.format.name))
@@ -242,7 +276,7 @@ def check_data(config: config_lib.PipelineConfig) -> DataSummary:
   if features.auto:
     from pipeline import infer  # pylint: disable=g-import-not-at-top
     columns = [data.column(n) for n in header if n not in data.unusable]
-    inferred = infer.infer_features(columns, label, total)
+    inferred = infer.infer_features(columns, label, data.total)
     config = infer.with_features(config, inferred)
   notes = inferred.notes if inferred is not None else {}
   for name in config.data.features.numeric:
@@ -250,7 +284,9 @@ def check_data(config: config_lib.PipelineConfig) -> DataSummary:
   return DataSummary(path=path, columns=header, rows_total=total,
                      config=config, inferred=inferred,
                      format=found.format.name, files=found.files,
-                     location=found.location)
+                     location=found.location, rows_dropped=int(dropped.sum()),
+                     first_dropped=(data.row_name(int(np.flatnonzero(dropped)[0]))
+                                    if dropped.any() else None))
 
 
 # The entry point's first name, from when data.path was one CSV file.

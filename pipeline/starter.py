@@ -36,6 +36,7 @@ import textwrap
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import yaml
 
@@ -138,25 +139,30 @@ _YES_NO = {'yes': 'no', 'true': 'false', 'y': 'n', 't': 'f',
 def guess_label(path: str, data: formats.CheckData, name: str
                 ) -> LabelGuess:
   """The task and label section for column ``name`` of ``data`` (read from
-  ``path``). InitError for a label no task can read in every row."""
-  column, cells = data.column(name), data.cells(name)
-
-  def at(row: int) -> str:
-    file, number = data.locate(row)
-    return f'{data.data_row_word} {number}' + (
-        f' of {file}' if len(data.files) > 1 else '')
-
-  texts = pc.utf8_trim_whitespace(cells)
+  ``path``), with ``drop_missing`` where some rows have no label.
+  InitError for a label no task can read."""
+  texts = pc.utf8_trim_whitespace(data.cells(name))
   empty = pc.fill_null(pc.equal(texts, ''), True).to_numpy(
       zero_copy_only=False)
   if empty.all():
     raise InitError(f'{path}: label column {name!r} has no values')
-  if empty.any():
-    raise InitError(
-        f'{path}: label column {name!r} is empty in {int(empty.sum())} rows '
-        f'(first: {at(int(np.flatnonzero(empty)[0]))}; empty or a '
-        "missing value such as NA or nan, data.missing_values); every row "
-        'needs a label: drop those rows or fill them in')
+  guess = _guess_label(path, data, name, np.flatnonzero(~empty))
+  if not empty.any():
+    return guess
+  note = (f'{int(empty.sum())} of {len(empty)} rows have no label (the '
+          f'first: {data.row_name(int(np.flatnonzero(empty)[0]))}); '
+          'drop_missing drops them')
+  return dataclasses.replace(
+      guess, label=dataclasses.replace(guess.label, drop_missing=True),
+      warnings=(note,) + guess.warnings)
+
+
+def _guess_label(path: str, data: formats.CheckData, name: str,
+                 kept: np.ndarray) -> LabelGuess:
+  """``guess_label`` on the rows ``kept`` (those with a label)."""
+  column = data.column(name)
+  cells = data.cells(name).take(pa.array(kept))
+  texts = pc.utf8_trim_whitespace(cells)
   counts = pc.value_counts(texts).to_pylist()
   counts = {c['values']: c['counts'] for c in counts}
   rows = len(cells)
@@ -218,12 +224,12 @@ def guess_label(path: str, data: formats.CheckData, name: str
                       f'{name!r} holds {len(counts)} classes ({kind}): '
                       f'{shown}', warnings)
 
-  values = column.values
+  values = column.values[kept]
   bad = np.flatnonzero(~np.isfinite(values))
   if bad.size:
     raise InitError(
         f'{path}: label column {name!r} holds {cells[int(bad[0])].as_py()!r} '
-        f'in {at(int(bad[0]))}; a regression target is a finite '
+        f'in {data.row_name(int(kept[bad[0]]))}; a regression target is a finite '
         'number')
   reason = (f'{name!r} holds numbers, {len(counts)} distinct values: '
             'regression')
@@ -314,7 +320,7 @@ def starter_text(data_path: str, guess: LabelGuess,
           if k not in other_tasks}
   regularization = default.get('regularization', 'none')
   label = {k: v for k, v in dataclasses.asdict(guess.label).items()
-           if v is not None}
+           if v is not None and v is not False}
   fallback = _default_comments()
 
   def comments(section: str) -> dict:

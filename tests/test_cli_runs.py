@@ -1,8 +1,8 @@
 """The command line as a new user meets it, through real processes.
 
 A CSV the test writes (with an identifier and a constant column among the
-features to infer, and headers as users write them: ``x0 (mm)``, ``colour,
-seen``) goes through ``init``, then ``run`` on what it wrote:
+features to infer, headers as users write them: ``x0 (mm)``, ``colour,
+seen``, and rows without a label) goes through ``init``, then ``run`` on what it wrote:
 the quiet screen, the run log with TFX's own logs, exit code 0 and a pushed
 model; a stricter gate on the same data: exit code 3; ``runs`` lists both;
 and a mistake in the configuration or the data is reported, exit code 2,
@@ -41,6 +41,7 @@ COMMON = ['--set', 'model.train_eval_sample=1024',
 # Column names that are neither YAML plain scalars in a flow list nor Keras
 # layer names.
 HEADERS = {'x0': 'x0 (mm)', 'colour': 'colour, seen'}
+UNLABELLED = 5
 
 
 def _cli(*args, cwd):
@@ -68,6 +69,12 @@ def user(tmp_path_factory):
     writer.writerow(['id', 'site'] + [HEADERS.get(n, n) for n in rows[0]])
     for i, row in enumerate(rows[1:]):
       writer.writerow([f'p{i:05d}', 'Palmer'] + row)
+    # Rows without a label, last: init has them dropped, and the others'
+    # examples, hence the splits, are those of the file without them.
+    species = rows[0].index('species')
+    for i, row in enumerate(rows[1:1 + UNLABELLED]):
+      writer.writerow([f'u{i:05d}', 'Palmer'] + [
+          'NA' if j == species else v for j, v in enumerate(row)])
   done, _ = _cli('init', 'penguins.csv', '--label', 'species', cwd=root)
   assert done.returncode == 0, done.stderr
   config = root / 'penguins-species.yaml'
@@ -89,6 +96,7 @@ def test_init_infers_the_task_and_the_features(user):
   assert features.numeric == ('x0 (mm)', 'x1'), text
   assert features.categorical == ('colour, seen',), text
   assert 'id' in text and 'site' in text  # Named as left out, with why.
+  assert config_lib.load_config(str(config)).data.label.drop_missing
 
 
 def test_quiet_run_blesses_pushes_and_logs_to_a_file(blessed_run):
@@ -100,6 +108,8 @@ def test_quiet_run_blesses_pushes_and_logs_to_a_file(blessed_run):
   assert 'INFO:absl' not in screen and 'Setting to DenseTensor' not in screen
   assert '  > trainer ...' in screen and re.search(r'epoch 1/\d+', screen)
   assert 'Blessed: yes' in done.stdout
+  assert ('Rows without a label, not ingested (data.label.drop_missing): '
+          f'{UNLABELLED}') in done.stderr
   log = re.search(r'^Log: (.+)$', done.stdout, re.M).group(1)
   run_id = re.search(r'^Run (\S+):', done.stdout, re.M).group(1)
   assert os.path.basename(os.path.dirname(log)) == run_id.replace(':', '-')

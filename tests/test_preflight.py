@@ -138,6 +138,44 @@ def test_label_unreadable_for_the_task(tmp_path, task, rows, extra, message):
   assert str(path) in str(info.value)
 
 
+@pytest.mark.parametrize('task, label', [
+    ('regression', 'y'), ('multiclass', 'y'), ('binary', 'y'),
+    ('binary', '{name: y, positive_value: "1"}'),
+    # A derived label: a row without its source value, 0 by default, goes.
+    ('binary', '{name: big, column: y, threshold: 0.5}'),
+])
+def test_drop_missing_takes_the_rows_without_a_label_out(tmp_path, task,
+                                                          label):
+  path = tmp_path / 'data.csv'
+  path.write_text(TASK_HEADER + '10,1,Cash,1\n10,1,Card,\n10,2,Card,0\n' * 10)
+  base = (f'task={task}', f'data.label={label}')
+  if 'column' in label:  # Read as 0 unless dropped.
+    assert check_csv(_config(path, *base)).rows_total == 30
+  else:
+    with pytest.raises(InputDataError,
+                       match='data.label.drop_missing: true drops the rows'):
+      check_csv(_config(path, *base))
+  drop = label[:-1] + ', drop_missing: true}' if label.startswith('{') else (
+      f'{{name: {label}, drop_missing: true}}')
+  summary = check_csv(_config(path, base[0], f'data.label={drop}'))
+  assert (summary.rows_total, summary.rows_dropped) == (20, 10)
+  assert summary.first_dropped == 'data row 2'
+
+
+def test_drop_missing_with_no_label_at_all(tmp_path):
+  path = tmp_path / 'data.csv'
+  path.write_text(TASK_HEADER + '10,1,Cash,NA\n' * 30)
+  with pytest.raises(InputDataError,
+                     match=r"no data row has a value in every one of \['y'\]"):
+    check_csv(_config(path, 'task=regression',
+                      'data.label={name: y, drop_missing: true}'))
+  # Too few labelled rows for a batch: said in those words.
+  path.write_text(TASK_HEADER + '10,1,Cash,NA\n' * 30 + '10,1,Cash,2\n' * 3)
+  with pytest.raises(InputDataError, match='3 data rows with a label, fewer than'):
+    check_csv(_config(path, 'task=regression',
+                      'data.label={name: y, drop_missing: true}'))
+
+
 @pytest.mark.parametrize('task, rows', [
     ('regression', '10,1,Cash,3.5\n10,2,Card,-7\n' * 10),
     ('multiclass', '10,1,Cash,a\n10,2,Card,b\n10,2,Card,c\n' * 10),

@@ -157,20 +157,37 @@ def test_default_output_and_overwrite(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize('labels, message', [
     (['a'] * 50, "label column 'y' has one value \\('a'\\) in all 50 rows"),
-    (['a', 'b', ''] * 20, "label column 'y' is empty in 20 rows \\(first: "
-     'data row 3;'),
-    # NA and nan are missing values (data.missing_values' default).
-    (['a', 'b', 'NA'] * 20, "label column 'y' is empty in 20 rows \\(first: "
-     'data row 3; empty or a missing value such as NA'),
+    (['', 'NA', 'nan'] * 20, "label column 'y' has no values"),
     ([f'id{i}' for i in range(60)], 'an identifier, not classes'),
     ([f'{i}.5' for i in range(59)] + ['inf'], "holds 'inf' in data row 60"),
-    ([f'{i}.5' for i in range(59)] + ['nan'], "is empty in 1 rows"),
+    # Counted among the labelled rows, named in the file's.
+    ([''] + [f'{i}.5' for i in range(58)] + ['inf'],
+     "holds 'inf' in data row 60"),
 ])
 def test_bad_labels(tmp_path, labels, message):
   with pytest.raises(starter.InitError, match=message):
     starter.main(_labelled(tmp_path, labels), 'y',
                  output=str(tmp_path / 'c.yaml'))
   assert not os.path.exists(tmp_path / 'c.yaml')
+
+
+@pytest.mark.parametrize('missing', ['', 'NA', 'nan'])
+def test_rows_without_a_label_are_dropped(tmp_path, missing):
+  # Empty or a missing-value token (data.missing_values' default): the
+  # config drops those rows, says so, and the pre-run check agrees.
+  labels = ['a', 'b', missing, 'c'] * 20
+  out = starter.main(_labelled(tmp_path, labels), 'y',
+                     output=str(tmp_path / 'c.yaml'))
+  text = open(out, encoding='utf-8').read()
+  assert '20 of 80 rows have no label (the first: data row 3)' in ' '.join(
+      line.lstrip('# ') for line in text.splitlines())
+  config = config_lib.load_config(out)
+  assert config.task == 'multiclass'
+  assert config.data.label.drop_missing
+  assert config.data.label.required_columns == ('y',)
+  summary = preflight.check_data(config)
+  assert (summary.rows_total, summary.rows_dropped) == (60, 20)
+  assert summary.first_dropped == 'data row 3'
 
 
 def test_bad_files(tmp_path):
@@ -264,7 +281,7 @@ def test_what_run_refuses_init_refuses_with_the_same_message(tmp_path):
 
 def test_a_folder_of_parquet_files(tmp_path):
   """``init`` takes what data.path takes: here a folder of two Parquet
-  files, one label empty in the second file."""
+  files, then three, one label empty in the third."""
   import pyarrow as pa  # pylint: disable=g-import-not-at-top
   import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top
   folder = tmp_path / 'parts'
@@ -285,6 +302,9 @@ def test_a_folder_of_parquet_files(tmp_path):
 
   pq.write_table(pa.table({'amount': [1.0, 2.0], 'shop': ['x', 'y'],
                            'y': ['no', None]}), folder / 'part-2.parquet')
-  with pytest.raises(starter.InitError,
-                     match=r"empty in 1 rows \(first: row 2 of .*part-2"):
-    starter.main(str(folder), 'y', output=str(tmp_path / 'd.yaml'))
+  out = starter.main(str(folder), 'y', output=str(tmp_path / 'd.yaml'))
+  assert 'row 2 of' in open(out, encoding='utf-8').read()
+  summary = preflight.check_data(config_lib.load_config(out))
+  assert (summary.rows_total, summary.rows_dropped) == (151, 1)
+  assert summary.first_dropped.startswith('row 2 of ')
+  assert summary.first_dropped.endswith('part-2.parquet')
