@@ -7,7 +7,9 @@ pass over the data of its own):
   the right type, no row without one, values in range) on every split's
   statistics, so that a run without the local pre-run check (Kubeflow)
   stops here too, before Transform, with an error naming the split and the
-  column;
+  column; and a class that a held-out split holds but train never shows
+  (text labels), named with its rows, which the Trainer would otherwise
+  meet only after Transform;
 * anomalies: ExampleValidator only records them; this step writes a
   readable report and fails the run when any anomaly is blocking, so that
   no model is trained on data that does not match the schema. Anomaly types in
@@ -19,7 +21,7 @@ train) is normal for tabular data and is handled by Transform's OOV buckets.
 import json
 import math
 import os
-from typing import Dict, Iterable, List, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple
 
 from tensorflow_metadata.proto.v0 import anomalies_pb2, statistics_pb2
 from tfx import v1 as tfx
@@ -29,6 +31,7 @@ from core import config as config_lib
 from core import tasks
 
 WARN_ONLY = frozenset({'ENUM_TYPE_UNEXPECTED_STRING_VALUES'})
+TRAIN_SPLIT = 'train'  # The split Transform's vocabularies are learnt on.
 ANOMALIES_FILE = 'SchemaDiff.pb'
 STATISTICS_FILE = 'FeatureStats.pb'
 _NUMERIC = (statistics_pb2.FeatureNameStatistics.INT,
@@ -72,7 +75,8 @@ def _rule_errors(rule: tasks.base.LabelRule, split: str,
             else feature.string_stats.common_stats)
   if rule.complete and common.num_missing:
     errors.append(f'{where}: {common.num_missing} rows have no value, expected '
-                  f'{rule.expected} in every row')
+                  f'{rule.expected} in every row (data.label.drop_missing: '
+                  'true drops such rows at ingestion)')
   if numeric and feature.HasField('num_stats'):
     num = feature.num_stats
     nans = max((h.num_nan for h in num.histograms), default=0)
@@ -88,13 +92,54 @@ def _rule_errors(rule: tasks.base.LabelRule, split: str,
   return errors
 
 
+def _value_counts(column: str, stats: statistics_pb2.DatasetFeatureStatistics
+                  ) -> Optional[Dict[str, int]]:
+  """Rows per value of a text column, or None where the statistics do not
+  hold them all (numbers, or more values than the rank histogram keeps)."""
+  feature = next((f for f in stats.features
+                  if f.path.step == [column] or f.name == column), None)
+  if feature is None or not feature.HasField('string_stats'):
+    return None
+  buckets = feature.string_stats.rank_histogram.buckets
+  if feature.string_stats.unique > len(buckets):
+    return None
+  return {b.label: int(round(b.sample_count)) for b in buckets}
+
+
+def _unseen_values(rule: tasks.base.LabelRule, statistics
+                   ) -> List[str]:
+  """Per held-out split, the label values the train split never showed."""
+  train = (_value_counts(rule.column, statistics[TRAIN_SPLIT])
+           if TRAIN_SPLIT in statistics else None)
+  if train is None:
+    return []
+  errors = []
+  for split, stats in sorted(statistics.items()):
+    counts = _value_counts(rule.column, stats) if split != TRAIN_SPLIT else None
+    unseen = sorted((v for v in counts or () if v not in train),
+                    key=lambda v: (-counts[v], v))
+    if unseen:
+      listed = ', '.join(
+          f'{v!r} ({counts[v]} row{"" if counts[v] == 1 else "s"})'
+          for v in unseen[:10])
+      errors.append(
+          f'split {split!r}, label column {rule.column!r}: the train split '
+          f'never shows {listed}{", ..." if len(unseen) > 10 else ""}; no '
+          'model can learn a class it never sees, and the gate refuses one '
+          'that meets it (known_classes): merge rare classes into others, '
+          'or drop their rows')
+  return errors
+
+
 def label_errors(task: tasks.Task, label: config_lib.LabelConfig,
                  statistics: Dict[str, statistics_pb2.DatasetFeatureStatistics]
                  ) -> List[str]:
   """Every way the label breaks the task's rules, one line each."""
-  return [error for split, stats in sorted(statistics.items())
-          for rule in task.label_rules(label)
-          for error in _rule_errors(rule, split, stats)]
+  rules = task.label_rules(label)
+  errors = [error for split, stats in sorted(statistics.items())
+            for rule in rules for error in _rule_errors(rule, split, stats)]
+  return errors or [error for rule in rules if rule.values_from_train
+                    for error in _unseen_values(rule, statistics)]
 
 
 def feature_errors(features: config_lib.FeaturesConfig,

@@ -104,3 +104,40 @@ def test_configured_features_in_every_split_pass():
 def test_missing_or_mistyped_features_are_named(features, message):
   errors = validation.feature_errors(FEATURES, _stats(*features))
   assert len(errors) == 1 and message in errors[0], errors
+
+
+def _classes(name, counts, unique=None):
+  feature = _text(name)
+  feature.string_stats.unique = len(counts) if unique is None else unique
+  for label, count in counts.items():
+    feature.string_stats.rank_histogram.buckets.add(label=label,
+                                                    sample_count=count)
+  return feature
+
+
+def _split_stats(**features):
+  return {split: statistics_pb2.DatasetFeatureStatistics(
+      num_examples=100, features=[feature])
+          for split, feature in features.items()}
+
+
+def test_a_held_out_class_that_train_never_shows_is_named_with_its_rows():
+  task, label = tasks.get('multiclass'), config_lib.label_from_dict(
+      {'name': 'engine'})
+  train = _classes('engine', {'Turbo-fan': 90, 'Turbo-jet': 10})
+  errors = validation.label_errors(task, label, _split_stats(
+      train=train, eval=_classes('engine', {'Turbo-fan': 20, '4 Cycle': 1}),
+      test=_classes('engine', {'Turbo-fan': 19, 'Turbo-prop': 2,
+                               '4 Cycle': 1})))
+  assert len(errors) == 2, errors
+  assert errors[0].startswith("split 'eval', label column 'engine': the "
+                              "train split never shows '4 Cycle' (1 row)")
+  assert "never shows 'Turbo-prop' (2 rows), '4 Cycle' (1 row);" in errors[1]
+  assert 'merge rare classes' in errors[1]
+  # Every held-out class in train: nothing to say.
+  assert validation.label_errors(task, label, _split_stats(
+      train=train, test=_classes('engine', {'Turbo-jet': 3}))) == []
+  # A train histogram cut short cannot tell: no error rather than a false one.
+  assert validation.label_errors(task, label, _split_stats(
+      train=_classes('engine', {'Turbo-fan': 90}, unique=1500),
+      test=_classes('engine', {'Turbo-jet': 3}))) == []

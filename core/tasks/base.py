@@ -98,6 +98,8 @@ class LabelRule:
   min_value: Optional[float] = None
   max_value: Optional[float] = None
   expected: str = ''  # In words, for the error message.
+  # Every value of a held-out split is one the train split holds (classes).
+  values_from_train: bool = False
 
 
 # -- the bootstrap -----------------------------------------------------------

@@ -156,7 +156,8 @@ class MulticlassTask(base.Task):
     return raw
 
   def label_rules(self, label) -> List[base.LabelRule]:
-    return [base.LabelRule(label.name, complete=True, expected='a class')]
+    return [base.LabelRule(label.name, complete=True, expected='a class',
+                           values_from_train=True)]
 
   def check_labels(self, values: List[str], label) -> None:
     classes = set(values)
