@@ -223,7 +223,9 @@ def _kernels(model_run) -> Dict[str, np.ndarray]:
 
 
 def _save(fig: Figure, directory: str, name: str) -> str:
-  fig.savefig(os.path.join(directory, name), dpi=110, bbox_inches='tight')
+  # The constrained layout already fits the figure: a tight bounding box
+  # would draw every figure a second time.
+  fig.savefig(os.path.join(directory, name), dpi=110)
   return name
 
 
@@ -403,7 +405,7 @@ def gate_figure(gate: dict, task: tasks_lib.Task, directory: str) -> str:
             + ('' if verdict(c) == 'pass' else ' FAILED' if verdict(c) ==
                'fail' else f' {verdict(c).upper()}') for c in checks]
   values = [_headroom(c, task) for c in checks]
-  fig = Figure(figsize=(8, 0.45 * len(checks) + 1.4))
+  fig = Figure(figsize=(8, 0.45 * len(checks) + 1.4), layout='constrained')
   ax = fig.add_subplot(1, 1, 1)
   y = np.arange(len(checks))
   finite = [v if np.isfinite(v) else 0.0 for v in values]
@@ -450,7 +452,9 @@ def weights_figure(kernels: Dict[str, np.ndarray], zero_tolerance: float,
   bins = np.logspace(np.log10(floor), np.log10(max(magnitude.max(), floor * 10)),
                      60)
   ax.hist([np.clip(np.abs(k.ravel()), floor, None) for k in kernels.values()],
-          bins=bins, stacked=True, label=list(kernels))
+          # One polygon per layer; bars would be a patch per bin and layer.
+          bins=bins, stacked=True, histtype='stepfilled',
+          label=list(kernels))
   ax.set_xscale('log')
   ax.axvline(zero_tolerance, color=FAIL_COLOR, linestyle='--',
              label=f'near zero < {zero_tolerance:g}: '
