@@ -131,6 +131,29 @@ def test_label_as_each_task_reads_it(tmp_path_factory, task, label, values,
     np.testing.assert_allclose(out['price'], values)
 
 
+def test_spaces_around_text_values_do_not_count(tmp_path_factory):
+  """In a file written 'a, b, c' the class is 'yes', not ' yes', and the
+  category 'Card', not ' Card': as the pre-run check reads them, and as a
+  server sending 'Card' means it."""
+  config = config_lib.load_config(None, [
+      "data.label={name: answer, positive_value: 'yes'}",
+      'data.features={numeric: [trip_miles], categorical: [payment_type], '
+      'min_frequency: 1, oov_buckets: 1}'])
+  answers = [' yes', 'no', 'yes ', ' no ', 'yes', 'no', ' yes', 'no']
+  payments = [' Card', 'Card', 'Card ', 'Cash', ' Cash', 'Cash', 'Card', 'Card']
+  rows = [{'trip_miles': m, 'answer': a, 'payment_type': p}
+          for m, a, p in zip(MILES, answers, payments)]
+  spec = {'trip_miles': tf.io.FixedLenFeature([], tf.float32),
+          'answer': tf.io.FixedLenFeature([], tf.string),
+          'payment_type': tf.io.FixedLenFeature([], tf.string)}
+  out = _run_transform(config, rows, spec, tmp_path_factory, 'trip_miles_xf')
+  np.testing.assert_array_equal(out['answer'],
+                                [int(a.strip() == 'yes') for a in answers])
+  # Two categories, by frequency: Card (5 rows), Cash (3).
+  np.testing.assert_array_equal(out['payment_type_xf'],
+                                [0 if 'Card' in p else 1 for p in payments])
+
+
 def test_safe_names_for_any_column_name():
   """Name scopes and vocabulary files made of column names: valid ones are
   kept, others ('Age (years)', 'km/h', 'Ünïcode') made valid and distinct."""

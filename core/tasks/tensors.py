@@ -27,11 +27,14 @@ def floats(x) -> tf.Tensor:
 
 
 def as_strings(x) -> tf.Tensor:
-  """A string ``[batch]`` tensor (numbers formatted); missing is ''."""
+  """A string ``[batch]`` tensor (numbers formatted); missing is ''.
+  Spaces around a value are dropped, as the pre-run check reads it: in a
+  file written 'a, b, c' the class is 'b', not ' b', and a served ' b'
+  means 'b' too."""
   values = dense(x, '' if x.dtype == tf.string else -1)
   if values.dtype != tf.string:
-    values = tf.strings.as_string(values)
-  return values
+    return tf.strings.as_string(values)
+  return tf.strings.strip(values)
 
 
 def column(x) -> tf.Tensor:
