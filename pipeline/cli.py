@@ -174,9 +174,8 @@ def _checked(args):
     print('Rows without a label, not ingested (data.label.drop_missing): '
           f'{summary.rows_dropped} (the first: {summary.first_dropped})',
           file=sys.stderr)
-  wide = preflight.wide_warning(summary.config)
-  if wide:
-    print(wide, file=sys.stderr)
+  for warning in summary.warnings:
+    print(warning, file=sys.stderr)
   return summary
 
 

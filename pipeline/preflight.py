@@ -57,6 +57,30 @@ def wide_warning(config: config_lib.PipelineConfig) -> Optional[str]:
           'that matter, or expect a long run')
 
 
+def spelling_warning(cells: pa.Array, name: str) -> Optional[str]:
+  """A warning when text label values differ only in case ('Yes', 'yes'):
+  different classes to the pipeline, which compares them as written (spaces
+  around them aside), and most likely one class to the user."""
+  if not pa.types.is_string(cells.type) and not pa.types.is_large_string(
+      cells.type):
+    return None
+  counts = {c['values']: c['counts'] for c in pc.value_counts(
+      pc.utf8_trim_whitespace(cells.drop_null())).to_pylist()}
+  groups = {}
+  for value in counts:
+    groups.setdefault(value.casefold(), []).append(value)
+  alike = [sorted(g, key=lambda v: -counts[v]) for g in groups.values()
+           if len(g) > 1]
+  if not alike:
+    return None
+  listed = '; '.join(' and '.join(f'{v!r} ({counts[v]} rows)' for v in g)
+                     for g in alike[:3]) + ('; ...' if len(alike) > 3 else '')
+  return (f'warning: label {name!r}: {listed} differ only in case, and the '
+          'pipeline keeps them apart as different classes; if they are one, '
+          'write it one way in the data (e.g. pandas: '
+          'df[col].str.strip().str.lower())')
+
+
 @dataclasses.dataclass(frozen=True)
 class DataSummary:
   path: str
@@ -75,6 +99,7 @@ class DataSummary:
   # ("row 7 of f.csv"), if any.
   rows_dropped: int = 0
   first_dropped: Optional[str] = None
+  warnings: Tuple[str, ...] = ()  # Printed before the run starts.
 
 
 def _first(mask: np.ndarray) -> Optional[int]:
@@ -197,9 +222,8 @@ def _read(config: config_lib.PipelineConfig
           ) -> Tuple[formats.Found, formats.CheckData]:
   data = config.data
   try:
-    found = formats.find(data.resolved_path, data.format)
-    return found, found.format.read(found.files,
-                                    missing_values=data.missing_values)
+    return formats.read(data.resolved_path, data.format,
+                        missing_values=data.missing_values)
   except (formats.FormatError, formats.InputError) as e:
     raise InputDataError(str(e)) from None
 
@@ -286,7 +310,23 @@ def check_data(config: config_lib.PipelineConfig) -> DataSummary:
                      format=found.format.name, files=found.files,
                      location=found.location, rows_dropped=int(dropped.sum()),
                      first_dropped=(data.row_name(int(np.flatnonzero(dropped)[0]))
-                                    if dropped.any() else None))
+                                    if dropped.any() else None),
+                     warnings=tuple(w for w in (
+                         _spellings(data, label, dropped),
+                         wide_warning(config)) if w))
+
+
+def _spellings(data: formats.CheckData, label: config_lib.LabelConfig,
+               dropped: np.ndarray) -> Optional[str]:
+  """``spelling_warning`` for a text label (classes, or a
+  ``positive_value``), on the rows ExampleGen keeps."""
+  if (label.column is not None
+      or data.column(label.name).type != ColumnType.STRING):
+    return None
+  cells = data.cells(label.name)
+  return spelling_warning(
+      cells.filter(pa.array(~dropped)) if dropped.any() else cells,
+      label.name)
 
 
 # The entry point's first name, from when data.path was one CSV file.

@@ -44,7 +44,7 @@ from components.ingest import csv_fast
 from components.ingest import formats
 from core import config as config_lib
 from core import tasks
-from pipeline import infer
+from pipeline import infer, preflight
 
 ColumnType = csv_fast.ColumnType
 
@@ -107,11 +107,10 @@ def _read(path: str) -> formats.CheckData:
   """Every row of ``path`` as the pre-run check and ExampleGen read it (any
   input format, a folder or a glob), with their errors."""
   try:
-    found = formats.find(path)
     # data.missing_values' default ('NA', 'null', ... and empty cells), as
     # the written config (which leaves the key out) will read the file.
-    data = found.format.read(
-        found.files, missing_values=config_lib.DataConfig().missing_values)
+    _, data = formats.read(
+        path, missing_values=config_lib.DataConfig().missing_values)
   except (formats.FormatError, formats.InputError) as e:
     raise InitError(str(e)) from None
   if not data.total:
@@ -147,6 +146,12 @@ def guess_label(path: str, data: formats.CheckData, name: str
   if empty.all():
     raise InitError(f'{path}: label column {name!r} has no values')
   guess = _guess_label(path, data, name, np.flatnonzero(~empty))
+  if data.column(name).type == ColumnType.STRING:
+    spelling = preflight.spelling_warning(
+        data.cells(name).filter(pa.array(~empty)), name)
+    if spelling:
+      guess = dataclasses.replace(guess, warnings=guess.warnings + (
+          spelling.removeprefix('warning: '),))
   if not empty.any():
     return guess
   note = (f'{int(empty.sum())} of {len(empty)} rows have no label (the '

@@ -372,3 +372,37 @@ def test_many_numeric_features_are_warned_of():
   assert preflight.wide_warning(config).startswith(
       f'warning: {len(names)} numeric features')
   assert preflight.wide_warning(config_lib.load_config()) is None
+
+
+def test_column_names_that_tensorflow_would_merge(tmp_path):
+  """'fare' and 'fare ' are trimmed alike; 'trip miles' and 'trip-miles' are
+  not, but a saved model's inputs would both be 'trip_miles'."""
+  from components.ingest import formats  # pylint: disable=g-import-not-at-top
+  from tensorflow.core.function.polymorphism import function_type  # pylint: disable=g-import-not-at-top
+  for name in ('trip miles', 'trip-miles', 'Ünï côde', '1st', '_x', 'a.b/c'):
+    assert formats.argument_name(name) == function_type.sanitize_arg_name(name)
+  path = _write(tmp_path, 'fare,trip miles,trip_miles,payment_type,tips\n'
+                + ''.join(f'{10 + i % 5},{i},{i % 7},Cash,{i % 2}\n'
+                          for i in range(40)))
+  with pytest.raises(InputDataError, match=(
+      r"columns whose names differ only in characters other than letters and "
+      r"digits: 'trip miles', 'trip_miles' all read as 'trip_miles'")):
+    check_csv(_config(path))
+
+
+def test_label_classes_that_differ_only_in_case_are_warned_of(tmp_path):
+  path = _write(tmp_path, HEADER + ''.join(
+      f'{10 + i % 5},{i % 7},Cash,{["Yes", "no", " yes"][min(i % 7, 2)]}\n'
+      for i in range(70)))
+  summary = check_csv(_config(path, 'task=multiclass', 'data.label=tips'))
+  assert summary.warnings == (
+      "warning: label 'tips': 'yes' (50 rows) and 'Yes' (10 rows) differ "
+      "only in case, and the pipeline keeps them apart as different classes; "
+      "if they are one, write it one way in the data (e.g. pandas: "
+      "df[col].str.strip().str.lower())",)
+  # Spaces around a value do not make another class.
+  path = _write(tmp_path, HEADER + ''.join(
+      f'{10 + i % 5},{i % 7},Cash,{["yes", " no", "no "][i % 3]}\n'
+      for i in range(60)))
+  assert check_csv(_config(path, 'data.label={name: tips, positive_value: '
+                                 '"yes"}')).warnings == ()

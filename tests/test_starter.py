@@ -128,6 +128,16 @@ def test_rare_class_warning(tmp_path):
   assert "Warning: class 'c' has fewer than 10 rows" in text
 
 
+def test_classes_that_differ_only_in_case_are_warned_of(tmp_path):
+  out = starter.main(_labelled(tmp_path, ['Yes'] * 100 + ['no'] * 90
+                               + [' yes'] * 12), 'y',
+                     output=str(tmp_path / 'c.yaml'))
+  text = ' '.join(line.lstrip('# ') for line in
+                  open(out, encoding='utf-8').read().splitlines())
+  assert ("Warning: label 'y': 'Yes' (100 rows) and 'yes' (12 rows) differ "
+          'only in case') in text
+
+
 def test_names_that_need_quotes(tmp_path):
   """Column names YAML would read as booleans or numbers stay strings."""
   data = task_data.write_csv(tmp_path / 'My Data.v2.csv', ['yes', '1', 'a: b', 'Label'],
@@ -267,8 +277,13 @@ def test_what_run_refuses_init_refuses_with_the_same_message(tmp_path):
   ragged = tmp_path / 'ragged.csv'
   ragged.write_text('3,2,a,b,c\n' + ''.join(
       f'{i},{i},{i % 2},1\n' for i in range(60)))
+  # Two names a saved model would read as one.
+  clash = tmp_path / 'clash.csv'
+  clash.write_text('x,x-1,x 1,y\n' + ''.join(
+      f'{i},{i},{i},{i % 2}\n' for i in range(60)))
   for path, message in ((preamble, r'header columns \[3, 4\] have no name'),
-                        (ragged, 'data row 1 has 4 fields, the header has 5')):
+                        (ragged, 'data row 1 has 4 fields, the header has 5'),
+                        (clash, "'x-1', 'x 1' all read as 'x_1'")):
     with pytest.raises(starter.InitError, match=message) as refused:
       starter.main(str(path), 'y', output=str(tmp_path / 'c.yaml'))
     config = config_lib.load_config(overrides=[

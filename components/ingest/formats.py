@@ -796,3 +796,42 @@ def find(path: str, format_name: str = AUTO) -> Found:
     return Found(fmt, Location(absolute, pattern), tuple(files))
   fmt = resolve(format_name, path)
   return Found(fmt, location(absolute, fmt, is_dir=False), (path,))
+
+
+def argument_name(column: str) -> str:
+  """The name TensorFlow gives ``column`` where a saved function takes the
+  columns as arguments (Transform's layer in the exported model): each
+  character other than a letter or digit as '_', and 'arg_' before a first
+  character that is no letter (``function_type.sanitize_arg_name``)."""
+  swapped = ''.join(c if c.isalnum() else '_' for c in column)
+  return swapped if swapped[:1].isalpha() else 'arg_' + swapped
+
+
+def check_argument_names(path: str, names: Sequence[str]) -> None:
+  """InputError where two columns share an ``argument_name``: the model
+  would save, but neither the gate nor a server could load it."""
+  by_argument: Dict[str, List[str]] = {}
+  for name in names:
+    by_argument.setdefault(argument_name(name), []).append(name)
+  clashes = [group for group in by_argument.values() if len(group) > 1]
+  if clashes:
+    listed = '; '.join(
+        f'{", ".join(repr(n) for n in group)} all read as '
+        f'{argument_name(group[0])!r}' for group in clashes)
+    raise InputError(
+        f'{path}: columns whose names differ only in characters other than '
+        f'letters and digits: {listed}. A saved TensorFlow model names its '
+        'inputs with each such character as \'_\', so it could not be loaded '
+        'with both: rename the columns apart')
+
+
+def read(path: str, format_name: str = AUTO,
+         missing_values: Optional[Sequence[str]] = None
+         ) -> Tuple[Found, CheckData]:
+  """``find`` and the format's ``read`` of every file, with the checks that
+  hold for every format (``check_argument_names``); raises FormatError or
+  InputError."""
+  found = find(path, format_name)
+  data = found.format.read(found.files, missing_values=missing_values)
+  check_argument_names(path, data.names)
+  return found, data
