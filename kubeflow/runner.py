@@ -38,7 +38,7 @@ from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
 from components.ingest import formats
 from kubeflow import dockerfile
 from core import config as config_lib
-from pipeline import factory
+from pipeline import code_version, factory
 from pipeline import local_runner
 
 # The taxi sample inside the image (it ships in the tfx wheel).
@@ -140,7 +140,8 @@ def build_pipeline_job(config: config_lib.PipelineConfig, *,
       data_file_pattern=where['data_file_pattern'],
       serving_dir=serving_dir_param,
       beam_pipeline_args=beam_pipeline_args,
-      enable_cache=enable_cache)
+      enable_cache=enable_cache,
+      code_version=code_version.code_version())
   runner = kubeflow_v2_dag_runner.KubeflowV2DagRunner(
       config=kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(
           default_image=image,

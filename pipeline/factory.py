@@ -58,11 +58,13 @@ def create_pipeline(config: config_lib.PipelineConfig,
                         metadata_store_pb2.ConnectionConfig] = None,
                     enable_cache: bool = True,
                     train_steps: Optional[Union[
-                        int, tfx.dsl.experimental.RuntimeParameter]] = None
+                        int, tfx.dsl.experimental.RuntimeParameter]] = None,
+                    code_version: str = ''
                     ) -> tfx.dsl.Pipeline:
   """Builds the pipeline. ``data_root`` is the folder ExampleGen reads,
   ``data_file_pattern`` the file(s) in it. ``train_steps`` (optional) caps
-  the Trainer's steps; epochs and early stopping come from ``config``."""
+  the Trainer's steps; epochs and early stopping come from ``config``.
+  ``code_version`` (pipeline/code_version.py) keys the cache to the code."""
   if config.data.features.auto:
     # Components get the feature lists as constants; a runner infers them
     # from the data first (pipeline.preflight), where the data is readable.
@@ -90,6 +92,7 @@ def create_pipeline(config: config_lib.PipelineConfig,
                   for name, buckets in splits.as_buckets().items()])),
       missing_values=config.data.missing_values,
       required_columns=config.data.label.required_columns,
+      code_version=code_version,
   ).with_id(NodeIds.EXAMPLE_GEN)
 
   statistics_gen = StatisticsGen(

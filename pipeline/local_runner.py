@@ -19,7 +19,7 @@ from components.gate import keys as gate_keys
 from components.trainer import run as trainer_run
 from core import config as config_lib
 from core import tasks as tasks_lib
-from pipeline import console, factory, metadata, preflight
+from pipeline import code_version, console, factory, metadata, preflight
 
 # Runs recorded before the pipeline served several tasks were binary.
 LEGACY_TASK = 'binary'
@@ -135,7 +135,8 @@ def run_local(config: config_lib.PipelineConfig, *,
       beam_pipeline_args=beam_args(config.beam, summary.rows_total),
       metadata_connection_config=tfx.orchestration.metadata
       .sqlite_metadata_connection_config(where['metadata_path']),
-      enable_cache=enable_cache)
+      enable_cache=enable_cache,
+      code_version=code_version.code_version())
   os.makedirs(os.path.dirname(where['metadata_path']), exist_ok=True)
   start = time.monotonic()
   with console.progress(progress_stream):

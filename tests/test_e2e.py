@@ -116,6 +116,7 @@ def test_rerun_is_cached_and_pushes_nothing_new(first, workdir):
   assert executed == {}, third.nodes
 
 
+
 @pytest.fixture(scope='module')
 def overfit(first, workdir):
   return _run(workdir, OVERFIT)
@@ -201,3 +202,15 @@ def test_runs_lists_blessed_and_blocked_runs(first, overfit, workdir):
   assert [r['run_id'] for r in parsed] == ids
   assert parsed[ids.index(first.run_id)]['pushed_version'] == (
       blessed.pushed_version)
+
+
+def test_new_code_reuses_nothing(first, workdir, monkeypatch):
+  """The executors' code is no parameter TFX's cache sees; its version is
+  (pipeline/code_version.py), so a run after an upgrade re-runs every
+  component instead of reusing what the old code produced. Last in the
+  module: it may push a new version."""
+  from pipeline import code_version  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(code_version, 'code_version', lambda: 'a-new-version')
+  upgraded = _run(workdir, FAST)
+  assert {n: s for n, s in upgraded.nodes.items() if s == 'CACHED'} == {}, (
+      upgraded.nodes)

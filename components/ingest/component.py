@@ -171,18 +171,23 @@ MISSING_VALUES_KEY = 'missing_values'
 # A row without a value in one of these columns (``data.label.drop_missing``:
 # the label's source columns) is not written, on every path and format.
 REQUIRED_COLUMNS_KEY = 'required_columns'
+# The version of the pipeline's code (pipeline/code_version.py): read by no
+# executor, it is in the cache key, so that new code never reuses old runs.
+CODE_VERSION_KEY = 'code_version'
 
 
 def ingest_custom_config(missing_values: Optional[Sequence[str]] = None,
-                         required_columns: Sequence[str] = ()
+                         required_columns: Sequence[str] = (),
+                         code_version: str = ''
                          ) -> example_gen_pb2.CustomConfig:
   """The ``custom_config`` carrying the CSV's missing-value tokens (None:
-  ``data.missing_values``' default; Parquet and TFRecord ignore them) and
-  the columns a row needs a value in to be written."""
+  ``data.missing_values``' default; Parquet and TFRecord ignore them), the
+  columns a row needs a value in to be written, and the code's version."""
   options = struct_pb2.Struct()
   options.update({
       MISSING_VALUES_KEY: list(csv_fast.missing_value_tokens(missing_values)),
-      REQUIRED_COLUMNS_KEY: list(required_columns)})
+      REQUIRED_COLUMNS_KEY: list(required_columns),
+      CODE_VERSION_KEY: code_version})
   custom_config = example_gen_pb2.CustomConfig()
   custom_config.custom_config.Pack(options)
   return custom_config
@@ -724,12 +729,13 @@ class ArrowCsvExampleGen(csv_component.CsvExampleGen):
   def __init__(self, input_base=None, input_config=None, output_config=None,
                range_config=None,
                missing_values: Optional[Sequence[str]] = None,
-               required_columns: Sequence[str] = ()):
+               required_columns: Sequence[str] = (), code_version: str = ''):
     # CsvExampleGen.__init__ passes no custom_config: call its base's.
     example_gen_component.FileBasedExampleGen.__init__(  # pylint: disable=non-parent-init-called
         self, input_base=input_base, input_config=input_config,
         output_config=output_config, range_config=range_config,
-        custom_config=ingest_custom_config(missing_values, required_columns))
+        custom_config=ingest_custom_config(missing_values, required_columns,
+                                           code_version))
 
 
 class ParquetExampleGen(example_gen_component.FileBasedExampleGen):
@@ -740,11 +746,13 @@ class ParquetExampleGen(example_gen_component.FileBasedExampleGen):
   EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(ArrowParquetExecutor)
 
   def __init__(self, input_base=None, input_config=None, output_config=None,
-               range_config=None, required_columns: Sequence[str] = ()):
+               range_config=None, required_columns: Sequence[str] = (),
+               code_version: str = ''):
     super().__init__(
         input_base=input_base, input_config=input_config,
         output_config=output_config, range_config=range_config,
-        custom_config=ingest_custom_config(required_columns=required_columns))
+        custom_config=ingest_custom_config(required_columns=required_columns,
+                                           code_version=code_version))
 
 
 class TFRecordExampleGen(import_component.ImportExampleGen):
@@ -756,8 +764,10 @@ class TFRecordExampleGen(import_component.ImportExampleGen):
   EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(TFRecordImportExecutor)
 
   def __init__(self, input_base=None, input_config=None, output_config=None,
-               range_config=None, required_columns: Sequence[str] = ()):
+               range_config=None, required_columns: Sequence[str] = (),
+               code_version: str = ''):
     example_gen_component.FileBasedExampleGen.__init__(  # pylint: disable=non-parent-init-called
         self, input_base=input_base, input_config=input_config,
         output_config=output_config, range_config=range_config,
-        custom_config=ingest_custom_config(required_columns=required_columns))
+        custom_config=ingest_custom_config(required_columns=required_columns,
+                                           code_version=code_version))

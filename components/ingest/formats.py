@@ -274,10 +274,12 @@ class InputFormat:
 
   def example_gen(self, *, input_base, input_config, output_config,
                   missing_values: Optional[Sequence[str]] = None,
-                  required_columns: Sequence[str] = ()):
+                  required_columns: Sequence[str] = (),
+                  code_version: str = ''):
     """The ExampleGen component that ingests this format (with
     ``missing_values`` where the format reads it, as ``read`` does), not
-    writing rows without a value in one of ``required_columns``."""
+    writing rows without a value in one of ``required_columns``;
+    ``code_version`` is for the cache key only."""
     raise NotImplementedError
 
   def __repr__(self) -> str:
@@ -447,12 +449,13 @@ class CsvFormat(InputFormat):
 
   def example_gen(self, *, input_base, input_config, output_config,
                   missing_values: Optional[Sequence[str]] = None,
-                  required_columns: Sequence[str] = ()):
+                  required_columns: Sequence[str] = (),
+                  code_version: str = ''):
     from components.ingest import component  # pylint: disable=g-import-not-at-top
     return component.ArrowCsvExampleGen(
         input_base=input_base, input_config=input_config,
         output_config=output_config, missing_values=missing_values,
-        required_columns=required_columns)
+        required_columns=required_columns, code_version=code_version)
 
 
 class ParquetFormat(InputFormat):
@@ -516,12 +519,14 @@ class ParquetFormat(InputFormat):
 
   def example_gen(self, *, input_base, input_config, output_config,
                   missing_values: Optional[Sequence[str]] = None,
-                  required_columns: Sequence[str] = ()):
+                  required_columns: Sequence[str] = (),
+                  code_version: str = ''):
     del missing_values  # Parquet has real nulls.
     from components.ingest import component  # pylint: disable=g-import-not-at-top
     return component.ParquetExampleGen(
         input_base=input_base, input_config=input_config,
-        output_config=output_config, required_columns=required_columns)
+        output_config=output_config, required_columns=required_columns,
+        code_version=code_version)
 
 
 def _is_flat_list(data_type: pa.DataType) -> bool:
@@ -600,12 +605,14 @@ class TFRecordFormat(InputFormat):
 
   def example_gen(self, *, input_base, input_config, output_config,
                   missing_values: Optional[Sequence[str]] = None,
-                  required_columns: Sequence[str] = ()):
+                  required_columns: Sequence[str] = (),
+                  code_version: str = ''):
     del missing_values  # tf.Examples have real nulls.
     from components.ingest import component  # pylint: disable=g-import-not-at-top
     return component.TFRecordExampleGen(
         input_base=input_base, input_config=input_config,
-        output_config=output_config, required_columns=required_columns)
+        output_config=output_config, required_columns=required_columns,
+        code_version=code_version)
 
 
 def _single_values(name: str, column: pa.Array) -> csv_fast.Column:
