@@ -103,7 +103,11 @@ def _value_counts(column: str, stats: statistics_pb2.DatasetFeatureStatistics
   buckets = feature.string_stats.rank_histogram.buckets
   if feature.string_stats.unique > len(buckets):
     return None
-  return {b.label: int(round(b.sample_count)) for b in buckets}
+  counts: Dict[str, int] = {}
+  for b in buckets:  # Transform strips the spaces around a class.
+    value = b.label.strip()
+    counts[value] = counts.get(value, 0) + int(round(b.sample_count))
+  return counts
 
 
 def _unseen_values(rule: tasks.base.LabelRule, statistics
