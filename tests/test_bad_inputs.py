@@ -66,6 +66,9 @@ CASES = [
      (), "numeric column 'trip_miles' holds 'far'"),
     ('duplicate column names', 'fare,fare,payment_type,tips\n'
      + '10,1,Cash,1\n' * 20, (), "duplicate column names ['fare']"),
+    ('names a saved model reads as one', 'fare,trip_miles,trip-miles,'
+     'payment_type,tips\n' + '10,1,1,Cash,1\n10,2,2,Card,5\n' * 10, (),
+     "'trip_miles', 'trip-miles' all read as 'trip_miles'"),
     ('non-UTF-8 bytes', HEADER.encode() + b'10,1,Caf\xe9,1\n' * 10, (),
      'not UTF-8 text'),
     ('fewer rows than one batch', HEADER + _rows(3), (),
