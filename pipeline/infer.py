@@ -154,7 +154,8 @@ def infer_features(columns: Sequence[csv_fast.Column],
       finite = column.values[column.present]
       finite = finite[np.isfinite(finite)]
       if finite.size == 0:
-        left_out[name] = 'no finite values (only NaN or infinity)'
+        left_out[name] = ('no finite values (only NaN, infinity, or numbers '
+                          "beyond +-3.4e38, a tf.Example's 32-bit range)")
         continue
     if column.type == ColumnType.STRING:
       # One pass over a text column; the second, which tells the grouped

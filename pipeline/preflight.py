@@ -211,11 +211,23 @@ def _numeric(path: str, data: formats.CheckData, name: str,
     row = _first(present & np.isinf(values))
     if row is not None:
       file, number = data.locate(row)
+      cell = data.cells(name)[row].as_py()
       raise InputDataError(
-          f'{file}: numeric column {name!r} holds '
-          f'{data.cells(name)[row].as_py()!r} at {data.data_row_word} '
-          f'{number}; an infinite value cannot be scaled: replace it (or '
-          'leave the cell empty, a missing value)')
+          f'{file}: numeric column {name!r} holds {cell!r} at '
+          f'{data.data_row_word} {number}; '
+          + ('beyond the range of the 32-bit floats a tf.Example holds '
+             '(+-3.4e38): rescale the column in the data'
+             if _finite_number(cell) else
+             'an infinite value cannot be scaled: replace it (or leave the '
+             'cell empty, a missing value)'))
+
+
+def _finite_number(cell) -> bool:
+  """Whether ``cell`` (a number, or its text) is a finite float64."""
+  try:
+    return math.isfinite(float(cell))
+  except (TypeError, ValueError):
+    return False
 
 
 def _read(config: config_lib.PipelineConfig

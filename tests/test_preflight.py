@@ -406,3 +406,16 @@ def test_label_classes_that_differ_only_in_case_are_warned_of(tmp_path):
       for i in range(60)))
   assert check_csv(_config(path, 'data.label={name: tips, positive_value: '
                                  '"yes"}')).warnings == ()
+
+
+@pytest.mark.parametrize('cell, message', [
+    ('inf', "holds 'inf' at data row 31; an infinite value cannot be scaled"),
+    # Finite in the file, infinite as the 32-bit float a tf.Example holds.
+    ('5e+40', r"holds '5e\+40' at data row 31; beyond the range of the 32-bit "
+     'floats a tf.Example holds'),
+])
+def test_numbers_that_would_be_infinite(tmp_path, cell, message):
+  rows = _rows(40).splitlines(keepends=True)
+  rows[30] = f'{cell},1,Cash,5\n'
+  with pytest.raises(InputDataError, match=message):
+    check_csv(_config(_write(tmp_path, HEADER + ''.join(rows))))
