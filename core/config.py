@@ -147,6 +147,9 @@ CALIBRATIONS = ('temperature', 'none')
 # data.format: ``auto`` (also written null) takes the format the file names
 # claim (components.ingest.formats, which holds one object per format).
 DATA_FORMATS = ('auto', 'csv', 'parquet', 'tfrecord')
+# data.delimiter: the CSV's field separator, one character; ``auto`` (also
+# written null) is a tab for .tsv and .tab files, else a comma.
+AUTO_DELIMITER = 'auto'
 
 
 # data.missing_values: CSV cells that are missing values, in every column
@@ -190,6 +193,7 @@ class DataConfig:
   # CSV only: cells (whole, as read: quotes removed, spaces kept) that are
   # missing values in every column; ('',) is stock CsvExampleGen's rule.
   missing_values: Tuple[str, ...] = PANDAS_MISSING_VALUES
+  delimiter: str = AUTO_DELIMITER  # CSV only: ',', ';', '\t', '|', ...
   label: LabelConfig = field(default_factory=LabelConfig)
   # Left out of a user's data section: inferred from the data.
   features: FeaturesConfig = field(
@@ -541,6 +545,9 @@ def _build(cls, raw: Any, where: str):
       'format' in raw and raw['format'] is None):
     raw = {**raw, 'format': 'auto'}  # ``format: null`` means infer it too.
   if cls is DataConfig and isinstance(raw, Mapping) and (
+      'delimiter' in raw and raw['delimiter'] is None):
+    raw = {**raw, 'delimiter': AUTO_DELIMITER}
+  if cls is DataConfig and isinstance(raw, Mapping) and (
       'missing_values' in raw):
     raw = {**raw, 'missing_values': parse_missing_values(
         raw['missing_values'])}
@@ -695,6 +702,13 @@ def validate(config: PipelineConfig) -> PipelineConfig:
   if d.format not in DATA_FORMATS:
     raise ConfigError(f'data.format: unknown format {d.format!r}; expected '
                       f'one of {", ".join(DATA_FORMATS)}')
+  if d.delimiter != AUTO_DELIMITER and (
+      not isinstance(d.delimiter, str) or len(d.delimiter) != 1
+      or d.delimiter in '"\r\n'):
+    raise ConfigError(
+        f'data.delimiter: expected {AUTO_DELIMITER} or one character other '
+        f'than a quote or a line end (e.g. \';\', "\\t" for a tab), got '
+        f'{d.delimiter!r}')
   missing_values = parse_missing_values(d.missing_values)
   if missing_values != d.missing_values:
     d = dataclasses.replace(d, missing_values=missing_values)

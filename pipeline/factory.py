@@ -82,7 +82,9 @@ def create_pipeline(config: config_lib.PipelineConfig,
 
   # The format's own ExampleGen (CSV, Parquet or TFRecord): data.format, or
   # for ``auto`` the format the pattern's file names claim.
-  input_format = formats.resolve(config.data.format, data_file_pattern)
+  input_format = formats.resolve(config.data.format, data_file_pattern
+                                 ).configured(config.data.delimiter,
+                                              data_file_pattern)
   example_gen = input_format.example_gen(
       input_base=data_root,
       input_config=tfx.proto.Input(splits=[

@@ -235,7 +235,8 @@ def _read(config: config_lib.PipelineConfig
   data = config.data
   try:
     return formats.read(data.resolved_path, data.format,
-                        missing_values=data.missing_values)
+                        missing_values=data.missing_values,
+                        delimiter=data.delimiter)
   except (formats.FormatError, formats.InputError) as e:
     raise InputDataError(str(e)) from None
 

@@ -28,6 +28,7 @@ loaded.
 """
 
 import dataclasses
+import json
 import os
 import re
 import shlex
@@ -103,19 +104,27 @@ class Starter:
 # Reading the file
 
 
-def _read(path: str) -> formats.CheckData:
+def _read(path: str) -> Tuple[formats.CheckData, str]:
   """Every row of ``path`` as the pre-run check and ExampleGen read it (any
-  input format, a folder or a glob), with their errors."""
+  input format, a folder or a glob), with their errors; and the
+  ``data.delimiter`` to write: a CSV whose header only another delimiter
+  splits (';', tabs in a .csv, ...) gets it, else ``auto``."""
+  delimiter = config_lib.AUTO_DELIMITER
   try:
+    found = formats.find(path)
+    csv_format = found.format.configured(delimiter, path)
+    if isinstance(csv_format, formats.CsvFormat) and found.files:
+      delimiter = csv_format.sniffed(found.files[0]) or delimiter
     # data.missing_values' default ('NA', 'null', ... and empty cells), as
     # the written config (which leaves the key out) will read the file.
     _, data = formats.read(
-        path, missing_values=config_lib.DataConfig().missing_values)
+        path, missing_values=config_lib.DataConfig().missing_values,
+        delimiter=delimiter)
   except (formats.FormatError, formats.InputError) as e:
     raise InitError(str(e)) from None
   if not data.total:
     raise InitError(f'{path}: {data.no_rows}')
-  return data
+  return data, delimiter
 
 
 # --------------------------------------------------------------------------
@@ -314,9 +323,10 @@ def _default_comments() -> dict:
 def starter_text(data_path: str, guess: LabelGuess,
                  inferred: infer.InferredFeatures, rows: int,
                  pipeline_name: str, output_path: str,
-                 command: str) -> str:
+                 command: str,
+                 delimiter: str = config_lib.AUTO_DELIMITER) -> str:
   """The commented YAML for ``data_path``; ``command`` is how it was asked
-  for, quoted in the header."""
+  for, quoted in the header; ``delimiter`` is written unless ``auto``."""
   task = tasks.get(guess.task)
   default = yaml.safe_load(config_lib.default_config_text()) or {}
   other_tasks = {k for t, keys in _TASK_GATE_KEYS.items() if t != task.name
@@ -349,6 +359,8 @@ def starter_text(data_path: str, guess: LabelGuess,
       '',
       'data:',
       f'  path: {infer.yaml_scalar(data_path)}',
+      *([f'  delimiter: {json.dumps(delimiter)}  # the header\'s separator']
+        if delimiter != config_lib.AUTO_DELIMITER else []),
       f'  label: {infer.yaml_scalar(label)}',
       *_comment('Inferred from the data (docs/configuration.md, "Features '
                 'inferred"); edit the lists freely.', indent=2),
@@ -374,7 +386,7 @@ def build_starter(data_path: str, label_column: str,
                   output_path: str) -> Starter:
   """Reads ``data_path`` and decides everything ``init`` writes; InitError
   for a file or label that cannot make a config ``run`` accepts."""
-  data = _read(data_path)
+  data, delimiter = _read(data_path)
   if label_column not in data.names:
     raise InitError(f'{data_path}: no column {label_column!r} (--label); '
                     f'columns are {data.names}')
@@ -394,7 +406,7 @@ def build_starter(data_path: str, label_column: str,
   command = (f'python -m pipeline init {shlex.quote(data_path)} --label '
              f'{shlex.quote(label_column)}')
   text = starter_text(os.path.abspath(data_path), guess, inferred,
-                      data.total, name, output_path, command)
+                      data.total, name, output_path, command, delimiter)
   return Starter(name, guess, inferred, text)
 
 

@@ -608,6 +608,70 @@ def test_required_columns_reach_every_format_s_example_gen():
 
 
 # ---------------------------------------------------------------------------
+# data.delimiter: semicolons, tabs
+
+
+def _write_delimited(path, rows, delimiter):
+  import csv  # pylint: disable=g-import-not-at-top
+  with open(path, 'w', newline='', encoding='utf-8') as f:
+    writer = csv.writer(f, delimiter=delimiter, lineterminator='\n')
+    writer.writerow(list(rows[0]))
+    writer.writerows([list(r.values()) for r in rows])
+
+
+@pytest.mark.parametrize('beam', [False, True], ids=['in_process', 'beam'])
+@pytest.mark.parametrize('delimiter', [';', '\t'], ids=['semicolon', 'tab'])
+def test_another_delimiter_ingests_as_commas_do(tmp_path, monkeypatch,
+                                                beam_calls, delimiter, beam):
+  # Quoted cells holding commas, quotes, newlines and the delimiter itself.
+  rows = [{**r, 'string_col': f'a{delimiter}b'} if i % 9 == 0 else r
+          for i, r in enumerate(_tricky_rows())]
+  (tmp_path / 'commas').mkdir()
+  _write_delimited(tmp_path / 'commas' / 'data.csv', rows, ',')
+  expected = _run(component.ArrowCsvExecutor, str(tmp_path / 'expected'),
+                  _props_for(tmp_path / 'commas'))
+  (tmp_path / 'other').mkdir()
+  _write_delimited(tmp_path / 'other' / 'data.csv', rows, delimiter)
+  props = _props_for(tmp_path / 'other')
+  props[specs.CUSTOM_CONFIG_KEY] = proto_utils.proto_to_json(
+      component.ingest_custom_config(delimiter=delimiter))
+  beam_calls.clear()
+  if beam:
+    monkeypatch.setattr(component, 'MAX_IN_MEMORY_BYTES', 1)
+  ours = _run(component.ArrowCsvExecutor, str(tmp_path / 'ours'), props)
+  assert beam_calls == (['ArrowCsvExecutor'] if beam else [])
+  _assert_same(expected, ours)
+
+
+def test_the_delimiter_from_the_config_and_the_name(tmp_path):
+  rows = [{'x': str(i), 'colour': 'red;blue', 'y': str(i % 2)}
+          for i in range(40)]
+  _write_delimited(tmp_path / 'a.tsv', rows, '\t')
+  _write_delimited(tmp_path / 'b.csv', rows, ';')
+  # auto: a tab for .tsv; a comma for .csv, where the one-column header
+  # names the delimiter to set.
+  _, data = formats.read(str(tmp_path / 'a.tsv'))
+  assert data.names == ['x', 'colour', 'y']
+  with pytest.raises(formats.InputError,
+                     match="separated by semicolons; .*: set data.delimiter: "
+                     '";"'):
+    formats.read(str(tmp_path / 'b.csv'))
+  _, data = formats.read(str(tmp_path / 'b.csv'), delimiter=';')
+  assert data.cells('colour').to_pylist() == ['red;blue'] * 40
+  # The component gets the resolved one.
+  for name, delimiter in (('a.tsv', '\t'), ('b.csv', ';')):
+    fmt = formats.resolve(formats.AUTO, name).configured(
+        ';' if name == 'b.csv' else config_lib.AUTO_DELIMITER, name)
+    gen = fmt.example_gen(
+        input_base='/data', input_config=example_gen_pb2.Input(splits=[
+            example_gen_pb2.Input.Split(name='all', pattern=name)]),
+        output_config=example_gen_pb2.Output())
+    assert component.delimiter_of(gen.exec_properties) == delimiter
+  with pytest.raises(config_lib.ConfigError, match='data.delimiter'):
+    config_lib.load_config(overrides=['data.delimiter=";;"'])
+
+
+# ---------------------------------------------------------------------------
 # The component each format builds
 
 

@@ -225,9 +225,13 @@ def test_real_world_variants_are_read(tmp_path, variant):
 
 def test_another_delimiter_is_named(tmp_path):
   path = _write(tmp_path, 'fare;trip_miles;payment_type;tips\n'
-                + '10;1;Cash;1\n' * 20)
-  with pytest.raises(InputDataError, match='separated by semicolons'):
+                + '10;1;Cash;1\n10;1;Cash;5\n' * 10)
+  with pytest.raises(InputDataError, match='separated by semicolons; the '
+                     'pipeline reads it as separated by commas: set '
+                     'data.delimiter: ";"'):
     check_csv(_config(path))
+  # As it says.
+  assert check_csv(_config(path, 'data.delimiter=";"')).rows_total == 20
 
 
 @pytest.mark.parametrize('bad, message', [

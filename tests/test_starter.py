@@ -268,6 +268,23 @@ def test_penguins_csv_with_na_cells(tmp_path):
   assert summary.rows_total == 344
 
 
+def test_another_delimiter_is_written_into_the_config(tmp_path):
+  path = tmp_path / 'semi.csv'
+  path.write_text('x;colour;y\n' + ''.join(
+      f'{i * 0.37 % 5:.2f};{"ab"[i % 2]};{i % 2}\n' for i in range(60)))
+  out = starter.main(str(path), 'y', output=str(tmp_path / 'c.yaml'))
+  config = config_lib.load_config(out)
+  assert config.data.delimiter == ';'
+  assert config.data.features.numeric == ('x',)
+  assert preflight.check_data(config).rows_total == 60
+  # Tabs in a .tsv need no key: auto reads them.
+  tsv = tmp_path / 'tabs.tsv'
+  tsv.write_text(path.read_text().replace(';', '\t'))
+  out = starter.main(str(tsv), 'y', output=str(tmp_path / 't.yaml'))
+  assert '  delimiter:' not in open(out, encoding='utf-8').read()
+  assert preflight.check_data(config_lib.load_config(out)).rows_total == 60
+
+
 def test_what_run_refuses_init_refuses_with_the_same_message(tmp_path):
   # sklearn's boston_house_prices.csv: a count line above the real header.
   preamble = tmp_path / 'preamble.csv'

@@ -171,6 +171,8 @@ MISSING_VALUES_KEY = 'missing_values'
 # A row without a value in one of these columns (``data.label.drop_missing``:
 # the label's source columns) is not written, on every path and format.
 REQUIRED_COLUMNS_KEY = 'required_columns'
+# The CSV's field separator, one character (``data.delimiter`` resolved).
+DELIMITER_KEY = 'delimiter'
 # The version of the pipeline's code (pipeline/code_version.py): read by no
 # executor, it is in the cache key, so that new code never reuses old runs.
 CODE_VERSION_KEY = 'code_version'
@@ -178,16 +180,18 @@ CODE_VERSION_KEY = 'code_version'
 
 def ingest_custom_config(missing_values: Optional[Sequence[str]] = None,
                          required_columns: Sequence[str] = (),
-                         code_version: str = ''
+                         code_version: str = '', delimiter: str = ','
                          ) -> example_gen_pb2.CustomConfig:
   """The ``custom_config`` carrying the CSV's missing-value tokens (None:
-  ``data.missing_values``' default; Parquet and TFRecord ignore them), the
-  columns a row needs a value in to be written, and the code's version."""
+  ``data.missing_values``' default) and delimiter (Parquet and TFRecord
+  ignore both), the columns a row needs a value in to be written, and the
+  code's version."""
   options = struct_pb2.Struct()
   options.update({
       MISSING_VALUES_KEY: list(csv_fast.missing_value_tokens(missing_values)),
       REQUIRED_COLUMNS_KEY: list(required_columns),
-      CODE_VERSION_KEY: code_version})
+      CODE_VERSION_KEY: code_version,
+      DELIMITER_KEY: delimiter})
   custom_config = example_gen_pb2.CustomConfig()
   custom_config.custom_config.Pack(options)
   return custom_config
@@ -217,6 +221,11 @@ def missing_values_of(exec_properties: Dict[str, Any]) -> Tuple[str, ...]:
   if MISSING_VALUES_KEY not in options:
     return csv_fast.missing_value_tokens()
   return csv_fast.missing_value_tokens(list(options[MISSING_VALUES_KEY]))
+
+
+def delimiter_of(exec_properties: Dict[str, Any]) -> str:
+  """The CSV delimiter of an execution (a comma without one)."""
+  return str(_options(exec_properties).get(DELIMITER_KEY, ','))
 
 
 def required_columns_of(exec_properties: Dict[str, Any]) -> Tuple[str, ...]:
@@ -298,27 +307,30 @@ class _CsvIngest(_Ingest):
   """CSV files, plain or gzip, read with Arrow (``csv_fast``); a cell equal
   to one of ``missing_values`` is a missing value."""
 
-  def __init__(self, missing_values: Optional[Sequence[str]] = None):
+  def __init__(self, missing_values: Optional[Sequence[str]] = None,
+               delimiter: str = ','):
     self.missing_values = csv_fast.missing_value_tokens(missing_values)
+    self.csv = formats.CsvFormat(delimiter)
 
   def configured(self, exec_properties: Dict[str, Any]) -> '_CsvIngest':
-    return _CsvIngest(missing_values_of(exec_properties))
+    return _CsvIngest(missing_values_of(exec_properties),
+                      delimiter_of(exec_properties))
 
   def reason(self, paths):
     reason = super().reason(paths)
     if reason:
       return reason
     # Raises, naming both files and headers, where two differ.
-    names = formats.CSV.headers(paths, _open)
+    names = self.csv.headers(paths, _open)
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
       return f'{paths[0]}: duplicate column names {duplicates}'
     return None
 
   def records(self, paths):
-    names = formats.CSV.header(paths[0], _open)
+    names = self.csv.header(paths[0], _open)
     table = pa.concat_tables([
-        formats.CSV.read_table(p, names, _open, self.missing_values)
+        self.csv.read_table(p, names, _open, self.missing_values)
         for p in paths])
     n = table.num_rows
     columns = csv_fast.convert_table(table, ', '.join(paths))
@@ -524,7 +536,7 @@ class _ReadCsvRecords(csv_executor._ReadCsvRecordsFromTextFile):  # pylint: disa
 
 class _CsvToExample(csv_executor._CsvToExample):  # pylint: disable=protected-access
   """Stock's CSV transform, able to read gzip: the column names read as the
-  in-process path reads them (``formats.CSV.headers``: gzip decompressed, a
+  in-process path reads them (``CsvFormat.headers``: gzip decompressed, a
   byte-order mark dropped, names trimmed), where stock reads the header line
   raw, and the lines read by ``_ReadCsvRecords``; a cell equal to one of
   the missing-value tokens (``custom_config``) is emptied after parsing,
@@ -534,19 +546,21 @@ class _CsvToExample(csv_executor._CsvToExample):  # pylint: disable=protected-ac
   def __init__(self, exec_properties: Dict[str, Any], split_pattern: str):
     super().__init__(exec_properties, split_pattern)
     self._missing_values = missing_values_of(exec_properties)
+    self._csv = formats.CsvFormat(delimiter_of(exec_properties))
 
   def expand(self, pipeline):
     csv_files = fileio.glob(self._csv_pattern)
     if not csv_files:
       raise RuntimeError('Split pattern {} does not match any files.'.format(
           self._csv_pattern))
-    column_names = formats.CSV.headers(csv_files, _open)
+    column_names = self._csv.headers(csv_files, _open)
     # pylint: disable=protected-access
     parsed_csv_lines = (
         pipeline
         | 'CreateFilenames' >> beam.Create(csv_files)
         | 'ReadFromText' >> beam.ParDo(_ReadCsvRecords())
-        | 'ParseCSVLine' >> beam.ParDo(csv_decoder.ParseCSVLine(delimiter=','))
+        | 'ParseCSVLine' >> beam.ParDo(csv_decoder.ParseCSVLine(
+            delimiter=self._csv.delimiter))
         | 'ExtractParsedCSVLines' >> beam.Keys())
     tokens = {t.encode('utf-8') for t in self._missing_values} - {b''}
     if tokens:
@@ -729,13 +743,14 @@ class ArrowCsvExampleGen(csv_component.CsvExampleGen):
   def __init__(self, input_base=None, input_config=None, output_config=None,
                range_config=None,
                missing_values: Optional[Sequence[str]] = None,
-               required_columns: Sequence[str] = (), code_version: str = ''):
+               required_columns: Sequence[str] = (), code_version: str = '',
+               delimiter: str = ','):
     # CsvExampleGen.__init__ passes no custom_config: call its base's.
     example_gen_component.FileBasedExampleGen.__init__(  # pylint: disable=non-parent-init-called
         self, input_base=input_base, input_config=input_config,
         output_config=output_config, range_config=range_config,
         custom_config=ingest_custom_config(missing_values, required_columns,
-                                           code_version))
+                                           code_version, delimiter))
 
 
 class ParquetExampleGen(example_gen_component.FileBasedExampleGen):

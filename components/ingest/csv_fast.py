@@ -64,7 +64,8 @@ class CsvInputError(ValueError):
 
 
 def read_header(path: str,
-                open_fn: Optional[Callable[[str], object]] = None) -> List[str]:
+                open_fn: Optional[Callable[[str], object]] = None,
+                delimiter: str = ',') -> List[str]:
   """The column names on the first line of ``path``.
 
   Stock (``io_utils.load_csv_column_names``) splits the line on commas as it
@@ -85,13 +86,16 @@ def read_header(path: str,
   text = text.rstrip('\r\n')
   if not text.strip():
     return []
-  return [name.strip() for name in next(csv.reader([text]))]
+  return [name.strip()
+          for name in next(csv.reader([text], delimiter=delimiter))]
 
 
 def read_csv(path: str, column_names: Sequence[str],
              open_fn: Optional[Callable[[str], object]] = None,
-             missing_values: Optional[Sequence[str]] = None) -> pa.Table:
-  """All rows of ``path`` as string columns named ``column_names``.
+             missing_values: Optional[Sequence[str]] = None,
+             delimiter: str = ',') -> pa.Table:
+  """All rows of ``path`` as string columns named ``column_names``, fields
+  separated by ``delimiter``.
 
   The header line is skipped, not parsed (``read_header`` reads it).
   ``open_fn``, if given, opens ``path`` as a binary file object (a gs://
@@ -110,7 +114,8 @@ def read_csv(path: str, column_names: Sequence[str],
                                     block_size=BLOCK_BYTES)
   # Stock joins physical lines until their quotes balance, so quoted values
   # may hold newlines; blank lines are skipped in both.
-  parse_options = pa_csv.ParseOptions(newlines_in_values=True,
+  parse_options = pa_csv.ParseOptions(delimiter=delimiter,
+                                      newlines_in_values=True,
                                       ignore_empty_lines=True)
   convert_options = pa_csv.ConvertOptions(
       column_types={n: pa.string() for n in names},

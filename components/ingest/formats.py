@@ -34,6 +34,7 @@ import dataclasses
 import fnmatch
 import gzip
 import io
+import json
 import os
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -51,8 +52,14 @@ AUTO = 'auto'
 _WILDCARDS = '*?['
 # Compressions Beam would also detect by the suffix; only gzip is read here.
 _OTHER_COMPRESSIONS = ('.bz2', '.deflate', '.zst', '.zstd', '.xz', '.lzma')
-# A header of one name holding one of these is a file with another separator.
-_OTHER_DELIMITERS = {';': 'semicolons', '\t': 'tabs', '|': 'pipes'}
+# The delimiters a header read as one name is checked for (sniff_delimiter).
+_DELIMITERS = {',': 'commas', ';': 'semicolons', '\t': 'tabs', '|': 'pipes'}
+
+
+def sniff_delimiter(line: str, current: str = ',') -> Optional[str]:
+  """The delimiter of ``_DELIMITERS`` other than ``current`` that splits a
+  header ``line`` read as one column, if one does."""
+  return next((d for d in _DELIMITERS if d != current and d in line), None)
 
 Opener = Callable[[str], object]
 
@@ -282,28 +289,59 @@ class InputFormat:
     ``code_version`` is for the cache key only."""
     raise NotImplementedError
 
+  def configured(self, delimiter: str, path: str) -> 'InputFormat':
+    """This format as ``data.delimiter`` asks for ``path`` (a file, folder
+    or glob); formats without delimiters ignore it."""
+    del delimiter, path
+    return self
+
   def __repr__(self) -> str:
     return f'<input format {self.name}>'
 
 
+# Names whose fields are tab-separated where data.delimiter is auto.
+TAB_SUFFIXES = ('.tsv.gz', '.tab.gz', '.tsv', '.tab')
+
+
 class CsvFormat(InputFormat):
-  """Comma-separated text with a header line, plain or gzip (``.csv.gz``)."""
+  """Delimited text with a header line, plain or gzip (``.csv.gz``):
+  commas, or the one character of ``data.delimiter`` (tabs for .tsv)."""
   name = 'csv'
   title = 'CSV'
-  suffixes = ('.csv', '.csv.gz')
+  suffixes = ('.csv', '.csv.gz', '.tsv', '.tsv.gz', '.tab', '.tab.gz')
+
+  def __init__(self, delimiter: str = ','):
+    self.delimiter = delimiter
 
   def suffix(self, file_name: str) -> Optional[str]:
     # Longest first, so that a folder of .csv.gz files is not '*.gz'.
     lower = os.path.basename(file_name).lower()
-    for suffix in ('.csv.gz', '.csv'):
+    for suffix in sorted(self.suffixes, key=len, reverse=True):
       if lower.endswith(suffix) and len(lower) > len(suffix):
         return os.path.basename(file_name)[-len(suffix):]
     return None
 
+  def configured(self, delimiter: str, path: str) -> 'CsvFormat':
+    if delimiter == config_lib.AUTO_DELIMITER:
+      name = os.path.basename(path.rstrip('/')).lower()
+      delimiter = '\t' if name.endswith(TAB_SUFFIXES) else ','
+    return CsvFormat(delimiter)
+
+  def sniffed(self, path: str) -> Optional[str]:
+    """The delimiter of ``path`` where it is not this format's: its header
+    read with this one is one name that another splits (``init`` writes
+    it into the config); else None."""
+    try:
+      header = self.header(path)
+    except (csv_fast.CsvInputError, OSError, EOFError):
+      return None  # Reading the file says why, as run would.
+    return sniff_delimiter(header[0], self.delimiter) if len(header) == 1 else None
+
   def header(self, path: str, remote_open: Optional[Opener] = None
              ) -> List[str]:
     """The column names of one file, as ingestion reads them."""
-    return csv_fast.read_header(path, lambda p: open_binary(p, remote_open))
+    return csv_fast.read_header(path, lambda p: open_binary(p, remote_open),
+                                delimiter=self.delimiter)
 
   def headers(self, paths: Sequence[str],
               remote_open: Optional[Opener] = None) -> List[str]:
@@ -327,7 +365,8 @@ class CsvFormat(InputFormat):
     null where a cell is one of ``missing_values``."""
     return csv_fast.read_csv(path, names,
                              open_fn=_arrow_opener(path, remote_open),
-                             missing_values=missing_values)
+                             missing_values=missing_values,
+                             delimiter=self.delimiter)
 
   def _checked_header(self, path: str) -> List[str]:
     try:
@@ -340,13 +379,13 @@ class CsvFormat(InputFormat):
       raise InputError(f'{path}: no header row; expected column names on '
                        'the first line')
     if len(header) == 1:
-      other = next((d for d in _OTHER_DELIMITERS if d in header[0]), None)
+      other = sniff_delimiter(header[0], self.delimiter)
       if other is not None:
         raise InputError(
             f'{path}: the header is one column, {header[0][:60]!r}, separated '
-            f'by {_OTHER_DELIMITERS[other]}; the pipeline reads '
-            'comma-separated files: convert it (e.g. '
-            'pandas.read_csv(path, sep=...).to_csv())')
+            f'by {_DELIMITERS[other]}; the pipeline reads it as separated by '
+            f'{_DELIMITERS.get(self.delimiter, repr(self.delimiter))}: set '
+            f'data.delimiter: {json.dumps(other)}')
     unnamed = [i + 1 for i, name in enumerate(header) if not name]
     if unnamed:
       # One empty name, the last: what a spreadsheet's export writes.
@@ -362,14 +401,13 @@ class CsvFormat(InputFormat):
       raise InputError(f'{path}: duplicate column names {duplicates}')
     return header
 
-  @staticmethod
-  def _data_rows(path: str) -> Iterator[Tuple[int, List[str]]]:
+  def _data_rows(self, path: str) -> Iterator[Tuple[int, List[str]]]:
     """(data row number, fields) of each row, read the slow way with
     Python's csv module (bytes that are not UTF-8 kept as surrogates), for
     naming the row of a problem Arrow found without saying where."""
     with io.TextIOWrapper(open_binary(path), encoding='utf-8-sig',
                           errors='surrogateescape', newline='') as f:
-      reader = csv.reader(f)
+      reader = csv.reader(f, delimiter=self.delimiter)
       next(reader, None)
       # Blank lines are skipped by ingestion too.
       yield from enumerate((row for row in reader if row), start=1)
@@ -455,7 +493,8 @@ class CsvFormat(InputFormat):
     return component.ArrowCsvExampleGen(
         input_base=input_base, input_config=input_config,
         output_config=output_config, missing_values=missing_values,
-        required_columns=required_columns, code_version=code_version)
+        required_columns=required_columns, code_version=code_version,
+        delimiter=self.delimiter)
 
 
 class ParquetFormat(InputFormat):
@@ -833,12 +872,16 @@ def check_argument_names(path: str, names: Sequence[str]) -> None:
 
 
 def read(path: str, format_name: str = AUTO,
-         missing_values: Optional[Sequence[str]] = None
+         missing_values: Optional[Sequence[str]] = None,
+         delimiter: str = config_lib.AUTO_DELIMITER
          ) -> Tuple[Found, CheckData]:
-  """``find`` and the format's ``read`` of every file, with the checks that
-  hold for every format (``check_argument_names``); raises FormatError or
-  InputError."""
+  """``find`` and the format's ``read`` of every file (``delimiter``:
+  ``data.delimiter``), with the checks that hold for every format
+  (``check_argument_names``); raises FormatError or InputError. The
+  returned ``Found.format`` is the configured one."""
   found = find(path, format_name)
+  found = dataclasses.replace(
+      found, format=found.format.configured(delimiter, path))
   data = found.format.read(found.files, missing_values=missing_values)
   check_argument_names(path, data.names)
   return found, data
