@@ -73,6 +73,9 @@ _NUMBER = (r'^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$'
 # A number written with thousands separators ('12,345.5'), which is text to
 # the CSV reader: typed numeric all the same, so that the check names it.
 _GROUPED = r'^\s*[-+]?\d{1,3}(,\d{3})+(\.\d*)?\s*$'
+# The same for a decimal comma ('3,5', from a ';'-separated export).
+_DECIMAL_COMMA = r'^\s*[-+]?\d+,\d+\s*$'
+COMMA_NUMBER = f'{_GROUPED}|{_DECIMAL_COMMA}'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,15 +163,17 @@ def infer_features(columns: Sequence[csv_fast.Column],
     if column.type == ColumnType.STRING:
       # One pass over a text column; the second, which tells the grouped
       # numbers apart, only for the columns typed numeric by it.
-      numbers = _count(column, f'{_NUMBER}|{_GROUPED}')
+      numbers = _count(column, f'{_NUMBER}|{COMMA_NUMBER}')
       if numbers >= NUMERIC_SHARE * present:
-        grouped = _count(column, _GROUPED)
+        commas = _count(column, COMMA_NUMBER)
         numeric.append(name)
         notes[name] = (f'{numbers} of its {present} cells with a value are '
                        'numbers' + (
-                           f', {grouped} of them written with thousands '
-                           "separators ('12,345'), which the CSV reader takes "
-                           'for text: write them without' if grouped else ''))
+                           f', {commas} of them written with a comma (a '
+                           "thousands separator, '12,345', or a decimal "
+                           "comma, '3,5'), which the CSV reader takes for "
+                           'text: write them without separators and with a '
+                           'decimal point' if commas else ''))
         continue
     distinct = _distinct(column, finite)
     if distinct == 1:

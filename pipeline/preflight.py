@@ -20,6 +20,7 @@ the check answers in about a second.
 
 import dataclasses
 import math
+import re
 from typing import List, Optional, Tuple
 
 import numpy as np
@@ -194,11 +195,17 @@ def _numeric(path: str, data: formats.CheckData, name: str,
     row = _first(pc.is_in(cells, value_set=pa.array(sorted(bad))).to_numpy(
         zero_copy_only=False)) if bad else _first(column.present)
     file, number = data.locate(row)
+    cell = cells[row].as_py()
+    from pipeline import infer  # pylint: disable=g-import-not-at-top
+    comma = re.match(infer.COMMA_NUMBER, str(cell))
     raise InputDataError(
-        f'{file}: numeric column {name!r} holds {cells[row].as_py()!r} at '
+        f'{file}: numeric column {name!r} holds {cell!r} at '
         f'{data.data_row_word} {number}'
         + ('' if bad else ' as text') + '; expected numbers (or move it to '
         'data.features.categorical)'
+        + ('; a number written with a comma (a thousands separator or a '
+           'decimal comma) is text to the CSV reader: write it without '
+           'separators and with a decimal point' if comma else '')
         + ('' if inferred_because is None else
            f'. data.features: auto typed it numeric: {inferred_because}; '
            'fix the cell, add the token to data.missing_values if it marks a '

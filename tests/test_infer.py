@@ -172,7 +172,16 @@ def test_numbers_with_a_few_text_cells_are_numeric(tmp_path):
   inferred = infer.infer_features(columns, config_lib.LabelConfig(name='y'),
                                   rows)
   assert inferred.numeric == ('amount',)
-  assert 'written with thousands separators' in inferred.notes['amount']
+  assert "a thousands separator, '12,345'" in inferred.notes['amount']
+  # Decimal commas (quoted here; a ';' file needs no quotes): the same.
+  decimal = task_data.write_csv(
+      tmp_path / 'decimal.csv', ['price', 'y'],
+      [[f'{i * 0.37:.2f}'.replace('.', ','), i % 2] for i in range(n)])
+  columns, rows = _columns(decimal)
+  inferred = infer.infer_features(columns, config_lib.LabelConfig(name='y'),
+                                  rows)
+  assert inferred.numeric == ('price',)
+  assert f'{n} of them written with a comma' in inferred.notes['price']
 
 
 def test_categorical_int_bound(tmp_path):

@@ -423,3 +423,12 @@ def test_numbers_that_would_be_infinite(tmp_path, cell, message):
   rows[30] = f'{cell},1,Cash,5\n'
   with pytest.raises(InputDataError, match=message):
     check_csv(_config(_write(tmp_path, HEADER + ''.join(rows))))
+
+
+def test_a_decimal_comma_is_named(tmp_path):
+  path = _write(tmp_path, 'fare;trip_miles;payment_type;tips\n'
+                + '10;1,5;Cash;1\n10;2;Card;5\n' * 10)
+  with pytest.raises(InputDataError, match=(
+      r"numeric column 'trip_miles' holds '1,5' at data row 1; .*a number "
+      'written with a comma')):
+    check_csv(_config(path, 'data.delimiter=";"'))
