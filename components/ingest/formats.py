@@ -335,7 +335,9 @@ class CsvFormat(InputFormat):
       header = self.header(path)
     except (csv_fast.CsvInputError, OSError, EOFError):
       return None  # Reading the file says why, as run would.
-    return sniff_delimiter(header[0], self.delimiter) if len(header) == 1 else None
+    if len(header) != 1:
+      return None
+    return sniff_delimiter(header[0], self.delimiter)
 
   def header(self, path: str, remote_open: Optional[Opener] = None
              ) -> List[str]:
