@@ -12,7 +12,7 @@ see one fixed-length value per example.
 
 import hashlib
 import re
-from typing import Any, Dict, Mapping
+from typing import Any, Dict, List, Mapping
 
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -210,12 +210,37 @@ def _categorical(x, name: str, features: config_lib.FeaturesConfig) -> tf.Tensor
       vocab_filename=vocabulary_name(name)))
 
 
+def output_clashes(features: config_lib.FeaturesConfig,
+                   label: str) -> List[str]:
+  """Transform's output names that two columns could both produce (column
+  'x_missing' and the missing indicator of 'x', a label named 'x_xf'), one
+  line each: one output would silently replace the other."""
+  owners: Dict[str, List[str]] = {}
+  for name in features.numeric:
+    for key, what in ((transformed_name(name), 'its encoding'),
+                      (missing_name(name), 'its missing indicator'),
+                      (linear_name(name), 'its z-score beside the robust '
+                       'encoding')):
+      owners.setdefault(key, []).append(f'column {name!r} ({what})')
+  for name in features.categorical:
+    owners.setdefault(transformed_name(name), []).append(
+        f'column {name!r} (its encoding)')
+  owners.setdefault(label, []).append(f'the label {label!r}')
+  return [f'{key!r}: ' + ' and '.join(who)
+          for key, who in owners.items() if len(who) > 1]
+
+
 def preprocessing_fn(inputs: Dict[str, Any],
                      custom_config: Dict[str, Any]) -> Dict[str, tf.Tensor]:
   """tf.Transform callback: raw features in, model-ready features out."""
   config = config_lib.from_dict(custom_config['config'])
   data = config.data
   features = data.features
+  clashes = output_clashes(features, data.label.name)
+  if clashes:
+    raise ValueError(
+        "Transform's outputs would hold one name twice, "
+        + '; '.join(clashes) + ': rename one of the columns')
   outputs = {}
   if features.numeric:
     outputs.update(_numeric(inputs, features))

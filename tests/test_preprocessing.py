@@ -186,3 +186,17 @@ def test_numeric_analyzers_do_not_grow_with_the_column_count(encoding):
   # One analyzer per column made Transform's time and memory grow faster
   # than the column count (300 columns ran out of 23.5 GB).
   assert _analyzer_count(40, encoding) == _analyzer_count(2, encoding) > 0
+
+
+def test_two_columns_with_one_output_name_are_refused():
+  config = config_lib.load_config(None, [
+      'data.features={numeric: [x, x_missing, fare], categorical: [c]}',
+      'data.label=c_xf'])
+  assert preprocessing.output_clashes(config.data.features, 'c_xf') == [
+      "'x_missing_xf': column 'x' (its missing indicator) and column "
+      "'x_missing' (its encoding)",
+      "'c_xf': column 'c' (its encoding) and the label 'c_xf'"]
+  with pytest.raises(ValueError, match="one name twice, 'x_missing_xf'"):
+    preprocessing.preprocessing_fn({}, {'config': config.to_dict()})
+  assert preprocessing.output_clashes(_config().data.features,
+                                      'big_tipper') == []
