@@ -282,11 +282,24 @@ def _compile(args) -> int:
     except preflight.InputDataError as e:
       print(f'error: {e}', file=sys.stderr)
       return EXIT_BAD_INPUT
-  from kubeflow import runner
-  path = runner.compile_pipeline(
-      config, output_path=args.output, image=args.image,
-      pipeline_root=args.pipeline_root, data_root=args.data_root,
-      serving_dir=args.serving_dir)
+  # TensorFlow's and TFX's import-time logs go to a file kept only when the
+  # compilation fails, whose error then says where it is.
+  import shutil  # pylint: disable=g-import-not-at-top
+  import tempfile  # pylint: disable=g-import-not-at-top
+  from pipeline import console  # pylint: disable=g-import-not-at-top
+  log_path = os.path.join(tempfile.mkdtemp(prefix='pipeline-compile-'),
+                          'compile.log')
+  try:
+    with console.captured(log_path):
+      from kubeflow import runner  # pylint: disable=g-import-not-at-top
+      path = runner.compile_pipeline(
+          config, output_path=args.output, image=args.image,
+          pipeline_root=args.pipeline_root, data_root=args.data_root,
+          serving_dir=args.serving_dir)
+  except Exception:
+    print(f'Full log: {log_path}', file=sys.stderr)
+    raise
+  shutil.rmtree(os.path.dirname(log_path), ignore_errors=True)
   print(f'Pipeline spec written to {path}')
   return EXIT_OK
 

@@ -247,6 +247,23 @@ def test_cli_compile_writes_the_spec(tmp_path, capsys):
   assert trainer_config['config']['model']['epochs'] == 3
 
 
+def test_cli_compile_prints_one_line(tmp_path):
+  """TensorFlow's and TFX's import-time logs stay in a log file (removed
+  after a successful compilation), as a quiet run keeps them."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  out = tmp_path / 'pipeline.json'
+  env = {k: v for k, v in os.environ.items() if k != 'TF_CPP_MIN_LOG_LEVEL'}
+  env['TMPDIR'] = str(tmp_path)
+  proc = subprocess.run(
+      [sys.executable, '-m', 'pipeline', 'compile', '--output', str(out)],
+      capture_output=True, text=True, env=env, timeout=300, check=False)
+  assert proc.returncode == 0, proc.stderr
+  assert proc.stdout == f'Pipeline spec written to {out}\n'
+  assert proc.stderr == ''
+  assert sorted(os.listdir(tmp_path)) == ['pipeline.json']
+
+
 @pytest.mark.parametrize('task, label', [('multiclass', 'species'),
                                          ('regression', 'price')])
 def test_every_task_compiles_with_the_task_in_its_components(task, label,
