@@ -127,12 +127,6 @@ def _unlabelled(data: formats.CheckData, label: config_lib.LabelConfig
   return dropped
 
 
-def _at(data: formats.CheckData, row: int) -> str:
-  file, number = data.locate(row)
-  return f'{data.row_word} {number}' + (
-      f' of {file}' if len(data.files) > 1 else '')
-
-
 def _labels(path: str, data: formats.CheckData, task: tasks.Task,
             label: config_lib.LabelConfig, dropped: np.ndarray) -> None:
   """Reads the label of every row ExampleGen keeps as the task does
