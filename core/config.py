@@ -876,9 +876,14 @@ def parse_gate(raw: Mapping[str, Any], task: str) -> GateConfig:
                         tasks_lib.get(task))
 
 
-def _parse_scalar(text: str) -> Any:
-  """Parses the right-hand side of ``--set key=value`` as YAML."""
-  return yaml.safe_load(text) if text else None
+def _parse_scalar(item: str, text: str) -> Any:
+  """Parses the right-hand side of ``--set key=value`` (``item``) as YAML."""
+  try:
+    return yaml.safe_load(text) if text else None
+  except yaml.YAMLError as e:
+    problem = getattr(e, 'problem', None) or str(e).splitlines()[0]
+    raise ConfigError(f'--set {item!r}: the value is not valid YAML '
+                      f'({problem})') from None
 
 
 def apply_overrides(raw: dict, overrides: Sequence[str]) -> dict:
@@ -897,7 +902,7 @@ def apply_overrides(raw: dict, overrides: Sequence[str]) -> dict:
           raise ConfigError(f'--set {item!r}: {key} is not a section')
         node[key] = child
       node = child
-    node[keys[-1]] = _parse_scalar(value)
+    node[keys[-1]] = _parse_scalar(item, value)
   return raw
 
 

@@ -74,6 +74,8 @@ def test_user_file_replaces_the_dataset(tmp_path):
     ('data.features.numeric=[tips]', "would leak the label"),
     ('data.format=xls', "data.format: unknown format 'xls'"),
     ('nonsense', 'expected section.key=value'),
+    ('model.hidden_units=[64, 32',
+     "--set 'model.hidden_units=[64, 32': the value is not valid YAML"),
     ('gate.min_auc=.nan', 'gate.min_auc: expected a finite number'),
     ('gate.max_gap.auc=.inf', 'gate.max_gap.auc: expected a finite number'),
     ('regularization.l2=nan', 'regularization.l2: expected a finite number'),
