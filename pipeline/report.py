@@ -41,6 +41,7 @@ from tensorflow_metadata.proto.v0 import statistics_pb2
 from tfx.types import artifact_utils
 
 from components import validation
+from components.ingest import component as ingest_component
 from components.trainer import run as trainer_run
 from core import config as config_lib
 from core import records as records_lib
@@ -1362,6 +1363,19 @@ def encoding_section(training: Optional[Mapping[str, Any]]) -> str:
           'tokens are learned embeddings.</p>')
 
 
+def _dropped_paragraph(examples, label: config_lib.LabelConfig) -> str:
+  """How many rows ExampleGen left out for lacking the label's value."""
+  columns = ', '.join(f'<code>{_esc(c)}</code>' for c in label.required_columns)
+  dropped = (metadata.custom(examples, ingest_component.ROWS_DROPPED_PROPERTY)
+             if examples else None)
+  if dropped is None:
+    return (f'<p>Rows without a value in {columns} were not ingested '
+            '(<code>data.label.drop_missing</code>); this run did not count '
+            'them (the Beam path, or no ExampleGen output).</p>')
+  return (f'<p>Rows without a value in {columns}, not ingested '
+          f'(<code>data.label.drop_missing</code>): {int(dropped):,}.</p>')
+
+
 def _data_section(result, config, task, runs, directory) -> str:
   examples = _artifact(runs, NodeIds.EXAMPLE_GEN, 'examples')
   statistics = _artifact(runs, NodeIds.STATISTICS_GEN, 'statistics')
@@ -1373,6 +1387,8 @@ def _data_section(result, config, task, runs, directory) -> str:
            + (f' derived from <code>{_esc(config.data.label.column)}</code>'
               if config.data.label.column else '') + '.</p>',
            _features_paragraph(config.data.features, directory)]
+  if config.data.label.drop_missing:
+    parts.append(_dropped_paragraph(examples, config.data.label))
   rows = _rows_per_split(statistics) if statistics else {}
   labels, why = None, ''
   if rows and examples and transform_graph:

@@ -125,6 +125,23 @@ def test_quiet_run_blesses_pushes_and_logs_to_a_file(blessed_run):
   assert resolved.pipeline_name == 'penguins-species'
 
 
+def test_rows_without_a_label_are_counted_in_the_store_and_the_report(
+    user, blessed_run):
+  root, config = user
+  done = blessed_run
+  run_id = re.search(r'^Run (\S+):', done.stdout, re.M).group(1)
+  output_root = os.path.join(root,
+                             config_lib.load_config(str(config)).output.root)
+  store = metadata.connect_sqlite(os.path.join(output_root, 'metadata.sqlite'))
+  [examples] = metadata.node_runs(store, run_id)[
+      NodeIds.EXAMPLE_GEN].outputs['examples']
+  assert metadata.custom(examples, 'rows_dropped') == UNLABELLED
+  report = re.search(r'^Report: (.+)$', done.stdout, re.M).group(1)
+  with open(report, encoding='utf-8') as f:
+    assert ('not ingested (<code>data.label.drop_missing</code>): '
+            f'{UNLABELLED}.') in f.read()
+
+
 def test_stricter_gate_exits_3_and_runs_lists_both(user, blessed_run):
   root, config = user
   assert blessed_run.returncode == 0

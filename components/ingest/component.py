@@ -176,6 +176,10 @@ DELIMITER_KEY = 'delimiter'
 # The version of the pipeline's code (pipeline/code_version.py): read by no
 # executor, it is in the cache key, so that new code never reuses old runs.
 CODE_VERSION_KEY = 'code_version'
+# The examples artifact's count of input rows not written for lacking a
+# required column's value; set by the in-process path (the Beam one does not
+# count them).
+ROWS_DROPPED_PROPERTY = 'rows_dropped'
 
 
 def ingest_custom_config(missing_values: Optional[Sequence[str]] = None,
@@ -464,15 +468,21 @@ class _InProcessExecutor(beam_fallback.BeamOnFallback):
         # hashed into the output splits.
         (pattern_files,) = files.values()
         buckets = [s.hash_buckets for s in output_config.split_config.splits]
-        rows = _write(_rows_with(ingest.records(pattern_files), required,
-                                 ', '.join(pattern_files)),
+        read = ingest.records(pattern_files)
+        rows = _write(_rows_with(read, required, ', '.join(pattern_files)),
                       split_names, buckets, staging)
+        read_rows = read.count
       else:
         # Stock: each input split on its own (CSV: types inferred per split).
-        rows = sum(_write(_rows_with(ingest.records(files[split]), required,
-                                     ', '.join(files[split])),
-                          [split], None, staging) for split in split_names)
+        rows = read_rows = 0
+        for split in split_names:
+          read = ingest.records(files[split])
+          rows += _write(_rows_with(read, required, ', '.join(files[split])),
+                         [split], None, staging)
+          read_rows += read.count
       _publish(staging, examples, split_names)
+      artifact.set_int_custom_property(ROWS_DROPPED_PROPERTY,
+                                       read_rows - rows)
     except _NeedsBeam as e:
       reason = str(e)
     finally:
