@@ -129,12 +129,7 @@ def test_rows_without_a_label_are_counted_in_the_store_and_the_report(
     user, blessed_run):
   root, config = user
   done = blessed_run
-  run_id = re.search(r'^Run (\S+):', done.stdout, re.M).group(1)
-  output_root = os.path.join(root,
-                             config_lib.load_config(str(config)).output.root)
-  store = metadata.connect_sqlite(os.path.join(output_root, 'metadata.sqlite'))
-  [examples] = metadata.node_runs(store, run_id)[
-      NodeIds.EXAMPLE_GEN].outputs['examples']
+  examples = _output(root, config, done, NodeIds.EXAMPLE_GEN, 'examples')
   assert metadata.custom(examples, 'rows_dropped') == UNLABELLED
   report = re.search(r'^Report: (.+)$', done.stdout, re.M).group(1)
   with open(report, encoding='utf-8') as f:
@@ -158,15 +153,20 @@ def test_stricter_gate_exits_3_and_runs_lists_both(user, blessed_run):
   print(f'runs took {seconds:.1f} s')
 
 
-def _gate_json(root, config, done) -> dict:
-  """The gate.json of the run whose output is ``done``, read through the
-  metadata store as any client would."""
+def _output(root, config, done, node: str, key: str):
+  """Output ``key`` of ``node`` in the run whose output is ``done``, read
+  through the metadata store as any client would."""
   run_id = re.search(r'^Run (\S+):', done.stdout, re.M).group(1)
   output_root = os.path.join(root,
                              config_lib.load_config(str(config)).output.root)
   store = metadata.connect_sqlite(os.path.join(output_root, 'metadata.sqlite'))
-  [blessing] = metadata.node_runs(store, run_id)[
-      NodeIds.GATE].outputs['blessing']
+  [artifact] = metadata.node_runs(store, run_id)[node].outputs[key]
+  return artifact
+
+
+def _gate_json(root, config, done) -> dict:
+  """The gate.json of the run whose output is ``done``."""
+  blessing = _output(root, config, done, NodeIds.GATE, 'blessing')
   with open(os.path.join(blessing.uri, 'gate.json'), encoding='utf-8') as f:
     return json.load(f)
 
