@@ -494,6 +494,9 @@ class Trial:
   # What the search ranked it by: the score, worsened where a gap passed
   # tuning.gap_fraction of its limit (tuning.ranked_score).
   ranked: Optional[float] = None
+  # The trial whose values the Tuner handed to the Trainer
+  # (tuning.chosen_index).
+  chosen: bool = False
 
 
 def trials_of(records: List[dict],
@@ -516,6 +519,12 @@ def trials_of(records: List[dict],
         gap=record.get('gap'), epochs=record.get('epochs'),
         status=str(record.get('status', 'COMPLETED')),
         ranked=record.get('ranked', record.get('score'))))
+  from components.trainer import tuning  # pylint: disable=g-import-not-at-top
+  chosen = tuning.chosen_index(
+      records, objective_metric(records, tasks_lib.get(config.task))
+      .higher_is_better, config.tuning.gap_fraction)
+  if chosen is not None:
+    trials[chosen] = dataclasses.replace(trials[chosen], chosen=True)
   return trials
 
 
@@ -527,17 +536,9 @@ def objective_metric(records: List[dict], task: tasks_lib.Task
                           else name) or task.metrics[task.default_monitor]
 
 
-def chosen_trial(trials: List[Trial], metric: tasks_lib.Metric
-                 ) -> Optional[int]:
-  """Index of the trial the Tuner hands to the Trainer: the best ranked
-  score of a completed trial, in the objective's direction (KerasTuner's own
-  rule on what the trial reported)."""
-  scored = [i for i, t in enumerate(trials)
-            if t.ranked is not None and t.status == 'COMPLETED']
-  if not scored:
-    return None
-  pick = max if metric.higher_is_better else min
-  return pick(scored, key=lambda i: trials[i].ranked)
+def chosen_trial(trials: List[Trial]) -> Optional[int]:
+  """Index of the trial the Tuner handed to the Trainer, if any."""
+  return next((i for i, t in enumerate(trials) if t.chosen), None)
 
 
 def _varying(trials: List[Trial]) -> Tuple[set, List[str]]:
@@ -565,7 +566,7 @@ def trials_figure(trials: List[Trial], metric: tasks_lib.Metric,
   order reads against the table (same numbers) and shows whether the
   search was still improving when the budget ended it.
   """
-  chosen = chosen_trial(trials, metric)
+  chosen = chosen_trial(trials)
   common, labels = _varying(trials)
   first = list(dict.fromkeys(labels))[:MAX_COMBINATION_COLORS]
   other = 'other combinations (see the table)'
@@ -1240,7 +1241,7 @@ def regularization_path_section(records: Optional[List[dict]],
     return '\n'.join(parts)
   metric = objective_metric(records, task)
   trials = trials_of(records, config)
-  chosen = chosen_trial(trials, metric)
+  chosen = chosen_trial(trials)
   parts.append(
       f'<p>The search ran {len(trials)} trial(s) in '
       f"{sum(r.get('seconds', 0.0) for r in records):.0f} s (budget "

@@ -833,10 +833,14 @@ def search_sentence(m: Measured, o: Outcome) -> str:
       objective[len('val_'):])
   if metric is None:
     return f'Search: {_count(len(m.trials), "trial")}{took}.'
-  best = (max if metric.higher_is_better else min)(
-      m.trials, key=lambda t: t['score'])
-  return (f'Search: {_count(len(m.trials), "trial")}{took}; the best, '
-          f"{objective} {best['score']:.4f} on eval"
+  from components.trainer import tuning  # pylint: disable=g-import-not-at-top
+  chosen = tuning.chosen_index(m.trials, metric.higher_is_better,
+                               config_lib.TuningConfig().gap_fraction)
+  if chosen is None:
+    return f'Search: {_count(len(m.trials), "trial")}{took}; none completed.'
+  best = m.trials[chosen]
+  return (f'Search: {_count(len(m.trials), "trial")}{took}; the one chosen '
+          f"(tuning.chosen_index), {objective} {best['score']:.4f} on eval"
           + (f", train − eval gap {best['gap']:+.4f}" if 'gap' in best
              else '') + '.')
 

@@ -119,7 +119,17 @@ def test_a_lower_is_better_objective_chooses_the_smallest_score():
   config = config_lib.load_config(overrides=[
       'task=regression', 'data.label=tips', 'tuning.enabled=true'])
   trials = report.trials_of(records, config)
-  assert report.chosen_trial(trials, metric) == 1
+  assert report.chosen_trial(trials) == 1
+
+
+def test_the_chosen_trial_is_within_the_gap_allowance_where_one_is():
+  """The ranked best (trial 1, its gap past tuning.gap_fraction) is not the
+  one the Tuner hands on; the table and figure mark the one it does."""
+  records = [dict(TRIALS[0], ranked=0.95, excess=0.2),
+             dict(TRIALS[1], ranked=0.93, excess=0.0)]
+  trials = report.trials_of(records, config_lib.load_config())
+  assert report.chosen_trial(trials) == 1
+  assert [t.chosen for t in trials] == [False, True]
 
 
 def test_the_figure_keeps_many_combinations_readable(tmp_path):

@@ -112,6 +112,27 @@ def test_ranked_score_is_worse_by_the_excess_in_the_objectives_units():
   assert tuning.ranked_score(auc, 0.95, 0.5, None) == 0.95
 
 
+def test_the_chosen_trial_is_the_best_the_gate_would_likely_bless():
+  def trial(ranked, excess, status='COMPLETED'):
+    return {'score': ranked, 'ranked': ranked, 'excess': excess,
+            'status': status}
+  # Ranked best (0.95) but its gap is past the allowance: 0.90 is chosen.
+  records = [trial(0.95, 0.2), trial(0.90, 0.0), trial(0.85, 0.0)]
+  assert tuning.chosen_index(records, True, 0.5) == 1
+  # None within the allowance: the best of those within the limit itself
+  # (excess <= 1 - fraction), then the best ranked of the rest.
+  records = [trial(0.95, 0.7), trial(0.90, 0.4), trial(0.91, 0.3)]
+  assert tuning.chosen_index(records, True, 0.5) == 2
+  assert tuning.chosen_index(records[:1], True, 0.5) == 0
+  # Lower is better; a failed trial and one without a score are never chosen.
+  records = [trial(0.1, 0.0, 'FAILED'), trial(0.3, 0.0), trial(0.2, 0.0),
+             {'score': None, 'status': 'COMPLETED'}]
+  assert tuning.chosen_index(records, False, 0.5) == 2
+  # Records without gaps (no train sample): the best score.
+  assert tuning.chosen_index([{'score': 0.8}, {'score': 0.9}], True, 0.5) == 1
+  assert tuning.chosen_index([], True, 0.5) is None
+
+
 def test_best_values_override_regularization():
   reg = config_lib.RegularizationConfig(l2=1e-3, dropout=0.2, max_norm=3.0)
   tuned = trainer_run.regularization_with(
@@ -178,6 +199,8 @@ def test_tuner_searches_and_trainer_uses_the_best(transformed_data, tmp_path,
       tasks.get('binary'), str(tmp_path))
   assert '<img src="trials.png"' in page
   best = tuner.get_best_hyperparameters()[0]
+  chosen = records[tuning.chosen_index(records, True, 0.5)]
+  assert best.values == chosen['hyperparameters']
   # As the TFX Tuner writes it and the Trainer receives it; a bool and a
   # string forced on to see them arrive.
   handed = best.get_config()

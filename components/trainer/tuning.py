@@ -8,8 +8,9 @@ whole search stops at ``tuning.budget_minutes``. A trial whose
 train-minus-eval gap on any of the gate's gap metrics passes
 ``tuning.gap_fraction`` of its ``gate.max_gap`` is ranked lower
 (``ranked_score``): the gate measures the gap on test with an interval, so
-a winner at the limit on eval would be refused. The Tuner writes the best
-values and ``run.run_fn`` applies them (``run.config_with``). Each trial's
+a winner at the limit on eval would be refused. The Tuner writes the values
+of the best trial whose gaps are within that share (``chosen_index``), and
+``run.run_fn`` applies them (``run.config_with``). Each trial's
 settings, best eval objective, gaps and ranked score go to ``trials.json``
 in the tuner's project directory (``TRIALS_JSON``).
 """
@@ -77,6 +78,29 @@ def ranked_score(metric: tasks.Metric, score: float, excess: float,
   return score - penalty if metric.higher_is_better else score + penalty
 
 
+def chosen_index(records, higher_is_better: bool,
+                 fraction: float) -> Optional[int]:
+  """Index in ``records`` (``trials.json``) of the trial whose values reach
+  the Trainer: the best ranked score among the completed trials whose
+  eval gaps are all within ``fraction`` of their limits (``excess`` 0); when
+  none is, among those within the limits themselves; only then among all.
+  The ranked score alone steers the search, but a trial the gate would
+  likely refuse is never handed on over one it would likely bless."""
+  def tier(record):
+    excess = record.get('excess') or 0.0
+    if not excess:
+      return 0
+    return 1 if excess <= 1.0 - fraction else 2
+  done = [i for i, r in enumerate(records)
+          if r.get('ranked', r.get('score')) is not None
+          and str(r.get('status', 'COMPLETED')) == 'COMPLETED']
+  if not done:
+    return None
+  sign = -1.0 if higher_is_better else 1.0
+  return min(done, key=lambda i: (
+      tier(records[i]), sign * records[i].get('ranked', records[i]['score'])))
+
+
 class Deadline(keras.callbacks.Callback):
   """Stops training once ``time.monotonic()`` passes ``deadline``."""
 
@@ -115,6 +139,18 @@ class RegularizationSearch(keras_tuner.BayesianOptimization):
     self._start = None
     self._durations = []
     self._pending = {}
+
+  def get_best_hyperparameters(self, num_trials=1):
+    """The ``chosen_index`` trial's values first (TFX's Tuner writes the
+    first), then KerasTuner's own order."""
+    best = super().get_best_hyperparameters(num_trials)
+    i = chosen_index(self.records, self.oracle.objective.direction == 'max',
+                     self.gap_fraction)
+    if i is None:
+      return best
+    chosen = self.oracle.get_trial(self.records[i]['trial_id']).hyperparameters
+    rest = [hp for hp in best if hp.values != chosen.values]
+    return [chosen, *rest][:num_trials]
 
   @property
   def trials_path(self) -> str:
