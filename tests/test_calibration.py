@@ -87,6 +87,22 @@ def test_rows_that_cannot_bound_the_temperature_leave_it_at_one():
   assert fitted['eval_loss_calibrated'] == fitted['eval_loss']
 
 
+def test_on_few_rows_the_prior_keeps_the_temperature_nearer_one(monkeypatch):
+  # 40 rows of an underconfident model (true T 0.4): alone, their loss
+  # sharpens far; the prior weighs as one row against their sum. On 20,000
+  # rows (the test above) it is negligible.
+  z, labels = _binary_rows(40, seed=1)
+  probabilities = _sigmoid(z * 0.4)
+  info = {'positive_rate': 0.5}
+  with_prior = calibration.fit_temperature(BINARY, info, probabilities,
+                                           labels)
+  monkeypatch.setattr(calibration, 'PRIOR_SD', 1e9)
+  alone = calibration.fit_temperature(BINARY, info, probabilities, labels)
+  assert alone['temperature'] < with_prior['temperature'] < 1.0
+  assert with_prior['eval_loss_calibrated'] >= alone['eval_loss_calibrated']
+  assert with_prior['eval_loss_calibrated'] < with_prior['eval_loss']
+
+
 def test_no_temperature_that_does_not_help():
   # Constant predictions: no temperature changes the loss of 0.5 much, and
   # none lowers it.
