@@ -7,6 +7,7 @@ store. It is the only place that touches the local filesystem layout.
 
 import dataclasses
 import json
+import math
 import os
 import sys
 import time
@@ -15,6 +16,7 @@ from typing import Dict, List, Optional, Sequence
 from tfx import v1 as tfx
 
 from components import beam_fallback
+from components.gate import decision
 from components.gate import keys as gate_keys
 from components.trainer import run as trainer_run
 from core import config as config_lib
@@ -184,10 +186,39 @@ def read_result(metadata_path: str, pipeline_root: str,
       wall_seconds=wall_seconds)
 
 
+# A held-out split this many times the run's is past what a user can add:
+# an estimate that close to its limit is not one more rows will decide.
+MAX_ROWS_FACTOR = 100
+
+
+def _point_passes(check: dict) -> bool:
+  return decision.point_passes(check['value'], check['threshold'],
+                               check['comparison'])
+
+
+def undecided_note(check: dict, held_out_rows: Optional[int]) -> str:
+  """What would decide an inconclusive or refused check ('' for others):
+  the held-out rows that would, unless its point estimate is past the limit
+  already (more rows would only confirm that) or so close to it that no
+  realistic split would."""
+  if check.get('verdict', 'pass') not in ('inconclusive', 'refused'):
+    return ''
+  if math.isfinite(check['value']) and not _point_passes(check):
+    return 'its point estimate is past the limit too'
+  needed = check.get('rows_needed')
+  if not needed:
+    return ''
+  if held_out_rows and needed > MAX_ROWS_FACTOR * held_out_rows:
+    return ('its estimate is too close to the limit for more held-out rows '
+            'to decide it')
+  return f'~{needed:,} held-out rows would decide it'
+
+
 def format_summary(result: RunResult, nodes: bool = True) -> str:
   """The short summary printed at the end of a run; ``nodes`` adds a table
   of every node's state and time (a quiet run has printed those already,
   except the states of nodes that did not run)."""
+  held_out_rows = ((result.gate or {}).get('sizes') or {}).get('held_out')
 
   def interval_note(check: dict) -> str:
     # The check's interval and, unless it simply passed or failed, its
@@ -200,11 +231,12 @@ def format_summary(result: RunResult, nodes: bool = True) -> str:
     if verdict in ('inconclusive', 'refused'):
       note += f' {verdict}' + (' (point estimate decides)' if check['passed']
                                else '')
-      if check.get('rows_needed'):
-        note += f", ~{check['rows_needed']:,} held-out rows would decide it"
+      decide = undecided_note(check, held_out_rows)
+      note += f', {decide}' if decide else ''
       key = {'gap': f"gate.max_gap.{check['metric']}",
              'baseline': 'gate.baseline_tolerance'}.get(check['kind'])
-      if verdict == 'refused' and key and check.get('low') is not None:
+      if (verdict == 'refused' and key and check.get('low') is not None
+          and _point_passes(check)):
         # What this data can measure: a limit as wide as the interval's half.
         half = (check['high'] - check['low']) / 2
         note += f'; measurable here: {key} >= {half:.2g}'
@@ -237,6 +269,13 @@ def format_summary(result: RunResult, nodes: bool = True) -> str:
       best = (result.training.get('early_stopping') or {}).get(
           'best_epoch', result.training['epochs_run'])
       eval_split = result.training['epochs'][best - 1]['eval']
+    # Train and test are scored by the exported, calibrated model; the
+    # epochs' eval log loss is before calibration.
+    calibrated = (result.training or {}).get('calibration') or {}
+    temperature = calibrated.get('temperature', 1.0)
+    if temperature != 1.0 and 'log_loss' in eval_split:
+      eval_split = dict(eval_split,
+                        log_loss=calibrated['eval_loss_calibrated'])
     gaps = {c['metric']: c['value'] for c in result.gate['checks']
             if c['kind'] == 'gap' and not c['slice']}
     nan = float('nan')
@@ -249,7 +288,11 @@ def format_summary(result: RunResult, nodes: bool = True) -> str:
           f"  {held_out.get(m, nan):7.4f}  {format_gap(metric, gaps.get(m))}"
       ).rstrip())
     lines.append(f"  (train: {int(train['example_count'])} sampled rows; test: "
-                 f"{int(held_out['example_count'])} rows)")
+                 f"{int(held_out['example_count'])} rows"
+                 + (f'; probabilities calibrated with temperature '
+                    f'{temperature:.3g}, fitted on eval, whose log loss was '
+                    f"{calibrated['eval_loss']:.4f} before)"
+                    if temperature != 1.0 else ')'))
     trivial = trivial_predictor(task, held_out)
     if trivial:
       lines.append(f'  trivial predictor on test: {trivial}')

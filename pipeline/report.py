@@ -1032,9 +1032,9 @@ def _gate_section(gate: Optional[dict], task: tasks_lib.Task,
                           if verdict == 'inconclusive' else '')
     else:
       words = 'FAILED' + ('' if verdict == 'fail' else f' ({verdict})')
-    if verdict in ('inconclusive', 'refused') and c.get('rows_needed'):
-      words += f"; ~{c['rows_needed']:,} held-out rows would decide it"
-    return words
+    decide = local_runner.undecided_note(c, gate.get('sizes', {}).get(
+        'held_out'))
+    return words + (f'; {decide}' if decide else '')
 
   rows = [[c['kind'], c['metric'], c['slice'] or 'all', _fmt(c['value']),
            c['comparison'], _fmt(c['threshold']), outcome(c), interval(c),

@@ -591,3 +591,41 @@ def test_summary_of_a_refused_gap_names_the_limit_this_data_can_measure():
                                                 blessed=False))
   assert ('refused, ~765 held-out rows would decide it; measurable here: '
           'gate.max_gap.accuracy >= 0.06') in text, text
+
+
+def test_summary_shows_the_eval_log_loss_after_calibration():
+  _, gate, training = _synthetic('binary')
+  text = local_runner.format_summary(run_result('binary', gate, training))
+  assert 'calibrated' not in text
+  training['calibration'] = {'temperature': 0.749, 'eval_loss': 0.3,
+                             'eval_loss_calibrated': 0.2468}
+  text = local_runner.format_summary(run_result('binary', gate, training))
+  [row] = [line.split() for line in text.splitlines()
+           if line.strip().startswith('log_loss')]
+  assert row[2] == '0.2468', text  # metric, train, eval, test, gap
+  assert ('probabilities calibrated with temperature 0.749, fitted on eval, '
+          'whose log loss was 0.3000 before)') in text
+
+
+@pytest.mark.parametrize('value,rows_needed,says', [
+    # Past the limit already: more rows would only confirm it; a looser
+    # limit "measurable here" would not pass it.
+    (0.07, 765, 'refused, its point estimate is past the limit too'),
+    # At the limit: no realistic held-out split decides it.
+    (0.0299, 10 ** 9, 'refused, its estimate is too close to the limit for '
+     'more held-out rows to decide it; measurable here'),
+])
+def test_summary_of_an_undecided_gap_says_what_more_rows_would_do(
+    value, rows_needed, says):
+  _, gate, training = _synthetic('multiclass')
+  [check] = [c for c in gate['checks']
+             if c['kind'] == 'gap' and c['metric'] == 'accuracy'
+             and not c['slice']]
+  check.update(verdict='refused', passed=False, value=value, threshold=0.03,
+               low=value - 0.06, high=value + 0.06, rows_needed=rows_needed)
+  text = local_runner.format_summary(run_result('multiclass', gate, training,
+                                                blessed=False))
+  assert says in text, text
+  assert 'held-out rows would decide it' not in text
+  if value > 0.03:
+    assert 'measurable here' not in text

@@ -175,7 +175,8 @@ def _fmt(value: Optional[float]) -> str:
   return f'{value:.4g}' if math.isfinite(value) else str(value)
 
 
-def _point_passes(value: float, threshold: float, comparison: str) -> bool:
+def point_passes(value: float, threshold: float, comparison: str) -> bool:
+  """Whether ``value`` passes ``threshold`` by itself, without an interval."""
   # NaN compares false either way: an unmeasurable value fails.
   return value >= threshold if comparison == '>=' else value <= threshold
 
@@ -218,7 +219,7 @@ class _Judge:
     is refused. ``exact``: a count, decided on its value. ``rows``: the
     (held-out, train) rows measured, when not the whole sides'."""
     value, threshold = float(value), float(threshold)
-    point = _point_passes(value, threshold, comparison)
+    point = point_passes(value, threshold, comparison)
     if not math.isfinite(value):
       return Check(kind, metric, slice_, value, threshold, comparison, False,
                    f'{detail}; the value is not finite', FAIL)
