@@ -77,6 +77,12 @@ def _statistics(values, encoding: str) -> Dict[str, tf.Tensor]:
   # sample, against 1.6e-4 for the 1-D sums of one column.
   # (tf.Transform's TF2 mode loses the float64 outputs' static shape.)
   k = values.shape[1]
+  if k == 1:
+    # tf.Transform's TF1 mode binds an analyzer's [1] output as a constant
+    # of shape [], a rank its graph then refuses ("Shapes must be equal
+    # rank, but are 0 and 1"): one column is analyzed as two.
+    twice = _statistics(tf.concat([values, values], axis=1), encoding)
+    return {name: stat[:1] for name, stat in twice.items()}
   values64 = tf.cast(values, tf.float64)
   mean = tf.reshape(tf.cast(
       tft.mean(values64, reduce_instance_dims=False), tf.float32), [k])

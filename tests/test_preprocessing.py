@@ -36,16 +36,19 @@ def _config():
       'relative_to: fare}'])
 
 
-def _run_transform(config, rows, spec, tmp_path_factory, order_by):
-  """``preprocessing_fn`` over ``rows`` by tf.Transform; outputs by column,
-  rows sorted by ``order_by`` (Beam keeps no order)."""
+def _run_transform(config, rows, spec, tmp_path_factory, order_by,
+                   tf_compat_v1=False):
+  """``preprocessing_fn`` over ``rows`` by tf.Transform (in its TF1 mode, as
+  the pipeline's Transform runs it, with ``tf_compat_v1``); outputs by
+  column, rows sorted by ``order_by`` (Beam keeps no order)."""
   metadata = dataset_metadata.DatasetMetadata.from_feature_spec(spec)
   fn = functools.partial(preprocessing.preprocessing_fn,
                          custom_config={'config': config.to_dict()})
   out_prefix = str(tmp_path_factory.mktemp('out') / 'rows')
   options = PipelineOptions(['--direct_running_mode=in_memory'])
   with beam.Pipeline(options=options) as p, tft_beam.Context(
-      temp_dir=str(tmp_path_factory.mktemp('tft'))):
+      temp_dir=str(tmp_path_factory.mktemp('tft')),
+      force_tf_compat_v1=tf_compat_v1):
     (data, _), _ = ((p | beam.Create(rows), metadata)
                     | tft_beam.AnalyzeAndTransformDataset(
                         fn, output_record_batches=False))
@@ -129,6 +132,28 @@ def test_label_as_each_task_reads_it(tmp_path_factory, task, label, values,
   else:
     # The label stays in its units: the model, not Transform, takes the log.
     np.testing.assert_allclose(out['price'], values)
+
+
+@pytest.mark.parametrize('encoding', config_lib.NUMERIC_ENCODINGS)
+def test_one_numeric_column_in_the_pipelines_tf1_mode(tmp_path_factory,
+                                                      encoding):
+  """A single numeric column: tf.Transform's TF1 mode once refused the graph
+  (an analyzer's [1] output bound as a scalar)."""
+  config = config_lib.load_config(None, [
+      'data.label={name: y}',
+      f'data.features={{numeric: [x], numeric_encoding: {encoding}}}'])
+  values = [float(i) for i in range(20)]
+  rows = [{'x': [v], 'y': [i % 2]} for i, v in enumerate(values)]
+  spec = {'x': tf.io.VarLenFeature(tf.float32),
+          'y': tf.io.VarLenFeature(tf.int64)}
+  out = _run_transform(config, rows, spec, tmp_path_factory, 'x_xf',
+                       tf_compat_v1=True)
+  if encoding == 'robust':
+    assert np.all(np.diff(out['x_xf']) > 0)
+    assert np.abs(out['x_xf']).max() < preprocessing.CLIP
+  else:  # A uniform column is not heavy: auto keeps the z-score.
+    np.testing.assert_allclose(
+        out['x_xf'], (np.array(values) - 9.5) / np.std(values), rtol=1e-4)
 
 
 def test_spaces_around_text_values_do_not_count(tmp_path_factory):
