@@ -18,6 +18,7 @@ import contextlib
 import csv
 import datetime
 import glob
+import gzip
 import io
 import os
 
@@ -78,6 +79,15 @@ CASES = [
      "feature columns ['trip_miles'] not in the header"),
     ('ragged row', HEADER + '10,1,Cash\n' * 10, (),
      'data row 1 has 3 fields, the header has 4'),
+    ('gzip under a .csv name', gzip.compress((HEADER + _rows(20)).encode()),
+     (), 'the file is gzip-compressed but its name does not end in .gz'),
+    ('Parquet under a .csv name', b'PAR1' + bytes(64) + b'PAR1', (),
+     'the file is Parquet, not CSV; name it .parquet'),
+    ("pandas' index column", ',' + HEADER + ''.join(
+        f'{i},{row}\n' for i, row in enumerate(_rows(20).splitlines())), (),
+     "header columns [1] have no name (column names are read from the first "
+     "line); an unnamed first column is the row index pandas' to_csv writes "
+     'by default: write the file with index=False'),
 ]
 
 

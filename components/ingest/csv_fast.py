@@ -63,6 +63,10 @@ class CsvInputError(ValueError):
 # Reading
 
 
+GZIP_MAGIC = b'\x1f\x8b'
+PARQUET_MAGIC = b'PAR1'
+
+
 def read_header(path: str,
                 open_fn: Optional[Callable[[str], object]] = None,
                 delimiter: str = ',') -> List[str]:
@@ -78,6 +82,14 @@ def read_header(path: str,
   source = open(path, 'rb') if open_fn is None else open_fn(path)
   with source:
     first = source.readline()
+  # Compressed or binary files under a text file's name: the reader picks
+  # gzip by the suffix (as Beam does), so say which suffix.
+  if first.startswith(GZIP_MAGIC):
+    raise CsvInputError(f'{path}: the file is gzip-compressed but its name '
+                        'does not end in .gz; rename it to end in .csv.gz')
+  if first.startswith(PARQUET_MAGIC):
+    raise CsvInputError(f'{path}: the file is Parquet, not CSV; name it '
+                        '.parquet or set data.format: parquet')
   try:
     text = first.decode('utf-8-sig')
   except UnicodeDecodeError as e:

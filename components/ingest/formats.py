@@ -392,12 +392,17 @@ class CsvFormat(InputFormat):
     if unnamed:
       # One empty name, the last: what a spreadsheet's export writes.
       trailing = unnamed == [len(header)]
+      index = unnamed == [1] and len(header) > 1
       raise InputError(
           f'{path}: header columns {unnamed} have no name (column names are '
           'read from the first line)'
           + ('; the header line ends with a comma: if every line does (as '
              'spreadsheet exports write), remove the trailing commas'
-             if trailing else ''))
+             if trailing else '')
+          + ("; an unnamed first column is the row index pandas' to_csv "
+             'writes by default: write the file with index=False, or name '
+             'the column (features: auto and init leave an identifier '
+             'column out)' if index else ''))
     duplicates = sorted({h for h in header if header.count(h) > 1})
     if duplicates:
       raise InputError(f'{path}: duplicate column names {duplicates}')
