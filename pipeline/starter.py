@@ -435,13 +435,20 @@ def write_starter_config(data_path: str, label_column: str, output_path: str,
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(staging, 0o666 & ~umask)
-    loaded = config_lib.load_config(staging).data.features
+    config = config_lib.load_config(staging)
+    loaded = config.data.features
     written = (loaded.numeric, loaded.categorical, loaded.log_scale)
     if loaded.auto or written != (starter.features.numeric,
                                   starter.features.categorical,
                                   starter.features.log_scale):
       raise RuntimeError(f'the starter config reads back features {written}, '
                          f'not the inferred {starter.features}')
+    # What ``run`` checks before anything runs, so that init never writes a
+    # config whose first run is refused (an infinite value, a ragged row).
+    try:
+      preflight.check_data(config)
+    except preflight.InputDataError as e:
+      raise InitError(str(e)) from None
     os.replace(staging, output_path)
   finally:
     if os.path.exists(staging):

@@ -298,9 +298,15 @@ def test_what_run_refuses_init_refuses_with_the_same_message(tmp_path):
   clash = tmp_path / 'clash.csv'
   clash.write_text('x,x-1,x 1,y\n' + ''.join(
       f'{i},{i},{i},{i % 2}\n' for i in range(60)))
+  # An infinity in a column the data types numeric.
+  infinite = tmp_path / 'infinite.csv'
+  infinite.write_text('x,w,y\n' + ''.join(
+      f"{'inf' if i == 11 else i},{i * 7 % 5},{i % 2}\n" for i in range(60)))
   for path, message in ((preamble, r'header columns \[3, 4\] have no name'),
                         (ragged, 'data row 1 has 4 fields, the header has 5'),
-                        (clash, "'x-1', 'x 1' all read as 'x_1'")):
+                        (clash, "'x-1', 'x 1' all read as 'x_1'"),
+                        (infinite, "numeric column 'x' holds 'inf' at data "
+                         'row 12; an infinite value cannot be scaled')):
     with pytest.raises(starter.InitError, match=message) as refused:
       starter.main(str(path), 'y', output=str(tmp_path / 'c.yaml'))
     config = config_lib.load_config(overrides=[
