@@ -18,6 +18,7 @@ import math
 import os
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from components.gate import decision
 from components.gate import keys as gate_keys
 from core import tasks as tasks_lib
 from pipeline import metadata
@@ -44,6 +45,9 @@ class MetricRecord:
   gap: Optional[float]  # Train minus held-out, where the gate checked it.
   relative_gap: bool  # The gap is held_out / train - 1 (label units).
   gap_passed: Optional[bool]
+  # Whether the gap's point estimate is within its limit (None: unknown):
+  # a check that did not pass with this True was undecided, not over.
+  gap_within: Optional[bool] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -222,7 +226,8 @@ def _verdict(gate: Optional[dict], blessing, task_name: Optional[str]
                    train=_number(train.get(name)),
                    gap=_number(gaps[name]['value']) if name in gaps else None,
                    relative_gap=metric.relative_gap,
-                   gap_passed=gaps[name]['passed'] if name in gaps else None)
+                   gap_passed=gaps[name]['passed'] if name in gaps else None,
+                   gap_within=_within(gaps.get(name)))
       for name, metric in (task.metrics.items() if task else ()))
   return reason, failed, records
 
@@ -301,12 +306,26 @@ def _value(value: Optional[float]) -> str:
   return f'{value:.4f}' if abs(value) < 100 else f'{value:,.1f}'
 
 
+def _within(check: Optional[dict]) -> Optional[bool]:
+  if (not check or check.get('threshold') is None
+      or check.get('value') is None):
+    return None
+  value = float(check['value'])
+  if not math.isfinite(value):
+    return False
+  return decision.point_passes(value, float(check['threshold']),
+                               check['comparison'])
+
+
 def _gap(metric: MetricRecord) -> str:
   if metric.gap is None:
     return ''
   text = (f'{metric.gap:+.1%}' if metric.relative_gap
           else f'{metric.gap:+.4f}')
-  return f" ({text}{'!' if metric.gap_passed is False else ''})"
+  mark = ('' if metric.gap_passed is not False else
+          '?' if metric.gap_within else '!')
+  return f' ({text}{mark})'
+
 
 
 def _failed(checks: Sequence[CheckRecord], width: int) -> str:
@@ -375,7 +394,8 @@ def format_runs(records: Sequence[RunRecord]) -> str:
   data_width = min(18, max(4, *(len(_file_name(r.data)) for r in records)))
   lines = [
       f"{'run id':<26}  {'started':<16}  {'data':<{data_width}}  outcome",
-      '    held-out metrics (train-minus-held-out gap; ! over its max_gap)']
+      '    held-out metrics (train-minus-held-out gap; ! over its max_gap, '
+      '? within it but not shown to be)']
   for record in records:
     name = _file_name(record.data)
     if len(name) > data_width:

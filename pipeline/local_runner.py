@@ -260,6 +260,10 @@ def format_summary(result: RunResult, nodes: bool = True) -> str:
         f"{', '.join(t['regularization']['active']) or 'none'}"
         + (f", best epoch {es['best_epoch']} restored ({es['monitor']})"
            if es else ''))
+    if es and not es['stopped_early'] and es['best_epoch'] == t['epochs_run']:
+      lines.append(f"  note: the best epoch was the last, {t['epochs_run']}: "
+                   'the eval metric was still improving when model.epochs '
+                   'ended training; a larger model.epochs may help')
   if result.gate:
     task = result.task
     metrics = result.gate['metrics']

@@ -403,3 +403,15 @@ def test_runs_command_prints_the_table_and_json(store, capsys):
 def test_runs_command_without_a_store_exits_2(tmp_path, capsys):
   assert cli.main(['runs', '--set', f'output.root={tmp_path}']) == 2
   assert 'metadata' in capsys.readouterr().err
+
+
+def test_a_gap_over_its_limit_and_an_undecided_one_are_marked_apart():
+  def gap(passed, within):
+    return history._gap(history.MetricRecord(  # pylint: disable=protected-access
+        'accuracy', 0.9, 0.92, 0.02, False, passed, gap_within=within))
+  assert gap(True, True) == ' (+0.0200)'
+  assert gap(False, True) == ' (+0.0200?)'  # Inconclusive or refused.
+  assert gap(False, False) == ' (+0.0200!)'
+  assert gap(False, None) == ' (+0.0200!)'  # A record without its limit.
+  assert history._within({'value': 0.02, 'threshold': 0.03,  # pylint: disable=protected-access
+                          'comparison': '<='})

@@ -593,6 +593,16 @@ def test_summary_of_a_refused_gap_names_the_limit_this_data_can_measure():
           'gate.max_gap.accuracy >= 0.06') in text, text
 
 
+def test_summary_says_when_training_ended_still_improving():
+  _, gate, training = _synthetic('binary')
+  text = local_runner.format_summary(run_result('binary', gate, training))
+  assert 'still improving' not in text  # Best epoch 2 of 3.
+  training['early_stopping'].update(best_epoch=3)
+  text = local_runner.format_summary(run_result('binary', gate, training))
+  assert ('note: the best epoch was the last, 3: the eval metric was still '
+          'improving when model.epochs ended training') in text, text
+
+
 def test_summary_shows_the_eval_log_loss_after_calibration():
   _, gate, training = _synthetic('binary')
   text = local_runner.format_summary(run_result('binary', gate, training))
