@@ -79,6 +79,9 @@ CASES = [
      "feature columns ['trip_miles'] not in the header"),
     ('ragged row', HEADER + '10,1,Cash\n' * 10, (),
      'data row 1 has 3 fields, the header has 4'),
+    ('a quote left open', HEADER + _rows(20) + '10,"open,Cash,1\n'
+     + _rows(20), (), 'data row 21 has 2 fields, the header has 4; its field '
+     "2 is quoted and runs on over the next lines ('open,Cash,1\\n10,0,Card,"),
     ('gzip under a .csv name', gzip.compress((HEADER + _rows(20)).encode()),
      (), 'the file is gzip-compressed but its name does not end in .gz'),
     ('Parquet under a .csv name', b'PAR1' + bytes(64) + b'PAR1', (),

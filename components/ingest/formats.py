@@ -424,8 +424,15 @@ class CsvFormat(InputFormat):
     when quoted values may hold newlines)."""
     for number, row in self._data_rows(path):
       if len(row) != width:
+        # A quote left open swallows the following lines into one field.
+        runs_on = next((i for i, cell in enumerate(row)
+                        if '\n' in cell or '\r' in cell), None)
         return (f'data row {number} has {len(row)} fields, the header has '
-                f'{width}')
+                f'{width}' + ('' if runs_on is None else
+                              f'; its field {runs_on + 1} is quoted and runs '
+                              'on over the next lines '
+                              f'({row[runs_on][:30]!r}...): close the quote '
+                              '(a quote inside a value is written twice, "")'))
     return 'a row has the wrong number of fields'
 
   def _undecodable_cell(self, path: str, header: Sequence[str]) -> str:
