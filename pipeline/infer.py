@@ -66,6 +66,10 @@ LOG_SCALE_SKEW = 2.0
 # 99%: one bad cell in a hundred rows is a number column with bad cells; a
 # column of codes that mixes numbers and text ('12', 'A4') has more text.
 NUMERIC_SHARE = 0.99
+# Below it, a text column still this much numbers is typed categorical with
+# a note naming its other cells: most likely a missing-value token.
+MOSTLY_NUMBERS_SHARE = 0.8
+MAX_TOKENS = 3
 # A cell Python's float() reads (tfx_bsl types cells the same way), spaces
 # around it allowed.
 _NUMBER = (r'^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$'
@@ -89,6 +93,9 @@ class InferredFeatures:
   # Why a column is in a list where its type alone would not put it (a text
   # column that is numbers but for a few cells).
   notes: Mapping[str, str] = dataclasses.field(default_factory=dict)
+  # Text columns typed categorical that are mostly numbers, with the other
+  # cells they hold (a missing-value token the file uses, say '?').
+  mostly_numbers: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
   @property
   def all(self) -> Tuple[str, ...]:
@@ -105,6 +112,26 @@ def _count(column: csv_fast.Column, pattern: str) -> int:
   """How many cells of a STRING column match ``pattern``."""
   return pc.sum(pc.match_substring_regex(column.values, pattern,
                                          ignore_case=True)).as_py() or 0
+
+
+def _tokens(column: csv_fast.Column, pattern: str) -> Optional[str]:
+  """The cells of a STRING column not matching ``pattern``, with their
+  counts ("'?' (60), 'n/a' (2)"), when they are at most MAX_TOKENS distinct
+  values, as a file's missing-value tokens are; else None."""
+  values = column.values
+  others = pc.filter(values, pc.invert(pc.match_substring_regex(
+      values, pattern, ignore_case=True)))
+  counts = sorted(((c['counts'].as_py(), c['values'].as_py())
+                   for c in pc.value_counts(others)), reverse=True)
+  if not counts or len(counts) > MAX_TOKENS:
+    return None
+  return ', '.join(
+      f'{_text(value)!r} ({count})' for count, value in counts)
+
+
+def _text(value) -> str:
+  return (value.decode('utf-8', 'replace') if isinstance(value, bytes)
+          else str(value))
 
 
 def skewness(values: np.ndarray) -> float:
@@ -141,6 +168,7 @@ def infer_features(columns: Sequence[csv_fast.Column],
   numeric, categorical, log_scale = [], [], []
   left_out: Dict[str, str] = {}
   notes: Dict[str, str] = {}
+  mostly_numbers: Dict[str, str] = {}
   for column in columns:
     name = column.name
     rows_here = rows if rows is not None else column.present.size
@@ -175,6 +203,13 @@ def infer_features(columns: Sequence[csv_fast.Column],
                            'text: write them without separators and with a '
                            'decimal point' if commas else ''))
         continue
+      tokens = (_tokens(column, f'{_NUMBER}|{COMMA_NUMBER}')
+                if numbers >= MOSTLY_NUMBERS_SHARE * present else None)
+      if tokens:
+        mostly_numbers[name] = (
+            f'{numbers} of its {present} cells with a value are numbers; the '
+            f'others: {tokens}. If they mark missing values, add them to '
+            'data.missing_values and list the column as numeric')
     distinct = _distinct(column, finite)
     if distinct == 1:
       empty = rows_here - present
@@ -193,8 +228,12 @@ def infer_features(columns: Sequence[csv_fast.Column],
     numeric.append(name)
     if finite.min() >= 0 and skewness(finite) > LOG_SCALE_SKEW:
       log_scale.append(name)
-  return InferredFeatures(tuple(numeric), tuple(categorical), tuple(log_scale),
-                          left_out, notes)
+  for name, why in mostly_numbers.items():
+    if name in left_out:  # As an identifier, say: its floats all differ.
+      left_out[name] += f'; {why}'
+  return InferredFeatures(
+      tuple(numeric), tuple(categorical), tuple(log_scale), left_out, notes,
+      {n: why for n, why in mostly_numbers.items() if n in categorical})
 
 
 def with_features(config: config_lib.PipelineConfig,
@@ -263,6 +302,10 @@ def format_features(inferred: InferredFeatures, indent: int = 2) -> str:
                  'pre-run check names the first that is not):')
     lines += [f'{pad}#   {column}: {note}'
               for column, note in inferred.notes.items()]
+  if inferred.mostly_numbers:
+    lines.append(f'{pad}# categorical, though mostly numbers:')
+    lines += [f'{pad}#   {column}: {note}'
+              for column, note in inferred.mostly_numbers.items()]
   if inferred.left_out:
     lines.append(f'{pad}# left out:')
     lines += [f'{pad}#   {column}: {reason}'

@@ -184,6 +184,29 @@ def test_numbers_with_a_few_text_cells_are_numeric(tmp_path):
   assert f'{n} of them written with a comma' in inferred.notes['price']
 
 
+def test_numbers_with_a_missing_value_token_are_named(tmp_path):
+  """2% '?' cells: past NUMERIC_SHARE, so text, and the note names the
+  token and the setting that reads it as missing."""
+  n = 400
+  cells = ['?' if i % 50 == 7 else f'{i * 0.37:.2f}' for i in range(n)]
+  levels = ['?' if i % 50 == 7 else str(i % 5) for i in range(n)]
+  path = task_data.write_csv(tmp_path / 'q.csv', ['x', 'level', 'y'],
+                             [[a, b, i % 2] for i, (a, b)
+                              in enumerate(zip(cells, levels))])
+  columns, rows = _columns(path)
+  inferred = infer.infer_features(columns, config_lib.LabelConfig(name='y'),
+                                  rows)
+  note = ("392 of its 400 cells with a value are numbers; the others: '?' "
+          '(8). If they mark missing values, add them to data.missing_values')
+  # Distinct floats: an identifier as text, with the note.
+  assert note in inferred.left_out['x'], inferred.left_out
+  assert inferred.categorical == ('level',)
+  assert inferred.mostly_numbers['level'].startswith(
+      "392 of its 400 cells with a value are numbers; the others: '?' (8)")
+  assert '# categorical, though mostly numbers:' in infer.format_features(
+      inferred)
+
+
 def test_categorical_int_bound(tmp_path):
   n = 400
   path = task_data.write_csv(tmp_path / 'ints.csv', ['day', 'code', 'y'],
