@@ -314,5 +314,10 @@ def format_summary(result: RunResult, nodes: bool = True) -> str:
   lines.append(f"Blessed: {'yes' if result.blessed else 'NO'}"
                + ('' if result.blessed or not result.gate
                   else f" ({result.gate['reason']})"))
-  lines.append(f"Pushed: {result.pushed_to or 'nothing'}")
+  if result.pushed_to and result.nodes.get(
+      factory.NodeIds.PUSHER) == 'CACHED':
+    # An earlier run's push, reused: nothing was copied this time.
+    lines.append(f'Pushed: nothing new; already served at {result.pushed_to}')
+  else:
+    lines.append(f"Pushed: {result.pushed_to or 'nothing'}")
   return '\n'.join(lines)

@@ -8,6 +8,7 @@ import argparse
 import io
 import logging
 import os
+import dataclasses
 import re
 import subprocess
 import sys
@@ -169,6 +170,13 @@ def test_summary_table():
   assert 'FAIL gap      accuracy: 0.1000 <= 0.0300' in failed
   assert 'Blessed: NO (failed: gap)' in failed
   assert 'Pushed: nothing' in failed
+  # A cached run reuses the push of the run it repeats: nothing is new.
+  cached = _result(0.0)
+  cached = dataclasses.replace(
+      cached, nodes={**cached.nodes, 'pusher': 'CACHED'},
+      seconds={**cached.seconds, 'pusher': 0.0})
+  assert ('Pushed: nothing new; already served at /serving/7'
+          in local_runner.format_summary(cached))
 
 
 def test_tfx_component_packages_import_only_what_is_used():
