@@ -19,6 +19,9 @@ the pipeline can actually read as a number. The rules, in order:
   unit, a token the file uses for a missing value), and the pre-run check
   then names the first of them, where typing it as text would have made a
   category of every number or left it out as an identifier;
+* a STRING column of dates or timestamps (``_DATE``, in at least
+  ``NUMERIC_SHARE`` of the rows with a value) is left out with a note: as
+  categories, the dates seen in training never come again;
 * a STRING or INT column with a distinct value in at least
   ``IDENTIFIER_SHARE`` of the rows that have one is an identifier (a row id,
   a name, a key): as a category nearly every value is seen once and so is
@@ -69,6 +72,10 @@ NUMERIC_SHARE = 0.99
 # Below it, a text column still this much numbers is typed categorical with
 # a note naming its other cells: most likely a missing-value token.
 MOSTLY_NUMBERS_SHARE = 0.8
+# Dates and timestamps ('2013-01-01', '2013/01/01 05:00', ISO 8601 with a
+# zone): as categories, a date the model was trained on never comes again.
+_DATE = (r'^\s*\d{4}[-/]\d{1,2}[-/]\d{1,2}'
+         r'([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?\s*$')
 MAX_TOKENS = 3
 # A cell Python's float() reads (tfx_bsl types cells the same way), spaces
 # around it allowed.
@@ -210,6 +217,13 @@ def infer_features(columns: Sequence[csv_fast.Column],
             f'{numbers} of its {present} cells with a value are numbers; the '
             f'others: {tokens}. If they mark missing values, add them to '
             'data.missing_values and list the column as numeric')
+    if (column.type == ColumnType.STRING
+        and _count(column, _DATE) >= NUMERIC_SHARE * present):
+      left_out[name] = ('dates or times: as categories, those seen in '
+                        'training do not come again; derive the parts that '
+                        'matter (hour, weekday, month) as columns of their '
+                        'own')
+      continue
     distinct = _distinct(column, finite)
     if distinct == 1:
       empty = rows_here - present

@@ -207,6 +207,22 @@ def test_numbers_with_a_missing_value_token_are_named(tmp_path):
       inferred)
 
 
+def test_dates_and_timestamps_are_left_out_with_what_to_derive(tmp_path):
+  n = 400
+  rows = [[f'2013-{1 + i % 12:02d}-{1 + i % 28:02d} {i % 24:02d}:00:00',
+           f'2013/{1 + i % 12}/{1 + i % 3}', f'2013-01-0{1 + i % 9}T05:00Z',
+           ['a', 'b'][i % 2], i % 2] for i in range(n)]
+  path = task_data.write_csv(tmp_path / 'dates.csv',
+                             ['time_hour', 'day', 'iso', 'kind', 'y'], rows)
+  columns, count = _columns(path)
+  inferred = infer.infer_features(columns, config_lib.LabelConfig(name='y'),
+                                  count)
+  assert inferred.categorical == ('kind',)
+  for name in ('time_hour', 'day', 'iso'):
+    assert inferred.left_out[name].startswith('dates or times'), name
+    assert 'hour, weekday, month' in inferred.left_out[name]
+
+
 def test_categorical_int_bound(tmp_path):
   n = 400
   path = task_data.write_csv(tmp_path / 'ints.csv', ['day', 'code', 'y'],
