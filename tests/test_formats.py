@@ -595,6 +595,11 @@ def test_required_columns_drop_the_rows_without_a_value(
   assert beam_calls == ([executor.__name__] if beam else [])
   _assert_same(expected, ours)
   assert sum(sum(c.values()) for c in _splits(ours).values()) == len(kept)
+  # The in-process path counts what it dropped; the Beam path does not.
+  dropped = ours.mlmd_artifact.custom_properties.get(
+      component.ROWS_DROPPED_PROPERTY)
+  assert (dropped.int_value if dropped is not None else None) == (
+      None if beam else len(rows) - len(kept))
 
 
 def test_required_columns_reach_every_format_s_example_gen():
