@@ -84,7 +84,7 @@ CASES = [
      "2 is quoted and runs on over the next lines ('open,Cash,1\\n10,0,Card,"),
     ('gzip under a .csv name', gzip.compress((HEADER + _rows(20)).encode()),
      (), 'the file is gzip-compressed but its name does not end in .gz'),
-    ('Parquet under a .csv name', b'PAR1' + bytes(64) + b'PAR1', (),
+    ('Parquet under a .csv name', b'PAR1\x15\x04' + bytes(64) + b'PAR1', (),
      'the file is Parquet, not CSV; name it .parquet'),
     ("pandas' index column", ',' + HEADER + ''.join(
         f'{i},{row}\n' for i, row in enumerate(_rows(20).splitlines())), (),

@@ -229,6 +229,12 @@ def test_input_splits_without_hashing_match_stock(tmp_path):
                     props))
 
 
+def test_a_header_that_begins_as_parquet_does_is_still_a_header(tmp_path):
+  path = tmp_path / 'par.csv'
+  path.write_text('PAR1,PAR2,y\n1,2,0\n')
+  assert csv_fast.read_header(str(path)) == ['PAR1', 'PAR2', 'y']
+
+
 def test_header_as_users_write_it(tmp_path):
   # Stock names the first column '\ufeff<name>' after a byte-order mark and
   # keeps the spaces in ' b'; ours reads the names a user meant, so these

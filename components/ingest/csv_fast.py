@@ -67,6 +67,14 @@ GZIP_MAGIC = b'\x1f\x8b'
 PARQUET_MAGIC = b'PAR1'
 
 
+def _is_text(line: bytes) -> bool:
+  try:
+    line.decode('utf-8')
+  except UnicodeDecodeError:
+    return False
+  return b'\x00' not in line
+
+
 def read_header(path: str,
                 open_fn: Optional[Callable[[str], object]] = None,
                 delimiter: str = ',') -> List[str]:
@@ -87,7 +95,9 @@ def read_header(path: str,
   if first.startswith(GZIP_MAGIC):
     raise CsvInputError(f'{path}: the file is gzip-compressed but its name '
                         'does not end in .gz; rename it to end in .csv.gz')
-  if first.startswith(PARQUET_MAGIC):
+  # 'PAR1' may begin a text header too; a Parquet file's next bytes are
+  # binary (zero bytes, or bytes that are not UTF-8).
+  if first.startswith(PARQUET_MAGIC) and not _is_text(first):
     raise CsvInputError(f'{path}: the file is Parquet, not CSV; name it '
                         '.parquet or set data.format: parquet')
   try:
