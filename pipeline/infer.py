@@ -19,6 +19,10 @@ the pipeline can actually read as a number. The rules, in order:
   unit, a token the file uses for a missing value), and the pre-run check
   then names the first of them, where typing it as text would have made a
   category of every number or left it out as an identifier;
+* a STRING column that is numbers in at least ``MOSTLY_NUMBERS_SHARE``
+  of those rows, its other cells at most ``MAX_TOKENS`` distinct values,
+  is typed by the rules below with a note naming those cells: most likely
+  a missing-value token the file uses, which ``data.missing_values`` reads;
 * a STRING column of dates or timestamps (``_DATE``, in at least
   ``NUMERIC_SHARE`` of the rows with a value) is left out with a note: as
   categories, the dates seen in training never come again;
@@ -72,11 +76,17 @@ NUMERIC_SHARE = 0.99
 # Below it, a text column still this much numbers is typed categorical with
 # a note naming its other cells: most likely a missing-value token.
 MOSTLY_NUMBERS_SHARE = 0.8
-# Dates and timestamps ('2013-01-01', '2013/01/01 05:00', ISO 8601 with a
-# zone): as categories, a date the model was trained on never comes again.
-_DATE = (r'^\s*\d{4}[-/]\d{1,2}[-/]\d{1,2}'
-         r'([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?\s*$')
+# A file's missing-value tokens are few and repeated ('?', '-'); more
+# distinct non-numbers than this are codes or text, not tokens.
 MAX_TOKENS = 3
+# Dates and timestamps: '2013-01-01', '2013/1/1 05:00', ISO 8601 with a zone
+# ('2013-01-01T05:00:00Z', '+05:30', ' UTC', as BigQuery exports) and
+# '01/01/2013 12:00:00 AM' (month or day first): as categories, a date the
+# model was trained on never comes again. Matched ignoring case.
+_TIME = (r'([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?(\s*[ap]m)?'
+         r'(\s*(z|utc|gmt|[+-]\d{2}(:?\d{2})?))?)?')
+_DATE = (r'^\s*(\d{4}[-/]\d{1,2}[-/]\d{1,2}|\d{1,2}/\d{1,2}/\d{4})'
+         + _TIME + r'\s*$')
 # A cell Python's float() reads (tfx_bsl types cells the same way), spaces
 # around it allowed.
 _NUMBER = (r'^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$'
@@ -216,7 +226,8 @@ def infer_features(columns: Sequence[csv_fast.Column],
         mostly_numbers[name] = (
             f'{numbers} of its {present} cells with a value are numbers; the '
             f'others: {tokens}. If they mark missing values, add them to '
-            'data.missing_values and list the column as numeric')
+            'data.missing_values (a list that replaces the default one: '
+            'keep its tokens) and list the column as numeric')
     if (column.type == ColumnType.STRING
         and _count(column, _DATE) >= NUMERIC_SHARE * present):
       left_out[name] = ('dates or times: as categories, those seen in '

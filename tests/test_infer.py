@@ -211,14 +211,18 @@ def test_dates_and_timestamps_are_left_out_with_what_to_derive(tmp_path):
   n = 400
   rows = [[f'2013-{1 + i % 12:02d}-{1 + i % 28:02d} {i % 24:02d}:00:00',
            f'2013/{1 + i % 12}/{1 + i % 3}', f'2013-01-0{1 + i % 9}T05:00Z',
+           f'2013-01-0{1 + i % 9} 05:00:00 UTC',
+           f'{1 + i % 12:02d}/0{1 + i % 9}/2013 0{i % 9}:00:00 '
+           + ['AM', 'PM'][i % 2], f'2013-01-01 05:00:00 +05{i % 2}0',
            ['a', 'b'][i % 2], i % 2] for i in range(n)]
-  path = task_data.write_csv(tmp_path / 'dates.csv',
-                             ['time_hour', 'day', 'iso', 'kind', 'y'], rows)
+  dated = ('time_hour', 'day', 'iso', 'bigquery', 'portal', 'offset')
+  path = task_data.write_csv(tmp_path / 'dates.csv', [*dated, 'kind', 'y'],
+                             rows)
   columns, count = _columns(path)
   inferred = infer.infer_features(columns, config_lib.LabelConfig(name='y'),
                                   count)
   assert inferred.categorical == ('kind',)
-  for name in ('time_hour', 'day', 'iso'):
+  for name in dated:
     assert inferred.left_out[name].startswith('dates or times'), name
     assert 'hour, weekday, month' in inferred.left_out[name]
 
