@@ -227,7 +227,8 @@ def _verdict(gate: Optional[dict], blessing, task_name: Optional[str]
                    gap=_number(gaps[name]['value']) if name in gaps else None,
                    relative_gap=metric.relative_gap,
                    gap_passed=gaps[name]['passed'] if name in gaps else None,
-                   gap_within=_within(gaps.get(name)))
+                   gap_within=decision.recorded_point_passes(gaps[name])
+                   if name in gaps else None)
       for name, metric in (task.metrics.items() if task else ()))
   return reason, failed, records
 
@@ -304,17 +305,6 @@ def _value(value: Optional[float]) -> str:
   if not math.isfinite(value):
     return str(value)
   return f'{value:.4f}' if abs(value) < 100 else f'{value:,.1f}'
-
-
-def _within(check: Optional[dict]) -> Optional[bool]:
-  if (not check or check.get('threshold') is None
-      or check.get('value') is None):
-    return None
-  value = float(check['value'])
-  if not math.isfinite(value):
-    return False
-  return decision.point_passes(value, float(check['threshold']),
-                               check['comparison'])
 
 
 def _gap(metric: MetricRecord) -> str:

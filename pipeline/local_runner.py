@@ -7,7 +7,6 @@ store. It is the only place that touches the local filesystem layout.
 
 import dataclasses
 import json
-import math
 import os
 import sys
 import time
@@ -186,34 +185,6 @@ def read_result(metadata_path: str, pipeline_root: str,
       wall_seconds=wall_seconds)
 
 
-# A held-out split this many times the run's is past what a user can add:
-# an estimate that close to its limit is not one more rows will decide.
-MAX_ROWS_FACTOR = 100
-
-
-def _point_passes(check: dict) -> bool:
-  return decision.point_passes(check['value'], check['threshold'],
-                               check['comparison'])
-
-
-def undecided_note(check: dict, held_out_rows: Optional[int]) -> str:
-  """What would decide an inconclusive or refused check ('' for others):
-  the held-out rows that would, unless its point estimate is past the limit
-  already (more rows would only confirm that) or so close to it that no
-  realistic split would."""
-  if check.get('verdict', 'pass') not in ('inconclusive', 'refused'):
-    return ''
-  if math.isfinite(check['value']) and not _point_passes(check):
-    return 'its point estimate is past the limit too'
-  needed = check.get('rows_needed')
-  if not needed:
-    return ''
-  if held_out_rows and needed > MAX_ROWS_FACTOR * held_out_rows:
-    return ('its estimate is too close to the limit for more held-out rows '
-            'to decide it')
-  return f'~{needed:,} held-out rows would decide it'
-
-
 def format_summary(result: RunResult, nodes: bool = True) -> str:
   """The short summary printed at the end of a run; ``nodes`` adds a table
   of every node's state and time (a quiet run has printed those already,
@@ -231,15 +202,10 @@ def format_summary(result: RunResult, nodes: bool = True) -> str:
     if verdict in ('inconclusive', 'refused'):
       note += f' {verdict}' + (' (point estimate decides)' if check['passed']
                                else '')
-      decide = undecided_note(check, held_out_rows)
+      decide = decision.undecided_note(check, held_out_rows)
       note += f', {decide}' if decide else ''
-      key = {'gap': f"gate.max_gap.{check['metric']}",
-             'baseline': 'gate.baseline_tolerance'}.get(check['kind'])
-      if (verdict == 'refused' and key and check.get('low') is not None
-          and _point_passes(check)):
-        # What this data can measure: a limit as wide as the interval's half.
-        half = (check['high'] - check['low']) / 2
-        note += f'; measurable here: {key} >= {half:.2g}'
+      measurable = decision.measurable_note(check)
+      note += f'; {measurable}' if measurable else ''
     return note
 
   lines = [f'Run {result.run_id}: {result.wall_seconds:.0f} s wall']

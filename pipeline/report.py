@@ -41,6 +41,7 @@ from tensorflow_metadata.proto.v0 import statistics_pb2
 from tfx.types import artifact_utils
 
 from components import validation
+from components.gate import decision as gate_decision
 from components.ingest import component as ingest_component
 from components.trainer import run as trainer_run
 from core import config as config_lib
@@ -1032,7 +1033,7 @@ def _gate_section(gate: Optional[dict], task: tasks_lib.Task,
                           if verdict == 'inconclusive' else '')
     else:
       words = 'FAILED' + ('' if verdict == 'fail' else f' ({verdict})')
-    decide = local_runner.undecided_note(c, gate.get('sizes', {}).get(
+    decide = gate_decision.undecided_note(c, gate.get('sizes', {}).get(
         'held_out'))
     return words + (f'; {decide}' if decide else '')
 

@@ -62,6 +62,7 @@ import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
 from bench import datasets  # noqa: E402
+from components.gate import decision as gate_decision  # noqa: E402
 from core import config as config_lib  # noqa: E402
 from core import tasks as tasks_lib  # noqa: E402
 from pipeline import local_runner, metadata, preflight  # noqa: E402
@@ -538,11 +539,10 @@ def _status(check: dict) -> str:
   text = {'pass': 'pass', 'fail': 'FAILED', 'refused': 'REFUSED'}.get(
       verdict, 'inconclusive, ' + ('passed by its point estimate'
                                    if check['passed'] else 'BLOCKS'))
-  if (verdict == 'refused' and check['kind'] == 'gap'
-      and check.get('low') is not None):
-    half = (check['high'] - check['low']) / 2
-    text += (f", measurable here: gate.max_gap.{check['metric']} >= "
-             f'{half:.2g}')
+  for note in (gate_decision.undecided_note(check, None)
+               if verdict == 'refused' else '',
+               gate_decision.measurable_note(check)):
+    text += f', {note}' if note else ''
   return text
 
 
@@ -834,8 +834,9 @@ def search_sentence(m: Measured, o: Outcome) -> str:
   if metric is None:
     return f'Search: {_count(len(m.trials), "trial")}{took}.'
   from components.trainer import tuning  # pylint: disable=g-import-not-at-top
-  chosen = tuning.chosen_index(m.trials, metric.higher_is_better,
-                               config_lib.TuningConfig().gap_fraction)
+  chosen = tuning.chosen_index(
+      m.trials, metric.higher_is_better,
+      config_lib.load_config(overrides=o.overrides).tuning.gap_fraction)
   if chosen is None:
     return f'Search: {_count(len(m.trials), "trial")}{took}; none completed.'
   best = m.trials[chosen]

@@ -17,6 +17,7 @@ import pytest
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as pb
 
+from components.gate import decision as gate_decision
 from components.gate import keys as gate_keys
 from core import tasks
 from pipeline import cli, history
@@ -413,5 +414,8 @@ def test_a_gap_over_its_limit_and_an_undecided_one_are_marked_apart():
   assert gap(False, True) == ' (+0.0200?)'  # Inconclusive or refused.
   assert gap(False, False) == ' (+0.0200!)'
   assert gap(False, None) == ' (+0.0200!)'  # A record without its limit.
-  assert history._within({'value': 0.02, 'threshold': 0.03,  # pylint: disable=protected-access
-                          'comparison': '<='})
+  passes = gate_decision.recorded_point_passes
+  assert passes({'value': 0.02, 'threshold': 0.03, 'comparison': '<='})
+  assert passes({'value': float('nan'), 'threshold': 0.03,
+                 'comparison': '<='}) is False
+  assert passes({'value': 0.02, 'threshold': None, 'comparison': ''}) is None

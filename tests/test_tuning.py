@@ -8,6 +8,7 @@ Tuner's best hyperparameters, as TFX hands them over.
 import json
 import os
 import time
+import types
 
 import keras_tuner
 
@@ -94,7 +95,8 @@ def test_gap_excess_counts_the_worst_gap_in_units_of_its_limit():
   # accuracy 0.03 is a whole limit, 0.5 past the allowance; log loss less.
   assert tuning.gap_excess({'accuracy': 0.03, 'log_loss': 0.04, 'pr_auc': 9},
                            limits, 0.5) == pytest.approx(0.5)
-  assert tuning.gap_excess({'accuracy': float('nan')}, limits, 0.5) == 0
+  assert tuning.gap_excess({'accuracy': float('nan')}, limits, 0.5) == (
+      tuning.MAX_EXCESS)
   assert tuning.gap_excess({'rmse': float('inf')}, {'rmse': 0.1}, 0.5) == (
       tuning.MAX_EXCESS)
   assert tuning.gap_excess({'auc': 0.02}, {'auc': 0.0}, 0.5) == 0
@@ -131,6 +133,38 @@ def test_the_chosen_trial_is_the_best_the_gate_would_likely_bless():
   # Records without gaps (no train sample): the best score.
   assert tuning.chosen_index([{'score': 0.8}, {'score': 0.9}], True, 0.5) == 1
   assert tuning.chosen_index([], True, 0.5) is None
+
+
+def test_the_tuner_hands_on_the_chosen_trial_not_the_ranked_best(
+    monkeypatch):
+  """KerasTuner's own best (ranked first) has a gap past the allowance; the
+  values TFX's Tuner writes, get_best_hyperparameters()[0], are the
+  chosen_index trial's."""
+  def values(width):
+    hp = keras_tuner.HyperParameters()
+    hp.Fixed('width', width)
+    return hp
+  trials = {'a': values(256), 'b': values(64)}
+  monkeypatch.setattr(keras_tuner.BayesianOptimization,
+                      'get_best_hyperparameters',
+                      lambda self, num_trials=1: [trials['a'], trials['b']][
+                          :num_trials])
+  search = object.__new__(tuning.RegularizationSearch)
+  search.gap_fraction = 0.5
+  search.records = [
+      {'trial_id': 'a', 'score': 0.95, 'ranked': 0.94, 'excess': 0.3,
+       'status': 'COMPLETED'},
+      {'trial_id': 'b', 'score': 0.93, 'ranked': 0.93, 'excess': 0.0,
+       'status': 'COMPLETED'}]
+  search.oracle = types.SimpleNamespace(
+      objective=types.SimpleNamespace(direction='max'),
+      get_trial=lambda trial_id: types.SimpleNamespace(
+          hyperparameters=trials[trial_id]))
+  assert search.get_best_hyperparameters()[0].get('width') == 64
+  assert [hp.get('width') for hp in search.get_best_hyperparameters(2)] == [
+      64, 256]
+  search.records = []  # Nothing recorded: KerasTuner's order.
+  assert search.get_best_hyperparameters()[0].get('width') == 256
 
 
 def test_best_values_override_regularization():

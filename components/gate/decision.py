@@ -84,8 +84,8 @@ class Check:
         self.verdict,
         'inconclusive, ' + ('passed by its point estimate' if self.passed
                             else 'BLOCKS'))
-    needed = (f'; about {self.rows_needed:,} held-out rows would decide it'
-              if self.rows_needed else '')
+    decide = undecided_note(dataclasses.asdict(self), None)
+    needed = f'; {decide}' if decide else ''
     return (f'{self.kind} {self.metric}{where}: {_fmt(self.value)}{interval} '
             f'{self.comparison} {_fmt(self.threshold)} {status} '
             f'({self.detail}{needed})')
@@ -173,6 +173,57 @@ def _fmt(value: Optional[float]) -> str:
   if value is None:
     return 'none'
   return f'{value:.4g}' if math.isfinite(value) else str(value)
+
+
+def recorded_point_passes(check: Mapping[str, Any]) -> Optional[bool]:
+  """Whether a recorded check's (gate.json's) point estimate passes its
+  threshold: None when the record has no value or threshold, False for a
+  value that is not finite (as the gate decides)."""
+  if check.get('value') is None or check.get('threshold') is None:
+    return None
+  value = float(check['value'])
+  return math.isfinite(value) and point_passes(
+      value, float(check['threshold']), check['comparison'])
+
+
+# A held-out split this many times the run's is past what a user can add:
+# an estimate that close to its limit is not one more rows will decide.
+MAX_ROWS_FACTOR = 100
+
+
+def undecided_note(check: Mapping[str, Any],
+                   held_out_rows: Optional[int]) -> str:
+  """What to know of an inconclusive or refused check ('' for others):
+  that its point estimate is past the limit already, and the held-out rows
+  that would decide it, unless the estimate is so close to the limit that
+  no realistic split would."""
+  if check.get('verdict', 'pass') not in ('inconclusive', 'refused'):
+    return ''
+  notes = []
+  if (math.isfinite(check['value'])
+      and recorded_point_passes(check) is False):
+    notes.append('its point estimate is past the limit too')
+  needed = check.get('rows_needed')
+  if needed and held_out_rows and needed > MAX_ROWS_FACTOR * held_out_rows:
+    notes.append('its estimate is too close to the limit for more held-out '
+                 'rows to decide it')
+  elif needed:
+    notes.append(f'~{needed:,} held-out rows would decide it')
+  return '; '.join(notes)
+
+
+def measurable_note(check: Mapping[str, Any]) -> str:
+  """For a refused gap or baseline check whose point estimate passes, the
+  limit this data can measure: one as wide as the interval's half ('' for
+  others; past the limit already, no looser limit the data measures would
+  pass it)."""
+  key = {'gap': f"gate.max_gap.{check['metric']}",
+         'baseline': 'gate.baseline_tolerance'}.get(check['kind'])
+  if (check.get('verdict') != REFUSED or not key or check.get('low') is None
+      or not recorded_point_passes(check)):
+    return ''
+  half = (check['high'] - check['low']) / 2
+  return f'measurable here: {key} >= {half:.2g}'
 
 
 def point_passes(value: float, threshold: float, comparison: str) -> bool:

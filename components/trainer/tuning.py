@@ -55,12 +55,14 @@ MAX_EXCESS = 10.0
 def gap_excess(gaps: Mapping[str, float], limits: Mapping[str, float],
                fraction: float) -> float:
   """How far the worst gap lies beyond ``fraction`` of its limit, in units
-  of the limit: 0 when every gap with a positive limit is within."""
+  of the limit: 0 when every gap with a positive limit is within. A gap
+  that is not a number is as far as can be, as the gate fails it."""
   worst = 0.0
   for metric, gap in gaps.items():
     limit = limits.get(metric)
-    if limit and limit > 0 and not math.isnan(gap):
-      worst = max(worst, gap / limit - fraction)
+    if limit and limit > 0:
+      worst = max(worst, MAX_EXCESS if math.isnan(gap)
+                  else gap / limit - fraction)
   return min(worst, MAX_EXCESS)
 
 
