@@ -22,6 +22,12 @@ def _columns(path):
   return csv_fast.convert_table(table, path), table.num_rows
 
 
+def _inferred(path):
+  """The features inferred from the CSV at ``path``, label ``y``."""
+  columns, rows = _columns(path)
+  return infer.infer_features(columns, config_lib.LabelConfig(name='y'), rows)
+
+
 @pytest.fixture(scope='module')
 def taxi():
   # A features section without lists: inferred, with its settings kept.
@@ -141,9 +147,7 @@ def test_identifier_share(tmp_path):
   less = [i if i < 180 else 0 for i in range(n)]
   path = task_data.write_csv(tmp_path / 'ids.csv', ['near', 'less', 'y'],
                 [[a, b, i % 2] for i, (a, b) in enumerate(zip(near, less))])
-  columns, rows = _columns(path)
-  inferred = infer.infer_features(columns, config_lib.LabelConfig(name='y'),
-                                  rows)
+  inferred = _inferred(path)
   assert 'near' in inferred.left_out
   assert inferred.numeric == ('less',)
 
@@ -156,9 +160,7 @@ def test_numbers_with_a_few_text_cells_are_numeric(tmp_path):
   path = task_data.write_csv(tmp_path / 'typo.csv', ['typo', 'codes', 'y'],
                              [[a, b, i % 2] for i, (a, b)
                               in enumerate(zip(typo, codes))])
-  columns, rows = _columns(path)
-  inferred = infer.infer_features(columns, config_lib.LabelConfig(name='y'),
-                                  rows)
+  inferred = _inferred(path)
   assert inferred.numeric == ('typo',)
   assert inferred.notes == {
       'typo': '399 of its 400 cells with a value are numbers'}
@@ -168,18 +170,14 @@ def test_numbers_with_a_few_text_cells_are_numeric(tmp_path):
   grouped = task_data.write_csv(
       tmp_path / 'grouped.csv', ['amount', 'y'],
       [[f'{1000 + 37 * i:,}', i % 2] for i in range(n)])
-  columns, rows = _columns(grouped)
-  inferred = infer.infer_features(columns, config_lib.LabelConfig(name='y'),
-                                  rows)
+  inferred = _inferred(grouped)
   assert inferred.numeric == ('amount',)
   assert "a thousands separator, '12,345'" in inferred.notes['amount']
   # Decimal commas (quoted here; a ';' file needs no quotes): the same.
   decimal = task_data.write_csv(
       tmp_path / 'decimal.csv', ['price', 'y'],
       [[f'{i * 0.37:.2f}'.replace('.', ','), i % 2] for i in range(n)])
-  columns, rows = _columns(decimal)
-  inferred = infer.infer_features(columns, config_lib.LabelConfig(name='y'),
-                                  rows)
+  inferred = _inferred(decimal)
   assert inferred.numeric == ('price',)
   assert f'{n} of them written with a comma' in inferred.notes['price']
 
@@ -193,9 +191,7 @@ def test_numbers_with_a_missing_value_token_are_named(tmp_path):
   path = task_data.write_csv(tmp_path / 'q.csv', ['x', 'level', 'y'],
                              [[a, b, i % 2] for i, (a, b)
                               in enumerate(zip(cells, levels))])
-  columns, rows = _columns(path)
-  inferred = infer.infer_features(columns, config_lib.LabelConfig(name='y'),
-                                  rows)
+  inferred = _inferred(path)
   note = ("392 of its 400 cells with a value are numbers; the others: '?' "
           '(8). If they mark missing values, add them to data.missing_values')
   # Distinct floats: an identifier as text, with the note.
@@ -218,9 +214,7 @@ def test_dates_and_timestamps_are_left_out_with_what_to_derive(tmp_path):
   dated = ('time_hour', 'day', 'iso', 'bigquery', 'portal', 'offset')
   path = task_data.write_csv(tmp_path / 'dates.csv', [*dated, 'kind', 'y'],
                              rows)
-  columns, count = _columns(path)
-  inferred = infer.infer_features(columns, config_lib.LabelConfig(name='y'),
-                                  count)
+  inferred = _inferred(path)
   assert inferred.categorical == ('kind',)
   for name in dated:
     assert inferred.left_out[name].startswith('dates or times'), name
@@ -233,9 +227,7 @@ def test_categorical_int_bound(tmp_path):
                 [[i % infer.MAX_CATEGORICAL_INTS,
                   i % (infer.MAX_CATEGORICAL_INTS + 1), i % 2]
                  for i in range(n)])
-  columns, rows = _columns(path)
-  inferred = infer.infer_features(columns, config_lib.LabelConfig(name='y'),
-                                  rows)
+  inferred = _inferred(path)
   assert inferred.categorical == ('day',)
   assert inferred.numeric == ('code',)
 
