@@ -980,8 +980,10 @@ def document(all_measured: List[Measured], command: str, seconds: float,
            'Bayesian search (docs/configuration.md, `tuning`) over the '
            'regularization techniques, their strengths, the width, depth and '
            'learning rate, scored on the `eval` split (never `test`), each '
-           'trial stopped early; the Trainer then trains the best '
-           'configuration.' if budget_minutes is not None else
+           'trial stopped early; the Trainer then trains the chosen '
+           'configuration (`tuning.chosen_index`: the best whose eval gaps '
+           'stay within `tuning.gap_fraction` of their limits).'
+           if budget_minutes is not None else
            'No tuned runs (`--skip-tuned`).')
   lines = [
       '# Model quality and the overfitting gap', '',
