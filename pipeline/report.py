@@ -1148,6 +1148,19 @@ def calibration_paragraph(calibration: Optional[dict]) -> str:
           'own, before it.</p>')
 
 
+# Settings that only mean something with another one: the averaging's with
+# its method, the warm-up with a schedule.
+_OWNED_SETTINGS = {
+    'ema_decay': lambda reg: reg.get('weight_averaging') == 'ema',
+    'swa_start': lambda reg: reg.get('weight_averaging') == 'swa',
+    'lr_warmup': lambda reg: reg.get('lr_schedule', 'constant') != 'constant',
+}
+
+
+def _setting_applies(name: str, reg: Mapping[str, Any]) -> bool:
+  return _OWNED_SETTINGS.get(name, lambda _: True)(reg)
+
+
 def _regularization_section(result, directory, kernels) -> str:
   training = result.training
   if not training:
@@ -1156,7 +1169,8 @@ def _regularization_section(result, directory, kernels) -> str:
   active = ', '.join(reg.get('active', [])) or 'none'
   settings = [[k, _fmt(v, 6) if not isinstance(v, dict) else
                ', '.join(f'{a}={b}' for a, b in v.items())]
-              for k, v in reg.items() if k != 'active']
+              for k, v in reg.items()
+              if k != 'active' and _setting_applies(k, reg)]
   w = training['weights']
   weight_rows = [['kernel weights', w['kernel_count']],
                  ['kernel L2 norm', _fmt(w['kernel_l2_norm'])],

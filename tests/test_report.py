@@ -121,6 +121,9 @@ def test_regularization_and_weights(page, crashed):
   reg = training['regularization']
   assert f"Techniques in force: {', '.join(reg['active'])}" in text
   assert f"l2 {reg['l2']:.6f}" in text and f"dropout {reg['dropout']:.6f}" in text
+  # Weight averaging off: its settings are not listed as if in force.
+  assert not reg.get('weight_averaging')
+  assert 'ema_decay' not in text and 'swa_start' not in text
   weights = training['weights']
   assert f"kernel L2 norm {weights['kernel_l2_norm']:.4f}" in text
   assert f"near zero (|w| < 0.001) {weights['near_zero_fraction']:.2%}" in text
