@@ -1158,7 +1158,8 @@ _OWNED_SETTINGS = {
 
 
 def _setting_applies(name: str, reg: Mapping[str, Any]) -> bool:
-  return _OWNED_SETTINGS.get(name, lambda _: True)(reg)
+  owner_on = _OWNED_SETTINGS.get(name)
+  return owner_on is None or owner_on(reg)
 
 
 def _regularization_section(result, directory, kernels) -> str:
@@ -1381,7 +1382,8 @@ def encoding_section(training: Optional[Mapping[str, Any]]) -> str:
 
 def _dropped_paragraph(examples, label: config_lib.LabelConfig) -> str:
   """How many rows ExampleGen left out for lacking the label's value."""
-  columns = ', '.join(f'<code>{_esc(c)}</code>' for c in label.required_columns)
+  columns = ', '.join(f'<code>{_esc(c)}</code>'
+                      for c in label.required_columns)
   dropped = (metadata.custom(examples, ingest_component.ROWS_DROPPED_PROPERTY)
              if examples else None)
   if dropped is None:

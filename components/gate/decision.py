@@ -197,7 +197,7 @@ def undecided_note(check: Mapping[str, Any],
   that its point estimate is past the limit already, and the held-out rows
   that would decide it, unless the estimate is so close to the limit that
   no realistic split would."""
-  if check.get('verdict', 'pass') not in ('inconclusive', 'refused'):
+  if check.get('verdict', PASS) not in (INCONCLUSIVE, REFUSED):
     return ''
   notes = []
   if (math.isfinite(check['value'])
