@@ -56,6 +56,16 @@ def task_of(gate: Optional[dict], training: Optional[dict],
   return tasks_lib.get(default or LEGACY_TASK)
 
 
+def ensemble_words(ensemble: dict) -> str:
+  """One line on training.json's ``ensemble`` (model.ensemble_size)."""
+  epochs = ', '.join(str(m.get('best_epoch', m['epochs_run']))
+                     for m in ensemble['members'])
+  return (f"an ensemble of {ensemble['size']} networks from different seeds "
+          f"(train split <= model.ensemble_max_rows {ensemble['max_rows']:,} "
+          f"rows), averaged; their best epochs {epochs}; the epochs shown "
+          'are the first\'s')
+
+
 def trivial_predictor(task: tasks_lib.Task,
                       held_out: Dict[str, float]) -> str:
   """'majority class 0.9700, prior log loss 0.1347': the trivial predictor's
@@ -226,6 +236,8 @@ def format_summary(result: RunResult, nodes: bool = True) -> str:
         f"{', '.join(t['regularization']['active']) or 'none'}"
         + (f", best epoch {es['best_epoch']} restored ({es['monitor']})"
            if es else ''))
+    if t.get('ensemble'):
+      lines.append(f"  {ensemble_words(t['ensemble'])}")
     if es and not es['stopped_early'] and es['best_epoch'] == t['epochs_run']:
       lines.append(f"  note: the best epoch was the last, {t['epochs_run']}: "
                    'the eval metric was still improving when model.epochs '
@@ -239,6 +251,9 @@ def format_summary(result: RunResult, nodes: bool = True) -> str:
       best = (result.training.get('early_stopping') or {}).get(
           'best_epoch', result.training['epochs_run'])
       eval_split = result.training['epochs'][best - 1]['eval']
+      # The model served is the ensemble: its eval metrics, not member 1's.
+      eval_split = (result.training.get('ensemble') or {}).get(
+          'eval', eval_split)
     # Train and test are scored by the exported, calibrated model; the
     # epochs' eval log loss is before calibration.
     calibrated = (result.training or {}).get('calibration') or {}

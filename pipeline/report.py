@@ -1113,6 +1113,9 @@ def _training_section(result, config, task, directory) -> str:
               f"{es['best_epoch']} ({es['best_value']:.4f})"
               + (', stopped early' if es['stopped_early'] else '')
               if es else '; no early stopping') + '.</p>',
+           (f"<p>Model: {_esc(local_runner.ensemble_words(training['ensemble']))}"
+            '; the gate and serving see their average.</p>'
+            if training.get('ensemble') else ''),
            calibration_paragraph(training.get('calibration')),
            _img(curves_figure(training, result.gate, task, directory),
                 'learning curves'),

@@ -594,6 +594,10 @@ def _settings(training: dict) -> str:
   techniques = [f'{name} {reg[name]:.3g}' if isinstance(reg.get(name), float)
                 else name for name in reg['active']]
   parts.append('regularization ' + (', '.join(techniques) or 'none'))
+  if training.get('ensemble'):
+    parts.append(f"ensemble of {training['ensemble']['size']} (best epochs "
+                 + ', '.join(str(m.get('best_epoch', m['epochs_run']))
+                             for m in training['ensemble']['members']) + ')')
   fitted = training.get('calibration')
   if fitted:
     parts.append(f"calibration temperature {fitted['temperature']:.3g} (eval "

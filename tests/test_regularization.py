@@ -572,3 +572,51 @@ def test_in_child_the_cocktail_trains_and_exports_on_two_replicas(averaging):
 @pytest.mark.slow
 def test_the_cocktail_trains_on_two_replicas():
   two_cpus.run_children(__file__, _CHILD, '2 passed')
+
+
+# --------------------------------------------------------------------------
+# The small-data ensemble (model.ensemble_size, ensemble_max_rows).
+
+
+def _log_loss(model, x, y):
+  p = np.clip(model.predict(x, verbose=0), 1e-7, 1 - 1e-7)
+  return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
+def test_an_ensemble_serves_the_mean_of_its_members_and_exports():
+  members = [_train(NONE, epochs=1, seed=seed)[0] for seed in (1, 2)]
+  assert model_lib.ensemble(members[:1], SPECS) is members[0]
+  ensemble = model_lib.ensemble(members, SPECS)
+  assert model_lib.input_keys(ensemble) == model_lib.input_keys(members[0])
+  x, _ = _data(32, 9)
+  mean = np.mean([m.predict(x, verbose=0) for m in members], axis=0)
+  np.testing.assert_allclose(ensemble.predict(x, verbose=0), mean, rtol=1e-5)
+  with tempfile.TemporaryDirectory() as path:
+    ensemble.save(path, save_format='tf')
+    serve = tf.saved_model.load(path).signatures['serving_default']
+    outputs = serve(**{k: tf.constant(v) for k, v in x.items()})
+  np.testing.assert_allclose(list(outputs.values())[0].numpy(), mean,
+                             rtol=1e-4, atol=1e-6)
+
+
+def test_an_ensemble_of_overfit_networks_beats_each_of_them_held_out():
+  """Five oversized networks on 256 rows, seeds apart: each memorises its
+  own way, so their average's held-out log loss is below every member's
+  (not just below their mean, which averaging probabilities guarantees)."""
+  members = [_train(NONE, epochs=20, hidden=BIG, n_train=256, seed=seed)[0]
+             for seed in range(5)]
+  x, y = _data(2048, 11)
+  each = [_log_loss(m, x, y) for m in members]
+  together = _log_loss(model_lib.ensemble(members, SPECS), x, y)
+  assert together < min(each) - 0.05, (together, each)
+
+
+def test_the_ensemble_is_for_small_train_splits_only():
+  m = config_lib.ModelConfig()
+  assert (m.ensemble_size, m.ensemble_max_rows) == (5, 5000)
+  assert m.ensemble_members(5000) == 5 and m.ensemble_members(5001) == 1
+  assert config_lib.ModelConfig(ensemble_size=1).ensemble_members(10) == 1
+  for override, message in (('model.ensemble_size=0', 'must be > 0'),
+                            ('model.ensemble_max_rows=-1', 'must be >= 0')):
+    with pytest.raises(config_lib.ConfigError, match=message):
+      config_lib.load_config(overrides=[override])

@@ -131,11 +131,7 @@ def build_model(specs: Sequence[InputSpec],
   (training only); ``mixup``: Beta(mixup, mixup) mixing of pairs of
   examples and their labels in the train step (``mixup.MixupModel``).
   """
-  inputs = {
-      spec.name: keras.Input(shape=(1,), name=layer_name(spec.name),
-                             dtype=tf.int64 if spec.num_tokens else tf.float32)
-      for spec in specs
-  }
+  inputs = _inputs(specs)
   encoded = []
   for spec in specs:
     if spec.embedding_dim:
@@ -175,6 +171,28 @@ def build_model(specs: Sequence[InputSpec],
     return mixup_lib.MixupModel.mixing(inputs, features, output, alpha=mixup,
                                        seed=seed + 500)
   return keras.Model(inputs=inputs, outputs=output)
+
+
+def _inputs(specs: Sequence[InputSpec]) -> Dict[str, Any]:
+  return {
+      spec.name: keras.Input(shape=(1,), name=layer_name(spec.name),
+                             dtype=tf.int64 if spec.num_tokens else tf.float32)
+      for spec in specs
+  }
+
+
+def ensemble(members: Sequence[keras.Model],
+             specs: Sequence[InputSpec]) -> keras.Model:
+  """One model whose output is the mean of ``members``' outputs (their
+  probabilities, or their predictions), keyed by the same inputs; a single member is returned as it is. Call
+  inside the strategy scope the members were built in."""
+  if len(members) == 1:
+    return members[0]
+  inputs = _inputs(specs)
+  outputs = [member(inputs) for member in members]
+  return keras.Model(inputs=inputs,
+                     outputs=keras.layers.Average(name='ensemble')(outputs),
+                     name='ensemble')
 
 
 def regularization_kwargs(reg: config_lib.RegularizationConfig) -> Dict[str, Any]:

@@ -2,8 +2,9 @@
 
 Referenced by module path (``components.trainer.run.run_fn``). It parses the
 typed configuration once, applies tuned hyperparameters when the Tuner ran,
-builds everything inside the distribution strategy's scope, fits, and has the
-chief export the model plus a ``training.json`` with the curves, the
+builds everything inside the distribution strategy's scope, fits (on a small
+train split, ``model.ensemble_size`` networks from different seeds, averaged
+into one model), and has the chief export the model plus a ``training.json`` with the curves, the
 regularization settings and the weight statistics for the run report. With
 ``report.compare_unregularized`` it then trains the same network without any
 regularization (``unregularized_comparison``) and records its gap beside
@@ -38,6 +39,8 @@ KERNELS_NPZ = 'kernels.npz'
 TUNABLE = ('l1', 'l2', 'dropout', 'weight_decay', 'batch_norm', 'input_noise',
            'mixup', 'weight_averaging', 'lr_schedule')
 _OFF = {'batch_norm': False, 'weight_averaging': None, 'lr_schedule': 'constant'}
+# Member i of an ensemble is built and shuffled with seed + i * this.
+MEMBER_SEED_STRIDE = 1000
 
 
 def label_columns(label: config_lib.LabelConfig):
@@ -126,37 +129,59 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                'regularization %s', type(strategy).__name__,
                strategy.num_replicas_in_sync, batch, reg)
 
-  def dataset(split, **kwargs):
-    ds = inputs.make_dataset(split, batch, seed=cfg.model.seed, **kwargs)
+  def dataset(split, seed=cfg.model.seed, **kwargs):
+    ds = inputs.make_dataset(split, batch, seed=seed, **kwargs)
     return strategy_lib.apply_sharding(ds, strategy, len(split.paths),
                                        in_memory=split.in_memory)
 
   steps = fn_args.train_steps or None
   steps_per_epoch = max(1, steps // cfg.model.epochs) if steps else None
-  train_ds = dataset(train_split, shuffle=True,
-                     num_epochs=None if steps else 1)
   eval_ds = dataset(eval_split, shuffle=False)
   train_sample = dataset(train_split, shuffle=False,
                          take_batches=max(1, cfg.model.train_eval_sample // batch))
-
-  with strategy.scope():
-    model = model_lib.build_model(
-        specs,
-        cfg.model.hidden_units, task=task, label_info=label_info,
-        **model_lib.regularization_kwargs(reg), seed=cfg.model.seed)
-    # A learning-rate schedule spans the planned steps: full global batches.
-    fit.compile_model(model, cfg.model, reg, task, label_info,
-                      total_steps=cfg.model.epochs * (
-                          steps_per_epoch or max(1, len(train_labels) // batch)))
-
   run_dir = strategy_lib.writable_dir(fn_args.model_run_dir, strategy)
   serving_dir = strategy_lib.writable_dir(fn_args.serving_model_dir, strategy)
-  backup = strategy_lib.backup_callback(
-      os.path.join(fn_args.model_run_dir, 'backup'), strategy)
-  result = fit.fit(model, train_ds, eval_ds, train_sample,
-                   epochs=cfg.model.epochs, steps_per_epoch=steps_per_epoch,
-                   reg=reg, task=task, log_dir=os.path.join(run_dir, 'logs'),
-                   extra_callbacks=[backup])
+  size = cfg.model.ensemble_members(len(train_labels))
+  members, fits = [], []
+  for index in range(size):
+    # Member 0 is the single network of a run without an ensemble.
+    seed = cfg.model.seed + MEMBER_SEED_STRIDE * index
+    with strategy.scope():
+      member = model_lib.build_model(
+          specs,
+          cfg.model.hidden_units, task=task, label_info=label_info,
+          **model_lib.regularization_kwargs(reg), seed=seed)
+      # A learning-rate schedule spans the planned steps: full global batches.
+      fit.compile_model(member, cfg.model, reg, task, label_info,
+                        total_steps=cfg.model.epochs * (
+                            steps_per_epoch or max(1, len(train_labels) // batch)))
+    backup = strategy_lib.backup_callback(
+        os.path.join(fn_args.model_run_dir,
+                     'backup' if index == 0 else f'backup_member_{index}'),
+        strategy)
+    fits.append(fit.fit(
+        member,
+        dataset(train_split, seed=seed, shuffle=True,
+                num_epochs=None if steps else 1),
+        eval_ds, train_sample,
+        epochs=cfg.model.epochs, steps_per_epoch=steps_per_epoch,
+        reg=reg, task=task,
+        log_dir=os.path.join(run_dir, 'logs' if index == 0 else f'logs_member_{index}'),
+        extra_callbacks=[backup],
+        label=f'member {index + 1}/{size} ' if size > 1 else ''))
+    members.append(member)
+  with strategy.scope():
+    model = model_lib.ensemble(members, specs)
+  # The curves, early stopping and weights shown are the first member's.
+  result = fits[0]
+  if size > 1:
+    with strategy.scope():
+      model.compile(loss=task.loss(label_info, 0.0),
+                    metrics=task.keras_metrics(label_info))
+    scores = model.evaluate(eval_ds, verbose=0, return_dict=True)
+    result['ensemble'] = ensemble_record(
+        fits, cfg.model, {name: float(scores[name]) for name in task.metrics
+                          if name in scores})
   result.update(
       task=task.name, label_info=label_info,
       encoding=feature_encodings(cfg.data.features, numeric, specs),
@@ -164,7 +189,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
              'learning_rate': cfg.model.learning_rate},
       regularization={**config_lib.to_plain(reg),
                       'active': list(reg.active)},
-      weights=model_lib.weight_summary(model),
+      weights=model_lib.weight_summary(members[0]),
       strategy={'configured': cfg.distribution.strategy,
                 'name': type(strategy).__name__,
                 'workers': strategy_lib.worker_count(strategy),
@@ -189,10 +214,12 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     # After the export and the weight summary: the comparison never touches
     # the model that is served, gated or described.
     result['unregularized'] = unregularized_comparison(
-        cfg, task, label_info, specs, strategy, train_ds, eval_ds,
-        train_sample, steps_per_epoch=steps_per_epoch)
+        cfg, task, label_info, specs, strategy,
+        dataset(train_split, shuffle=True, num_epochs=None if steps else 1),
+        eval_ds, train_sample, steps_per_epoch=steps_per_epoch)
   fit.write_json(os.path.join(run_dir, TRAINING_JSON), result)
-  write_kernels(os.path.join(run_dir, KERNELS_NPZ), model_lib.kernels(model))
+  write_kernels(os.path.join(run_dir, KERNELS_NPZ),
+                model_lib.kernels(members[0]))
   strategy_lib.cleanup(run_dir, strategy)
   strategy_lib.cleanup(serving_dir, strategy)
 
@@ -236,6 +263,24 @@ def unregularized_comparison(cfg: config_lib.PipelineConfig, task: tasks.Task,
           'train': last['train'][metric], 'gap': last['gap'][metric],
           'epochs': curves['epochs_run'],
           'seconds': round(time.monotonic() - start, 1)}
+
+
+def ensemble_record(fits: Sequence[Dict], model: config_lib.ModelConfig,
+                    evaluation: Dict[str, float]) -> Dict[str, Any]:
+  """What training.json says of an ensemble: its size, the row bound that
+  enabled it, the averaged model's eval metrics (before calibration) and
+  each member's epochs and early-stopping outcome."""
+  return {
+      'size': len(fits),
+      'max_rows': model.ensemble_max_rows,
+      'eval': evaluation,
+      'members': [{'seed': model.seed + MEMBER_SEED_STRIDE * i,
+                   'epochs_run': f['epochs_run'],
+                   **({'best_epoch': f['early_stopping']['best_epoch'],
+                       'best_value': f['early_stopping']['best_value']}
+                      if 'early_stopping' in f else {})}
+                  for i, f in enumerate(fits)],
+  }
 
 
 def task_label_info(task: tasks.Task, label: config_lib.LabelConfig,
