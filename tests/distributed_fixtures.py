@@ -30,7 +30,7 @@ def small_config_overrides(**extra) -> List[str]:
   """A small, deterministic model: fast on 2 shared cores."""
   values = {
       'model.hidden_units': '[16]', 'model.batch_size': '16',
-      'model.epochs': '3', 'model.train_eval_sample': '128',
+      'model.epochs': '3', 'model.ensemble_size': '1', 'model.train_eval_sample': '128',
       'model.learning_rate': '0.01', 'model.seed': '7',
       'data.features.categorical': '[payment_type, trip_start_hour]',
       'data.features.numeric': '[fare, trip_miles, trip_seconds]',

@@ -30,7 +30,7 @@ from core import config as config_lib
 from pipeline.factory import NodeIds
 
 SAMPLE_ROWS = 600
-SMALL = ['model.epochs=2', 'model.train_eval_sample=256',
+SMALL = ['model.epochs=2', 'model.ensemble_size=1', 'model.train_eval_sample=256',
          'gate.train_sample_size=300',
          'gate.min_accuracy_skill=-100', 'gate.min_log_loss_skill=-100',
          'gate.min_auc=0', 'gate.min_pr_auc_skill=-100',

@@ -289,7 +289,7 @@ def test_yaml_pipeline_spec_is_accepted(tmp_path):
 SAMPLE_ROWS = 2000
 # Small and quick; the thresholds are relaxed through the gate_config
 # parameter (that the value reaches the gate is part of what is tested).
-E2E_OVERRIDES = ['model.epochs=2', 'model.batch_size=64',
+E2E_OVERRIDES = ['model.epochs=2', 'model.ensemble_size=1', 'model.batch_size=64',
                  'model.train_eval_sample=256', 'gate.train_sample_size=300']
 E2E_GATE = {'min_auc': 0.5, 'min_accuracy_skill': -100.0,
             'min_log_loss_skill': -100.0, 'min_pr_auc_skill': -100.0,

@@ -32,15 +32,17 @@ from small_run import read_raw_examples, run_artifacts
 pytestmark = pytest.mark.e2e
 
 COMMON = ['model.train_eval_sample=1024', 'gate.train_sample_size=3000']
+# One network: the refusals are about what it learnt, not the ensemble.
 OVERFIT = ['regularization=none', 'model.hidden_units=[256, 256]',
-           'model.batch_size=16']
+           'model.batch_size=16', 'model.ensemble_size=1']
 # The overfit run's sample: rows (None: the shape's own data), the
 # generator's settings, epochs. The imbalanced shape's strong signal leaves
 # nothing to memorise; at signal 1 its labels are noisy enough to.
 OVERFIT_SAMPLE = {'multiclass': (None, {}, 60),
                   'regression': (400, {}, 150),
                   'imbalanced': (3000, {'signal': 1.0}, 60)}
-PRIOR_ONLY = ['regularization={l2: 30.0}', 'model.epochs=8']
+PRIOR_ONLY = ['regularization={l2: 30.0}', 'model.epochs=8',
+              'model.ensemble_size=1']
 # About 225 held-out rows: the default max_gap is narrower than the gap's
 # interval, which the gate refuses to judge. The regularized runs, meant to
 # pass, loosen it per task; the overfit runs keep the defaults.
@@ -95,6 +97,15 @@ def test_regularized_model_is_blessed_pushed_and_serves(shape):
   assert {c['metric'] for c in result.gate['checks'] if c['kind'] == 'gap'
           } == set(task.default_max_gap)
   assert set(result.training['epochs'][0]['train']) == set(task.metrics)
+  # The default small-data ensemble on 1,500 rows; one network on the
+  # imbalanced shape's 20,000 (above model.ensemble_max_rows).
+  ensemble = result.training.get('ensemble')
+  if shape.name == 'imbalanced':
+    assert ensemble is None
+  else:
+    assert ensemble['size'] == config.model.ensemble_size == 5
+    assert len({m['seed'] for m in ensemble['members']}) == 5
+    assert set(ensemble['eval']) == set(task.metrics)
 
   # The metadata store: the gate blessed exactly the Trainer's model, and
   # the Pusher published it.

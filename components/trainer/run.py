@@ -168,8 +168,14 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         reg=reg, task=task,
         log_dir=os.path.join(run_dir, 'logs' if index == 0 else f'logs_member_{index}'),
         extra_callbacks=[backup],
-        label=f'member {index + 1}/{size} ' if size > 1 else ''))
+        label=f'member {index + 1}/{size} ' if size > 1 else '',
+        # The first member's epochs are the run's curves; the others' one
+        # line each (below).
+        epoch_lines=index == 0))
     members.append(member)
+    if index:
+      fit.EPOCH_LOGGER.info('member %d/%d: %s', index + 1, size,
+                            fit.outcome_words(fits[-1]))
   with strategy.scope():
     model = model_lib.ensemble(members, specs)
   # The curves, early stopping and weights shown are the first member's.
