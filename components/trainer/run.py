@@ -169,13 +169,13 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         log_dir=os.path.join(run_dir, 'logs' if index == 0 else f'logs_member_{index}'),
         extra_callbacks=[backup],
         label=f'member {index + 1}/{size} ' if size > 1 else '',
-        # The first member's epochs are the run's curves; the others' one
-        # line each (below).
+        # On the console, the first member's epochs (the run's curves); the
+        # others' in the run log, and their best epochs in the summary.
         epoch_lines=index == 0))
     members.append(member)
-    if index:
-      fit.EPOCH_LOGGER.info('member %d/%d: %s', index + 1, size,
-                            fit.outcome_words(fits[-1]))
+    if size > 1:
+      logging.info('Ensemble member %d/%d: %s', index + 1, size,
+                   fit.outcome_words(fits[-1]))
   with strategy.scope():
     model = model_lib.ensemble(members, specs)
   # The curves, early stopping and weights shown are the first member's.
