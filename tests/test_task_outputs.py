@@ -639,3 +639,29 @@ def test_summary_of_an_undecided_gap_says_what_more_rows_would_do(
   assert says in text, text
   if value > 0.03:
     assert 'measurable here' not in text
+
+
+def test_summary_and_report_of_an_ensemble_show_its_eval_and_members(
+    tmp_path):
+  config, gate, training = _synthetic('binary')
+  plain = local_runner.format_summary(run_result('binary', gate, training))
+  assert 'ensemble' not in plain
+  training['ensemble'] = {
+      'size': 3, 'max_rows': 5000, 'eval': {'accuracy': 0.8123, 'auc': 0.9,
+                                            'pr_auc': 0.7, 'log_loss': 0.31},
+      'members': [{'seed': 42 + 1000 * i, 'epochs_run': 9, 'best_epoch': b,
+                   'best_value': 0.9} for i, b in enumerate((5, 7, 3))]}
+  text = local_runner.format_summary(run_result('binary', gate, training))
+  assert ('an ensemble of 3 networks from different seeds (train split <= '
+          'model.ensemble_max_rows 5,000 rows), averaged; their best epochs '
+          '5, 7, 3') in text, text
+  # The eval column is the averaged model's, not the first member's epoch.
+  [row] = [line.split() for line in text.splitlines()
+           if line.strip().startswith('accuracy')]
+  assert row[2] == '0.8123', text
+  directory = str(tmp_path / 'report')
+  os.makedirs(directory)
+  page = _text(report.render(run_result('binary', gate, training), config,
+                             directory))
+  assert 'Model: an ensemble of 3 networks' in page
+  assert 'the gate and serving see their average' in page
