@@ -62,7 +62,10 @@ def test_mirrored_two_cpus_matches_single_device(transformed_data, tmp_path):
   # masks differ between one device and two replicas. One epoch (26 steps):
   # later epochs' per-example reshuffle was seen to order examples differently
   # under the two strategies in some runs, which is not what this test is for.
-  common = {'regularization': '{l2: 0.01}', 'model.epochs': '1'}
+  # Two members: the ensemble trains, averages and exports the same way
+  # under both strategies.
+  common = {'regularization': '{l2: 0.01}', 'model.epochs': '1',
+            'model.ensemble_size': '2'}
   runs = {
       'single': {'distribution.strategy': 'one_device',
                  'model.batch_size': '32', **common},
@@ -90,6 +93,11 @@ def test_mirrored_two_cpus_matches_single_device(transformed_data, tmp_path):
 
   single, mirrored = result['single']['epochs'], result['mirrored']['epochs']
   assert len(single) == len(mirrored) == 1
+  ensembles = [result[name]['ensemble'] for name in runs]
+  assert [e['size'] for e in ensembles] == [2, 2]
+  for metric, value in ensembles[0]['eval'].items():
+    assert ensembles[1]['eval'][metric] == pytest.approx(
+        value, abs=METRIC_TOLERANCE), (metric, ensembles)
   for a, b in zip(single, mirrored):
     for split in ('train', 'eval'):
       for metric, value in a[split].items():

@@ -4,8 +4,8 @@ Referenced by module path (``components.trainer.run.run_fn``). It parses the
 typed configuration once, applies tuned hyperparameters when the Tuner ran,
 builds everything inside the distribution strategy's scope, fits (on a small
 train split, ``model.ensemble_size`` networks from different seeds, averaged
-into one model), and has the chief export the model plus a ``training.json`` with the curves, the
-regularization settings and the weight statistics for the run report. With
+into one model), and has the chief export the model plus a ``training.json``
+with the curves, the regularization settings and the weight statistics for the run report. With
 ``report.compare_unregularized`` it then trains the same network without any
 regularization (``unregularized_comparison``) and records its gap beside
 them; the exported model is the regularized one either way.
@@ -136,6 +136,14 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
 
   steps = fn_args.train_steps or None
   steps_per_epoch = max(1, steps // cfg.model.epochs) if steps else None
+
+  def train_dataset(seed=cfg.model.seed):
+    return dataset(train_split, seed=seed, shuffle=True,
+                   num_epochs=None if steps else 1)
+
+  # A learning-rate schedule spans the planned steps: full global batches.
+  total_steps = cfg.model.epochs * (
+      steps_per_epoch or max(1, len(train_labels) // batch))
   eval_ds = dataset(eval_split, shuffle=False)
   train_sample = dataset(train_split, shuffle=False,
                          take_batches=max(1, cfg.model.train_eval_sample // batch))
@@ -151,22 +159,18 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
           specs,
           cfg.model.hidden_units, task=task, label_info=label_info,
           **model_lib.regularization_kwargs(reg), seed=seed)
-      # A learning-rate schedule spans the planned steps: full global batches.
       fit.compile_model(member, cfg.model, reg, task, label_info,
-                        total_steps=cfg.model.epochs * (
-                            steps_per_epoch or max(1, len(train_labels) // batch)))
+                        total_steps=total_steps)
     backup = strategy_lib.backup_callback(
         os.path.join(fn_args.model_run_dir,
                      'backup' if index == 0 else f'backup_member_{index}'),
         strategy)
     fits.append(fit.fit(
-        member,
-        dataset(train_split, seed=seed, shuffle=True,
-                num_epochs=None if steps else 1),
-        eval_ds, train_sample,
+        member, train_dataset(seed), eval_ds, train_sample,
         epochs=cfg.model.epochs, steps_per_epoch=steps_per_epoch,
         reg=reg, task=task,
-        log_dir=os.path.join(run_dir, 'logs' if index == 0 else f'logs_member_{index}'),
+        log_dir=os.path.join(
+            run_dir, 'logs' if index == 0 else f'logs_member_{index}'),
         extra_callbacks=[backup],
         label=f'member {index + 1}/{size} ' if size > 1 else '',
         # On the console, the first member's epochs (the run's curves); the
@@ -220,9 +224,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     # After the export and the weight summary: the comparison never touches
     # the model that is served, gated or described.
     result['unregularized'] = unregularized_comparison(
-        cfg, task, label_info, specs, strategy,
-        dataset(train_split, shuffle=True, num_epochs=None if steps else 1),
-        eval_ds, train_sample, steps_per_epoch=steps_per_epoch)
+        cfg, task, label_info, specs, strategy, train_dataset(), eval_ds,
+        train_sample, steps_per_epoch=steps_per_epoch)
   fit.write_json(os.path.join(run_dir, TRAINING_JSON), result)
   write_kernels(os.path.join(run_dir, KERNELS_NPZ),
                 model_lib.kernels(members[0]))
