@@ -56,14 +56,20 @@ def task_of(gate: Optional[dict], training: Optional[dict],
   return tasks_lib.get(default or LEGACY_TASK)
 
 
+def ensemble_best_epochs(ensemble: dict) -> str:
+  """'7, 9, 4': each member's best (else last) epoch, of training.json's
+  ``ensemble``."""
+  return ', '.join(str(m.get('best_epoch', m['epochs_run']))
+                   for m in ensemble['members'])
+
+
 def ensemble_words(ensemble: dict) -> str:
   """One line on training.json's ``ensemble`` (model.ensemble_size)."""
-  epochs = ', '.join(str(m.get('best_epoch', m['epochs_run']))
-                     for m in ensemble['members'])
   return (f"an ensemble of {ensemble['size']} networks from different seeds "
           f"(train split <= model.ensemble_max_rows {ensemble['max_rows']:,} "
-          f"rows), averaged; their best epochs {epochs}; the epochs shown "
-          'are the first\'s')
+          f"rows), averaged; their best epochs "
+          f"{ensemble_best_epochs(ensemble)}; the epochs shown are the "
+          "first's")
 
 
 def trivial_predictor(task: tasks_lib.Task,

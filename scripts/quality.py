@@ -598,8 +598,7 @@ def _settings(training: dict) -> str:
   parts.append('regularization ' + (', '.join(techniques) or 'none'))
   if training.get('ensemble'):
     parts.append(f"ensemble of {training['ensemble']['size']} (best epochs "
-                 + ', '.join(str(m.get('best_epoch', m['epochs_run']))
-                             for m in training['ensemble']['members']) + ')')
+                 f"{local_runner.ensemble_best_epochs(training['ensemble'])})")
   fitted = training.get('calibration')
   if fitted:
     parts.append(f"calibration temperature {fitted['temperature']:.3g} (eval "

@@ -184,8 +184,9 @@ def _inputs(specs: Sequence[InputSpec]) -> Dict[str, Any]:
 def ensemble(members: Sequence[keras.Model],
              specs: Sequence[InputSpec]) -> keras.Model:
   """One model whose output is the mean of ``members``' outputs (their
-  probabilities, or their predictions), keyed by the same inputs; a single member is returned as it is. Call
-  inside the strategy scope the members were built in."""
+  probabilities, or their predictions), keyed by the same inputs; a single
+  member is returned as it is. Call inside the strategy scope the members
+  were built in."""
   if len(members) == 1:
     return members[0]
   inputs = _inputs(specs)

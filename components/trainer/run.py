@@ -5,7 +5,8 @@ typed configuration once, applies tuned hyperparameters when the Tuner ran,
 builds everything inside the distribution strategy's scope, fits (on a small
 train split, ``model.ensemble_size`` networks from different seeds, averaged
 into one model), and has the chief export the model plus a ``training.json``
-with the curves, the regularization settings and the weight statistics for the run report. With
+with the curves, the regularization settings and the weight statistics for
+the run report. With
 ``report.compare_unregularized`` it then trains the same network without any
 regularization (``unregularized_comparison``) and records its gap beside
 them; the exported model is the regularized one either way.
@@ -41,6 +42,12 @@ TUNABLE = ('l1', 'l2', 'dropout', 'weight_decay', 'batch_norm', 'input_noise',
 _OFF = {'batch_norm': False, 'weight_averaging': None, 'lr_schedule': 'constant'}
 # Member i of an ensemble is built and shuffled with seed + i * this.
 MEMBER_SEED_STRIDE = 1000
+
+
+def member_seed(model: config_lib.ModelConfig, index: int) -> int:
+  """The seed of an ensemble's member ``index``; member 0's is the single
+  network's, ``model.seed``."""
+  return model.seed + MEMBER_SEED_STRIDE * index
 
 
 def label_columns(label: config_lib.LabelConfig):
@@ -152,8 +159,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   size = cfg.model.ensemble_members(len(train_labels))
   members, fits = [], []
   for index in range(size):
-    # Member 0 is the single network of a run without an ensemble.
-    seed = cfg.model.seed + MEMBER_SEED_STRIDE * index
+    seed = member_seed(cfg.model, index)
     with strategy.scope():
       member = model_lib.build_model(
           specs,
@@ -283,7 +289,7 @@ def ensemble_record(fits: Sequence[Dict], model: config_lib.ModelConfig,
       'size': len(fits),
       'max_rows': model.ensemble_max_rows,
       'eval': evaluation,
-      'members': [{'seed': model.seed + MEMBER_SEED_STRIDE * i,
+      'members': [{'seed': member_seed(model, i),
                    'epochs_run': f['epochs_run'],
                    **({'best_epoch': f['early_stopping']['best_epoch'],
                        'best_value': f['early_stopping']['best_value']}
