@@ -537,6 +537,16 @@ def objective_metric(records: List[dict], task: tasks_lib.Task
                           else name) or task.metrics[task.default_monitor]
 
 
+def _layers(hidden_units: Tuple[int, ...]) -> str:
+  """'64 x 2' for the search's equal layers, '64-32' for a configured
+  taper."""
+  if not hidden_units:
+    return '-'
+  if len(set(hidden_units)) == 1:
+    return f'{hidden_units[0]} x {len(hidden_units)}'
+  return '-'.join(str(u) for u in hidden_units)
+
+
 def chosen_trial(trials: List[Trial]) -> Optional[int]:
   """Index of the trial the Tuner handed to the Trainer, if any."""
   return next((i for i, t in enumerate(trials) if t.chosen), None)
@@ -1266,7 +1276,9 @@ def regularization_path_section(records: Optional[List[dict]],
       f"{sum(r.get('seconds', 0.0) for r in records):.0f} s (budget "
       f'{config.tuning.budget_minutes:g} min), objective '
       f'<code>val_{_esc(metric.name)}</code> on the eval split, each '
-      'trial scored at its best epoch; the test split never reached it.'
+      'trial scored at its best epoch; the test split never reached it. '
+      'Trial 1 is the configuration as given, so other settings reach the '
+      'Trainer only when they rank better on eval.'
       + (f' The chosen trial, {trials[chosen].number}, scored '
          f'{trials[chosen].score:.4f} with a gap of '
          f'{local_runner.format_gap(metric, trials[chosen].gap) or "-"}; the '
@@ -1284,8 +1296,7 @@ def regularization_path_section(records: Optional[List[dict]],
         '(column <em>ranked</em>): the gate measures the gap again on test, '
         'with an interval.</p>')
   rows = [[t.number, ', '.join(t.techniques) or 'none', _strengths(t),
-           f'{t.hidden_units[0]} x {len(t.hidden_units)}' if t.hidden_units
-           else '-', f'{t.learning_rate:.2g}', _fmt(t.score), _fmt(t.train),
+           _layers(t.hidden_units), f'{t.learning_rate:.2g}', _fmt(t.score), _fmt(t.train),
            _gap_cell(metric, t.gap)] + ([_fmt(t.ranked)] if penalized else [])
           + [_fmt(t.epochs)]
           + ([] if t.status == 'COMPLETED' else [t.status])

@@ -845,8 +845,11 @@ def search_sentence(m: Measured, o: Outcome) -> str:
   if chosen is None:
     return f'Search: {_count(len(m.trials), "trial")}{took}; none completed.'
   best = m.trials[chosen]
+  which = ('trial 1, the configuration as given' if chosen == 0
+           else f'trial {chosen + 1}')
   return (f'Search: {_count(len(m.trials), "trial")}{took}; the one chosen '
-          f"(tuning.chosen_index), {objective} {best['score']:.4f} on eval"
+          f"(tuning.chosen_index) is {which}, {objective} "
+          f"{best['score']:.4f} on eval"
           + (f", train − eval gap {best['gap']:+.4f}" if 'gap' in best
              else '') + '.')
 
@@ -985,7 +988,8 @@ def document(all_measured: List[Measured], command: str, seconds: float,
            'Bayesian search (docs/configuration.md, `tuning`) over the '
            'regularization techniques, their strengths, the width, depth and '
            'learning rate, scored on the `eval` split (never `test`), each '
-           'trial stopped early; the Trainer then trains the chosen '
+           'trial stopped early, its first trial the default configuration '
+           'itself; the Trainer then trains the chosen '
            'configuration (`tuning.chosen_index`: the best whose eval gaps '
            'stay within `tuning.gap_fraction` of their limits).'
            if budget_minutes is not None else

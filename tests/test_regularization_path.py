@@ -104,10 +104,21 @@ def test_trials_figure_and_table_from_trials_json(tmp_path):
   assert ('early_stopping, batch_norm, mixup, cosine_lr dropout 0.1, mixup '
           '0.3 32 x 1 0.001' in rows['3'])
   assert 'weight_decay 0.001, input_noise 0.1' in rows['4']
+  assert 'Trial 1 is the configuration as given' in text
   best = [row for row in page.split('<tr')[1:]
           if row.startswith(' class="best"')]
   assert len(best) == 1
   assert synthetic._text('<tr' + best[0]).startswith('2 ')  # pylint: disable=protected-access
+
+
+def test_a_configured_taper_is_shown_as_its_layers(tmp_path):
+  configured = _trial('00', 0.91, 0.93, hidden_units=[64, 32])
+  page, _, _ = _page(tmp_path, [configured, *TRIALS[1:]])
+  start = page.index('Regularization path: what it bought')
+  rows = {r.split()[0]: r for r in _rows(page[start:page.index('<h2>Data')])
+          if r.split()[0].isdigit()}
+  assert ' 64-32 0.003 0.9100 ' in rows['1']
+  assert ' 64 x 2 0.003 0.9300' in rows['2']
 
 
 def test_a_lower_is_better_objective_chooses_the_smallest_score():

@@ -1,8 +1,9 @@
 """The optional Tuner: search over regularization strengths, best values used.
 
-Runs the real ``tuner_fn`` (KerasTuner Bayesian optimization on tf_keras models) on
-the tiny Transform output of ``transformed_data``, then ``run_fn`` with the
-Tuner's best hyperparameters, as TFX hands them over.
+The slow tests run the real ``tuner_fn`` (KerasTuner Bayesian optimization on
+tf_keras models) on the tiny Transform output of ``transformed_data``, then
+``run_fn`` with the Tuner's best hyperparameters, as TFX hands them over; the
+others check its parts (the space, the first trial, the ranking) alone.
 """
 
 import json
@@ -27,8 +28,6 @@ from core import tasks
 from pipeline import metadata, report
 from pipeline.factory import NodeIds
 
-pytestmark = pytest.mark.slow
-
 
 def test_search_space_covers_the_cocktail_width_depth_and_rate():
   hp = tuning.search_space(config_lib.TuningConfig(max_width=128, max_depth=2))
@@ -42,7 +41,7 @@ def test_search_space_covers_the_cocktail_width_depth_and_rate():
   assert space['dropout'].max_value == 0.5
   assert space['input_noise'].max_value == 0.3
   assert (space['mixup'].min_value, space['mixup'].max_value) == (0.1, 0.4)
-  assert space['lr_schedule'].values == ['constant', 'cosine']
+  assert space['lr_schedule'].values == ['constant', 'cosine', 'one_cycle']
   for name in ('l2', 'weight_decay', 'learning_rate'):
     assert space[name].sampling == 'log'
   assert (space['learning_rate'].min_value,
@@ -62,6 +61,54 @@ def test_config_with_applies_model_and_typed_regularization_values():
   assert tuned.model.hidden_units == (96, 96, 96)
   assert tuned.model.learning_rate == 1e-3
   assert trainer_run.config_with(cfg, {}) == cfg
+
+
+@pytest.mark.parametrize('overrides', [
+    [],
+    ['model.hidden_units=[512, 128, 64, 32]', 'model.learning_rate=0.05',
+     'regularization.l2=0', 'regularization.weight_decay=0.02',
+     'regularization.mixup=0.3', 'regularization.lr_schedule=one_cycle',
+     'regularization.batch_norm=true', 'regularization.input_noise=0.1',
+     'regularization.l1=1e-4']])
+def test_the_configured_values_give_the_configuration_back(overrides):
+  cfg = config_lib.load_config(overrides=[
+      'data.label=y', 'data.features={numeric: [a]}', *overrides])
+  space = tuning.search_space(cfg.tuning)
+  values = tuning.configured_values(cfg, space)
+  assert trainer_run.config_with(cfg, values) == cfg
+  # Every value of the space, and each one it can hold (the optimizer
+  # places the trial by them); width and depth the nearest it has.
+  assert {hp.name for hp in space.space} <= set(values)
+  for hp in space.space:
+    if isinstance(hp, keras_tuner.engine.hyperparameters.Choice):
+      assert values[hp.name] in hp.values
+    elif isinstance(hp, keras_tuner.engine.hyperparameters.Boolean):
+      assert isinstance(values[hp.name], bool)
+  width, depth = cfg.model.hidden_units[0], len(cfg.model.hidden_units)
+  assert values['width'] == min(width, cfg.tuning.max_width)
+  assert values['depth'] == min(depth, cfg.tuning.max_depth)
+
+
+def test_the_first_trial_is_the_configuration_then_the_search_moves(tmp_path):
+  cfg = config_lib.load_config(overrides=[
+      'data.label=y', 'data.features={numeric: [a]}'])
+  space = tuning.search_space(cfg.tuning)
+  first = tuning.configured_values(cfg, space)
+  oracle = tuning.ConfiguredFirstOracle(
+      first=first, objective=tuning.objective(cfg), max_trials=4,
+      num_initial_points=2, seed=1, hyperparameters=space)
+  oracle._set_project_dir(str(tmp_path), 'search')  # pylint: disable=protected-access
+  seen = []
+  for i in range(3):
+    trial = oracle.create_trial(f'tuner{i}')
+    seen.append(dict(trial.hyperparameters.values))
+    oracle.update_trial(trial.trial_id, {'val_auc': 0.8 + 0.01 * i})
+    oracle.end_trial(trial)
+  assert seen[0] == first
+  assert trainer_run.config_with(cfg, seen[0]) == cfg
+  # Later trials are the optimizer's (random first, then the Gaussian
+  # process), each from the space alone.
+  assert all('hidden_units' not in v and v != first for v in seen[1:])
 
 
 def test_trials_json_is_copied_into_the_tuner_results_artifact(tmp_path):
@@ -145,8 +192,7 @@ def test_the_tuner_hands_on_the_chosen_trial_not_the_ranked_best(
     hp.Fixed('width', width)
     return hp
   trials = {'a': values(256), 'b': values(64)}
-  monkeypatch.setattr(keras_tuner.BayesianOptimization,
-                      'get_best_hyperparameters',
+  monkeypatch.setattr(keras_tuner.Tuner, 'get_best_hyperparameters',
                       lambda self, num_trials=1: [trials['a'], trials['b']][
                           :num_trials])
   search = object.__new__(tuning.RegularizationSearch)
@@ -186,6 +232,7 @@ def _tuner(transformed_data, tmp_path, **overrides):
   return fn_args, tuning.tuner_fn(fn_args)
 
 
+@pytest.mark.slow
 def test_tuner_searches_and_trainer_uses_the_best(transformed_data, tmp_path,
                                                   monkeypatch):
   fn_args, result = _tuner(transformed_data, tmp_path, **{
@@ -205,6 +252,10 @@ def test_tuner_searches_and_trainer_uses_the_best(transformed_data, tmp_path,
     records = json.load(f)
   assert len(records) == 2
   assert {r['trial_id'] for r in records} == {t.trial_id for t in trials}
+  # The first trial is the configuration as given.
+  config = fixtures.small_config(**{'tuning.enabled': 'true'})
+  assert records[0]['hyperparameters'] == tuning.configured_values(
+      config, tuning.search_space(config.tuning))
   limits = fixtures.small_config().gate.max_gap
   for r in records:
     assert r['objective'] == 'val_auc' and 0.0 <= r['score'] <= 1.0
@@ -238,6 +289,7 @@ def test_tuner_searches_and_trainer_uses_the_best(transformed_data, tmp_path,
   # As the TFX Tuner writes it and the Trainer receives it; a bool and a
   # string forced on to see them arrive.
   handed = best.get_config()
+  handed['values'].pop('hidden_units', None)  # The configured trial's.
   handed['values'].update(batch_norm=True, lr_schedule='cosine', width=48,
                           depth=1, learning_rate=0.002)
   fn_args.hyperparameters = handed
@@ -284,6 +336,7 @@ def _executor_outputs(tuner, tmp_path, monkeypatch):
   return outputs
 
 
+@pytest.mark.slow
 def test_budget_stops_the_search_and_trials_stop_early(transformed_data,
                                                        tmp_path):
   fn_args, result = _tuner(transformed_data, tmp_path, **{

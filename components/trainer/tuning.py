@@ -4,7 +4,9 @@ KerasTuner's Bayesian optimization (``search_space``) chooses which
 techniques are on and their strengths, the width and depth and the learning
 rate; the objective is the eval split's early-stopping metric (the task's
 default when early stopping is off), each trial stops early on it, and the
-whole search stops at ``tuning.budget_minutes``. A trial whose
+whole search stops at ``tuning.budget_minutes``. The first trial is the
+configuration as given (``configured_values``), so the search hands on
+other values only when they rank better on eval. A trial whose
 train-minus-eval gap on any of the gate's gap metrics passes
 ``tuning.gap_fraction`` of its ``gate.max_gap`` is ranked lower
 (``ranked_score``): the gate measures the gap on test with an interval, so
@@ -19,7 +21,7 @@ import json
 import math
 import os
 import time
-from typing import Mapping, Optional
+from typing import Dict, Mapping, Optional
 
 import keras_tuner
 import tf_keras as keras
@@ -115,8 +117,52 @@ class Deadline(keras.callbacks.Callback):
       self.model.stop_training = True
 
 
-class RegularizationSearch(keras_tuner.BayesianOptimization):
-  """Bayesian optimization whose trials are tf_keras models, fitted here.
+class ConfiguredFirstOracle(keras_tuner.oracles.BayesianOptimizationOracle):
+  """Bayesian optimization whose first trial has the values ``first``."""
+
+  def __init__(self, *, first: Optional[Mapping[str, object]] = None,
+               **kwargs):
+    super().__init__(**kwargs)
+    self.first = dict(first or {})
+
+  def populate_space(self, trial_id):
+    if self.first and not self.trials:
+      return {'status': 'RUNNING',  # keras_tuner's TrialStatus.RUNNING
+              'values': dict(self.first)}
+    return super().populate_space(trial_id)
+
+
+def configured_values(cfg: config_lib.PipelineConfig,
+                      space: keras_tuner.HyperParameters) -> Dict[str, object]:
+  """``cfg`` in the names of ``space`` (``search_space``), such that
+  ``run.config_with(cfg, values)`` is ``cfg`` again: every value of the space
+  (the optimizer reads them all; a strength a technique does not use is the
+  space's default), plus ``hidden_units`` verbatim, which ``config_with``
+  prefers to ``width`` and ``depth``."""
+  reg, model = cfg.regularization, cfg.model
+  values = {hp.name: hp.default for hp in space.space}
+  for name in ('l2', 'weight_decay', 'mixup'):
+    on = getattr(reg, name) > 0
+    values[f'use_{name}'] = on
+    if on:
+      values[name] = getattr(reg, name)
+  values.update(dropout=reg.dropout, batch_norm=reg.batch_norm,
+                input_noise=reg.input_noise, lr_schedule=reg.lr_schedule,
+                learning_rate=model.learning_rate,
+                hidden_units=list(model.hidden_units))
+  for hp in space.space:  # The nearest width and depth, for the optimizer.
+    if hp.name == 'width':
+      width = min(max(model.hidden_units[0], hp.min_value), hp.max_value)
+      values['width'] = width - (width - hp.min_value) % (hp.step or 1)
+    elif hp.name == 'depth':
+      values['depth'] = min(max(len(model.hidden_units), hp.min_value),
+                            hp.max_value)
+  return values
+
+
+class RegularizationSearch(keras_tuner.Tuner):
+  """Bayesian optimization (``ConfiguredFirstOracle``: ``first`` is its first
+  trial) whose trials are tf_keras models, fitted here.
 
   KerasTuner 1.4 binds itself to Keras 3 whenever that is installed (TF 2.16
   installs it) and rejects tf_keras models in its default trial loop, so each
@@ -126,11 +172,18 @@ class RegularizationSearch(keras_tuner.BayesianOptimization):
   ``ranked_score`` of its gaps against ``max_gap`` (the gate's limits).
   """
 
-  def __init__(self, hypermodel, *, budget_minutes: float, patience: int,
+  def __init__(self, hypermodel, *, hyperparameters, objective,
+               max_trials: int, num_initial_points: int, seed: int,
+               budget_minutes: float, patience: int,
+               first: Optional[Mapping[str, object]] = None,
                train_sample=None, task=None,
                max_gap: Optional[Mapping[str, float]] = None,
                gap_fraction: float = 1.0, **kwargs):
-    super().__init__(hypermodel, **kwargs)
+    oracle = ConfiguredFirstOracle(
+        first=first, objective=objective, max_trials=max_trials,
+        num_initial_points=num_initial_points, seed=seed,
+        hyperparameters=hyperparameters)
+    super().__init__(oracle=oracle, hypermodel=hypermodel, **kwargs)
     self.budget_seconds = budget_minutes * 60.0
     self.patience = patience
     self.train_sample = train_sample
@@ -235,7 +288,7 @@ def search_space(tuning: config_lib.TuningConfig) -> keras_tuner.HyperParameters
   - ``dropout``: [0, 0.5]; ``input_noise``: [0, 0.3]
   - ``batch_norm``: on or off
   - ``use_mixup``, ``mixup``: Beta alpha in [0.1, 0.4]
-  - ``lr_schedule``: constant or cosine
+  - ``lr_schedule``: constant, cosine or one-cycle
   - ``learning_rate``: log-uniform in [1e-4, 1e-2]
   - ``width``: min_width..max_width in steps of min_width; ``depth``:
     1..max_depth; hidden_units = depth layers of width units.
@@ -250,7 +303,7 @@ def search_space(tuning: config_lib.TuningConfig) -> keras_tuner.HyperParameters
   hp.Float('input_noise', 0.0, 0.3, default=0.0)
   hp.Boolean('use_mixup', default=False)
   hp.Float('mixup', 0.1, 0.4, default=0.2)
-  hp.Choice('lr_schedule', ['constant', 'cosine'], default='constant')
+  hp.Choice('lr_schedule', list(config_lib.LR_SCHEDULES), default='constant')
   hp.Float('learning_rate', 1e-4, 1e-2, sampling='log', default=3e-3)
   width = min(max(64, tuning.min_width), tuning.max_width)
   hp.Int('width', tuning.min_width, tuning.max_width, step=tuning.min_width,
@@ -289,8 +342,9 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
 
   es = cfg.regularization.early_stopping
   trials = cfg.tuning.max_trials
+  space = search_space(cfg.tuning)
   tuner = RegularizationSearch(
-      build, hyperparameters=search_space(cfg.tuning),
+      build, hyperparameters=space, first=configured_values(cfg, space),
       objective=objective(cfg), max_trials=trials,
       num_initial_points=max(1, min(5, trials // 2)), seed=cfg.model.seed,
       budget_minutes=cfg.tuning.budget_minutes,
