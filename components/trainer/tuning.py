@@ -140,23 +140,23 @@ def configured_values(cfg: config_lib.PipelineConfig,
   space's default), plus ``hidden_units`` verbatim, which ``config_with``
   prefers to ``width`` and ``depth``."""
   reg, model = cfg.regularization, cfg.model
-  values = {hp.name: hp.default for hp in space.space}
-  for name in ('l2', 'weight_decay', 'mixup'):
-    on = getattr(reg, name) > 0
-    values[f'use_{name}'] = on
-    if on:
+  space_of = {hp.name: hp for hp in space.space}
+  values = {name: hp.default for name, hp in space_of.items()}
+  for switch in [n for n in space_of if n.startswith('use_')]:
+    name = switch[len('use_'):]
+    values[switch] = getattr(reg, name) > 0
+    if values[switch]:
       values[name] = getattr(reg, name)
   values.update(dropout=reg.dropout, batch_norm=reg.batch_norm,
                 input_noise=reg.input_noise, lr_schedule=reg.lr_schedule,
                 learning_rate=model.learning_rate,
                 hidden_units=list(model.hidden_units))
-  for hp in space.space:  # The nearest width and depth, for the optimizer.
-    if hp.name == 'width':
-      width = min(max(model.hidden_units[0], hp.min_value), hp.max_value)
-      values['width'] = width - (width - hp.min_value) % (hp.step or 1)
-    elif hp.name == 'depth':
-      values['depth'] = min(max(len(model.hidden_units), hp.min_value),
-                            hp.max_value)
+  # The nearest width and depth the space has, for the optimizer.
+  width, depth = space_of['width'], space_of['depth']
+  units = min(max(model.hidden_units[0], width.min_value), width.max_value)
+  values['width'] = units - (units - width.min_value) % (width.step or 1)
+  values['depth'] = min(max(len(model.hidden_units), depth.min_value),
+                        depth.max_value)
   return values
 
 
