@@ -334,6 +334,12 @@ class TuningConfig:
   # max_gap (any gap metric) ranks lower, by how far it passes: room for the
   # gate's interval on test. A large value ranks by the eval metric alone.
   gap_fraction: float = 0.5
+  # A trial other than the first (the configuration as given) reaches the
+  # Trainer only when its eval objective beats the first's by more than this
+  # many standard errors of the paired difference (a bootstrap over the eval
+  # rows): a change eval cannot tell from noise is not handed on. 0 hands on
+  # any trial that scores better.
+  min_improvement_se: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -616,6 +622,10 @@ def _validate_tuning(t: TuningConfig) -> None:
           math.isfinite(t.gap_fraction) and t.gap_fraction > 0):
     raise ConfigError(f'tuning.gap_fraction: must be a number > 0, got '
                       f'{t.gap_fraction!r}')
+  if not (isinstance(t.min_improvement_se, (int, float)) and
+          math.isfinite(t.min_improvement_se) and t.min_improvement_se >= 0):
+    raise ConfigError(f'tuning.min_improvement_se: must be a number >= 0, '
+                      f'got {t.min_improvement_se!r}')
 
 
 def validate(config: PipelineConfig) -> PipelineConfig:

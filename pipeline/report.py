@@ -495,6 +495,10 @@ class Trial:
   # What the search ranked it by: the score, worsened where a gap passed
   # tuning.gap_fraction of its limit (tuning.ranked_score).
   ranked: Optional[float] = None
+  # Its eval objective less the configured trial's (positive is better) and
+  # the standard error of that paired difference (tuning.improvement).
+  improvement: Optional[float] = None
+  improvement_se: Optional[float] = None
   # The trial whose values the Tuner handed to the Trainer
   # (tuning.chosen_index).
   chosen: bool = False
@@ -519,11 +523,13 @@ def trials_of(records: List[dict],
         score=record.get('score'), train=record.get('train'),
         gap=record.get('gap'), epochs=record.get('epochs'),
         status=str(record.get('status', 'COMPLETED')),
-        ranked=record.get('ranked', record.get('score'))))
+        ranked=record.get('ranked', record.get('score')),
+        improvement=record.get('improvement'),
+        improvement_se=record.get('improvement_se')))
   from components.trainer import tuning  # pylint: disable=g-import-not-at-top
   chosen = tuning.chosen_index(
       records, objective_metric(records, tasks_lib.get(config.task))
-      .higher_is_better, config.tuning.gap_fraction)
+      .higher_is_better, config.tuning)
   if chosen is not None:
     trials[chosen] = dataclasses.replace(trials[chosen], chosen=True)
   return trials
@@ -1103,6 +1109,16 @@ def _diagnostics_section(gate: Optional[dict], training: Optional[dict],
   return '\n'.join(parts) or '<p class="muted">None for this task.</p>'
 
 
+def _improvement_cell(trial: Trial) -> str:
+  if trial.improvement is None:
+    return '-'
+  if trial.number == 1:
+    return 'reference'
+  if trial.improvement_se is None:
+    return _fmt(trial.improvement)
+  return f'{trial.improvement:+.4f} ± {_fmt(trial.improvement_se)}'
+
+
 def _gap_cell(metric: tasks_lib.Metric, value) -> str:
   if value is None:
     return '-'
@@ -1271,6 +1287,7 @@ def regularization_path_section(records: Optional[List[dict]],
   metric = objective_metric(records, task)
   trials = trials_of(records, config)
   chosen = chosen_trial(trials)
+  compared = any(t.improvement is not None for t in trials)
   parts.append(
       f'<p>The search ran {len(trials)} trial(s) in '
       f"{sum(r.get('seconds', 0.0) for r in records):.0f} s (budget "
@@ -1278,7 +1295,12 @@ def regularization_path_section(records: Optional[List[dict]],
       f'<code>val_{_esc(metric.name)}</code> on the eval split, each '
       'trial scored at its best epoch; the test split never reached it. '
       'Trial 1 is the configuration as given, so other settings reach the '
-      'Trainer only when they rank better on eval.'
+      'Trainer only when they rank better on eval'
+      + (f', and beat trial 1 there by more than '
+         f'{config.tuning.min_improvement_se:g} standard error(s) of the '
+         'paired difference (column <em>vs trial 1</em>, a bootstrap over '
+         'the eval rows; <code>tuning.min_improvement_se</code>).'
+         if compared else '.')
       + (f' The chosen trial, {trials[chosen].number}, scored '
          f'{trials[chosen].score:.4f} with a gap of '
          f'{local_runner.format_gap(metric, trials[chosen].gap) or "-"}; the '
@@ -1298,12 +1320,13 @@ def regularization_path_section(records: Optional[List[dict]],
   rows = [[t.number, ', '.join(t.techniques) or 'none', _strengths(t),
            _layers(t.hidden_units), f'{t.learning_rate:.2g}', _fmt(t.score), _fmt(t.train),
            _gap_cell(metric, t.gap)] + ([_fmt(t.ranked)] if penalized else [])
-          + [_fmt(t.epochs)]
+          + ([_improvement_cell(t)] if compared else []) + [_fmt(t.epochs)]
           + ([] if t.status == 'COMPLETED' else [t.status])
           for t in trials]
   header = ['trial', 'techniques on', 'strengths', 'width x depth',
             'learning rate', f'eval {metric.name}', f'train {metric.name}',
-            'gap'] + (['ranked'] if penalized else []) + ['epochs']
+            'gap'] + (['ranked'] if penalized else [])
+  header += (['vs trial 1'] if compared else []) + ['epochs']
   if any(t.status != 'COMPLETED' for t in trials):
     header.append('status')
     rows = [row + [''] * (len(header) - len(row)) for row in rows]

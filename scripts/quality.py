@@ -841,7 +841,7 @@ def search_sentence(m: Measured, o: Outcome) -> str:
   from components.trainer import tuning  # pylint: disable=g-import-not-at-top
   chosen = tuning.chosen_index(
       m.trials, metric.higher_is_better,
-      config_lib.load_config(overrides=o.overrides).tuning.gap_fraction)
+      config_lib.load_config(overrides=o.overrides).tuning)
   if chosen is None:
     return f'Search: {_count(len(m.trials), "trial")}{took}; none completed.'
   best = m.trials[chosen]
@@ -851,7 +851,28 @@ def search_sentence(m: Measured, o: Outcome) -> str:
           f"(tuning.chosen_index) is {which}, {objective} "
           f"{best['score']:.4f} on eval"
           + (f", train − eval gap {best['gap']:+.4f}" if 'gap' in best
-             else '') + '.')
+             else '') + '.' + _versus_first(m.trials, chosen, metric))
+
+
+def _versus_first(trials: List[dict], chosen: int,
+                  metric: tasks_lib.Metric) -> str:
+  """The chosen trial's improvement over trial 1 on eval, or, when trial 1
+  was kept, that of the best-ranked trial it was kept over."""
+  if chosen != 0:
+    other = trials[chosen]
+  else:
+    sign = -1.0 if metric.higher_is_better else 1.0
+    rivals = [t for t in trials[1:] if t.get('ranked') is not None
+              and t.get('improvement') is not None]
+    if not rivals:
+      return ''
+    other = min(rivals, key=lambda t: sign * t['ranked'])
+  if other.get('improvement') is None:
+    return ''
+  number = trials.index(other) + 1
+  return (f" Trial {number} vs trial 1 on eval: "
+          f"{other['improvement']:+.4f} ± {other['improvement_se']:.4f} "
+          f"{metric.name} (standard error of the paired difference).")
 
 
 def detail(m: Measured) -> List[str]:

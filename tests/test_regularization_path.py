@@ -143,6 +143,30 @@ def test_the_chosen_trial_is_within_the_gap_allowance_where_one_is():
   assert [t.chosen for t in trials] == [False, True]
 
 
+def test_a_change_within_eval_noise_is_not_chosen_and_the_table_says_so(
+    tmp_path):
+  """Trial 2 ranks best but beats the configured trial 1 by less than one
+  standard error: trial 1 is the one marked, and the table shows each
+  trial's difference from it."""
+  records = [dict(TRIALS[0], configured=True, improvement=0.0,
+                  improvement_se=0.0),
+             dict(TRIALS[1], improvement=0.02, improvement_se=0.03)]
+  page, _, _ = _page(tmp_path, records)
+  text = synthetic._text(page)  # pylint: disable=protected-access
+  assert 'by more than 1 standard error(s) of the paired difference' in text
+  assert 'The chosen trial, 1, scored 0.9100' in text
+  start = page.index('Regularization path: what it bought')
+  table = page[start:page.index('<h2>Data')]
+  assert 'vs trial 1' in table
+  rows = {r.split()[0]: r for r in _rows(table) if r.split()[0].isdigit()}
+  assert ' 0.0800 reference 4' in rows['1']
+  assert ' +0.0200 ± 0.0300 4' in rows['2']
+  (tmp_path / 'loose').mkdir()
+  page, _, _ = _page(tmp_path / 'loose', records,
+                     overrides=['tuning.min_improvement_se=0.5'])
+  assert 'The chosen trial, 2, scored 0.9300' in synthetic._text(page)  # pylint: disable=protected-access
+
+
 def test_the_figure_keeps_many_combinations_readable(tmp_path):
   """More combinations than colours: the rest share grey and the figure
   still renders (the table names each trial's)."""

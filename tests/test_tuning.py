@@ -12,6 +12,7 @@ import time
 import types
 
 import keras_tuner
+import numpy as np
 
 import pytest
 
@@ -27,6 +28,8 @@ from core import config as config_lib
 from core import tasks
 from pipeline import metadata, report
 from pipeline.factory import NodeIds
+
+TUNING = config_lib.TuningConfig()
 
 
 def test_search_space_covers_the_cocktail_width_depth_and_rate():
@@ -167,19 +170,91 @@ def test_the_chosen_trial_is_the_best_the_gate_would_likely_bless():
             'status': status}
   # Ranked best (0.95) but its gap is past the allowance: 0.90 is chosen.
   records = [trial(0.95, 0.2), trial(0.90, 0.0), trial(0.85, 0.0)]
-  assert tuning.chosen_index(records, True, 0.5) == 1
+  assert tuning.chosen_index(records, True, TUNING) == 1
   # None within the allowance: the best of those within the limit itself
   # (excess <= 1 - fraction), then the best ranked of the rest.
   records = [trial(0.95, 0.7), trial(0.90, 0.4), trial(0.91, 0.3)]
-  assert tuning.chosen_index(records, True, 0.5) == 2
-  assert tuning.chosen_index(records[:1], True, 0.5) == 0
+  assert tuning.chosen_index(records, True, TUNING) == 2
+  assert tuning.chosen_index(records[:1], True, TUNING) == 0
   # Lower is better; a failed trial and one without a score are never chosen.
   records = [trial(0.1, 0.0, 'FAILED'), trial(0.3, 0.0), trial(0.2, 0.0),
              {'score': None, 'status': 'COMPLETED'}]
-  assert tuning.chosen_index(records, False, 0.5) == 2
+  assert tuning.chosen_index(records, False, TUNING) == 2
   # Records without gaps (no train sample): the best score.
-  assert tuning.chosen_index([{'score': 0.8}, {'score': 0.9}], True, 0.5) == 1
-  assert tuning.chosen_index([], True, 0.5) is None
+  assert tuning.chosen_index([{'score': 0.8}, {'score': 0.9}], True,
+                             TUNING) == 1
+  assert tuning.chosen_index([], True, TUNING) is None
+
+
+def test_a_change_reaches_the_trainer_only_past_eval_noise():
+  def trial(score, gain, se, excess=0.0, configured=False):
+    return {'score': score, 'ranked': score, 'excess': excess,
+            'improvement': gain, 'improvement_se': se,
+            'configured': configured}
+  first = trial(0.90, 0.0, 0.0, configured=True)
+  # Better by 0.01 with a standard error of 0.02: the configuration stays.
+  assert tuning.chosen_index([first, trial(0.91, 0.01, 0.02)], True,
+                             TUNING) == 0
+  # By more than one standard error: the change is handed on, and the best
+  # ranked of those that pass (not the best ranked of all) is chosen.
+  records = [first, trial(0.93, 0.03, 0.04), trial(0.92, 0.02, 0.005)]
+  assert tuning.chosen_index(records, True, TUNING) == 2
+  loose = config_lib.TuningConfig(min_improvement_se=0.0)
+  assert tuning.chosen_index(records, True, loose) == 1
+  strict = config_lib.TuningConfig(min_improvement_se=5.0)
+  assert tuning.chosen_index(records, True, strict) == 0
+  # An undefined error keeps the configuration.
+  assert tuning.chosen_index([first, trial(0.95, 0.05, float('nan'))], True,
+                             TUNING) == 0
+  # The configured trial's gap is past the allowance: a trial within it is
+  # handed on whatever its eval score, as before.
+  records = [trial(0.90, 0.0, 0.0, excess=0.3, configured=True),
+             trial(0.89, -0.01, 0.01)]
+  assert tuning.chosen_index(records, True, TUNING) == 1
+  # Lower is better: the improvement is already in the metric's direction.
+  records = [trial(0.30, 0.0, 0.0, configured=True), trial(0.29, 0.01, 0.02)]
+  assert tuning.chosen_index(records, False, TUNING) == 0
+
+
+def test_improvement_is_paired_on_the_same_eval_rows():
+  binary = tasks.get('binary')
+  info = {'positive_rate': 0.5}
+  rng = np.random.RandomState(0)
+  labels = rng.randint(0, 2, 2000)
+  signal = labels + rng.normal(0.0, 1.0, labels.size)
+  first = 1.0 / (1.0 + np.exp(-signal))
+  # Another model, nearly the same predictions with a little more noise.
+  second = 1.0 / (1.0 + np.exp(-(signal + rng.normal(0.0, 0.3, labels.size))))
+  point, replicates = tuning.eval_replicates(binary, info, labels, first,
+                                             'auc')
+  assert replicates.shape == (tuning.EVAL_REPLICATES,)
+  assert point == pytest.approx(binary.accumulator(info).add_batch(
+      labels, first).result()['auc'])
+  other, other_replicates = tuning.eval_replicates(binary, info, labels,
+                                                   second, 'auc')
+  auc = binary.metrics['auc']
+  gain, se = tuning.improvement(auc, other, other_replicates, point,
+                                replicates)
+  assert gain == pytest.approx(other - point) and gain < 0
+  # Paired: the error of the difference is far below either AUC's own.
+  assert 0 < se < 0.5 * np.std(replicates)
+  assert tuning.improvement(auc, point, replicates, point, replicates) == (
+      0.0, 0.0)
+  # Log loss: lower is better, so a lower loss is a positive improvement.
+  log_loss = binary.metrics['log_loss']
+  assert tuning.improvement(log_loss, 0.2, np.array([0.2, 0.21]), 0.3,
+                            np.array([0.3, 0.32]))[0] == pytest.approx(0.1)
+  nan = np.array([0.1, float('nan')])
+  assert np.isnan(tuning.improvement(auc, 0.9, nan, 0.9, nan)[1])
+
+
+@pytest.mark.parametrize('value', ['-1', 'nan'])
+def test_min_improvement_se_must_be_a_number_at_least_zero(value):
+  with pytest.raises(config_lib.ConfigError,
+                     match='tuning.min_improvement_se'):
+    config_lib.load_config(overrides=[
+        'data.label=y', 'data.features={numeric: [a]}',
+        f'tuning.min_improvement_se={value}'])
 
 
 def test_the_tuner_hands_on_the_chosen_trial_not_the_ranked_best(
@@ -196,7 +271,7 @@ def test_the_tuner_hands_on_the_chosen_trial_not_the_ranked_best(
                       lambda self, num_trials=1: [trials['a'], trials['b']][
                           :num_trials])
   search = object.__new__(tuning.RegularizationSearch)
-  search.gap_fraction = 0.5
+  search.tuning = TUNING
   search.records = [
       {'trial_id': 'a', 'score': 0.95, 'ranked': 0.94, 'excess': 0.3,
        'status': 'COMPLETED'},
@@ -252,10 +327,18 @@ def test_tuner_searches_and_trainer_uses_the_best(transformed_data, tmp_path,
     records = json.load(f)
   assert len(records) == 2
   assert {r['trial_id'] for r in records} == {t.trial_id for t in trials}
-  # The first trial is the configuration as given.
+  # The first trial is the configuration as given, the reference of every
+  # trial's improvement on eval.
   config = fixtures.small_config(**{'tuning.enabled': 'true'})
   assert records[0]['hyperparameters'] == tuning.configured_values(
       config, tuning.search_space(config.tuning))
+  assert [r['configured'] for r in records] == [True, False]
+  assert (records[0]['improvement'], records[0]['improvement_se']) == (0, 0)
+  assert records[1]['improvement'] == pytest.approx(
+      records[1]['eval'] - records[0]['eval'])
+  assert records[1]['improvement_se'] > 0
+  for r in records:  # The gate's AUC and Keras' (1,000 thresholds) agree.
+    assert r['eval'] == pytest.approx(r['score'], abs=0.01)
   limits = fixtures.small_config().gate.max_gap
   for r in records:
     assert r['objective'] == 'val_auc' and 0.0 <= r['score'] <= 1.0
@@ -284,7 +367,7 @@ def test_tuner_searches_and_trainer_uses_the_best(transformed_data, tmp_path,
       tasks.get('binary'), str(tmp_path))
   assert '<img src="trials.png"' in page
   best = tuner.get_best_hyperparameters()[0]
-  chosen = records[tuning.chosen_index(records, True, 0.5)]
+  chosen = records[tuning.chosen_index(records, True, TUNING)]
   assert best.values == chosen['hyperparameters']
   # As the TFX Tuner writes it and the Trainer receives it; a bool and a
   # string forced on to see them arrive.

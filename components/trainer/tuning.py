@@ -11,19 +11,22 @@ train-minus-eval gap on any of the gate's gap metrics passes
 ``tuning.gap_fraction`` of its ``gate.max_gap`` is ranked lower
 (``ranked_score``): the gate measures the gap on test with an interval, so
 a winner at the limit on eval would be refused. The Tuner writes the values
-of the best trial whose gaps are within that share (``chosen_index``), and
-``run.run_fn`` applies them (``run.config_with``). Each trial's
-settings, best eval objective, gaps and ranked score go to ``trials.json``
-in the tuner's project directory (``TRIALS_JSON``).
+of the best trial whose gaps are within that share and which beats the
+configured trial by more than eval noise (``chosen_index``, ``improvement``),
+and ``run.run_fn`` applies them (``run.config_with``). Each trial's
+settings, best eval objective, gaps, ranked score and improvement over the
+first go to ``trials.json`` in the tuner's project directory
+(``TRIALS_JSON``).
 """
 
 import json
 import math
 import os
 import time
-from typing import Dict, Mapping, Optional
+from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 import keras_tuner
+import numpy as np
 import tf_keras as keras
 import tensorflow_transform as tft
 from tfx import v1 as tfx
@@ -52,6 +55,9 @@ DEFAULT_PATIENCE = 3
 # Past this many limits a gap ranks the trial last anyway; a bound keeps an
 # infinite relative gap (a perfect train fit) a number the optimizer can use.
 MAX_EXCESS = 10.0
+# Bootstrap replicates of each trial's eval objective: enough for a standard
+# error (not for percentiles), cheap beside a trial's fit.
+EVAL_REPLICATES = 200
 
 
 def gap_excess(gaps: Mapping[str, float], limits: Mapping[str, float],
@@ -82,22 +88,71 @@ def ranked_score(metric: tasks.Metric, score: float, excess: float,
   return score - penalty if metric.higher_is_better else score + penalty
 
 
+def eval_replicates(task: tasks.Task, info: Mapping[str, object],
+                    labels: Sequence, predictions: Sequence, metric: str,
+                    replicates: int = EVAL_REPLICATES
+                    ) -> Tuple[float, np.ndarray]:
+  """``metric`` of ``predictions`` on ``labels`` (the task's accumulator, as
+  the gate scores) and its ``replicates`` bootstrap values. Row ``i`` has
+  bootstrap key ``i``: every trial is resampled the same way on the same
+  eval rows, so differences between trials are paired."""
+  result = task.accumulator(info, replicates).add_batch(
+      labels, predictions, keys=range(len(labels))).result()
+  return (float(result[metric]),
+          np.asarray(result[tasks.base.REPLICATES][metric], float))
+
+
+def improvement(metric: tasks.Metric, point: float, replicates: np.ndarray,
+                reference_point: float, reference_replicates: np.ndarray
+                ) -> Tuple[float, float]:
+  """How much better than the reference a trial scores on the same eval rows
+  (positive is better, in ``metric``'s direction), and the bootstrap
+  standard error of that paired difference: NaN when a replicate is not a
+  number (the metric is undefined on some resample)."""
+  sign = 1.0 if metric.higher_is_better else -1.0
+  differences = sign * (np.asarray(replicates, float)
+                        - np.asarray(reference_replicates, float))
+  se = (float(np.std(differences, ddof=1))
+        if differences.size > 1 and np.all(np.isfinite(differences))
+        else math.nan)
+  return sign * (point - reference_point), se
+
+
 def chosen_index(records, higher_is_better: bool,
-                 fraction: float) -> Optional[int]:
+                 tuning: config_lib.TuningConfig) -> Optional[int]:
   """Index in ``records`` (``trials.json``) of the trial whose values reach
   the Trainer: the best ranked score among the completed trials whose
-  eval gaps are all within ``fraction`` of their limits (``excess`` 0); when
-  none is, among those within the limits themselves; only then among all.
-  The ranked score alone steers the search, but a trial the gate would
-  likely refuse is never handed on over one it would likely bless."""
+  eval gaps are all within ``tuning.gap_fraction`` of their limits
+  (``excess`` 0); when none is, among those within the limits themselves;
+  only then among all. The ranked score alone steers the search, but a
+  trial the gate would likely refuse is never handed on over one it would
+  likely bless.
+
+  Nor is a change from the configuration handed on that eval cannot tell
+  from noise: a trial in the configured trial's tier (``configured`` in its
+  record) competes only if its ``improvement`` over it passes
+  ``tuning.min_improvement_se`` standard errors (``improvement_se``; a
+  record without them, as from an older search, competes on rank alone)."""
   def tier(record):
     excess = record.get('excess') or 0.0
     if not excess:
       return 0
-    return 1 if excess <= 1.0 - fraction else 2
+    return 1 if excess <= 1.0 - tuning.gap_fraction else 2
   done = [i for i, r in enumerate(records)
           if r.get('ranked', r.get('score')) is not None
           and str(r.get('status', 'COMPLETED')) == 'COMPLETED']
+  configured = next((i for i in done if records[i].get('configured')), None)
+
+  def competes(i):
+    record = records[i]
+    if (configured is None or i == configured
+        or tier(record) < tier(records[configured])):
+      return True
+    gain, se = record.get('improvement'), record.get('improvement_se')
+    if gain is None or se is None:
+      return True
+    return gain > tuning.min_improvement_se * se  # False for a NaN error.
+  done = [i for i in done if competes(i)]
   if not done:
     return None
   sign = -1.0 if higher_is_better else 1.0
@@ -118,15 +173,18 @@ class Deadline(keras.callbacks.Callback):
 
 
 class ConfiguredFirstOracle(keras_tuner.oracles.BayesianOptimizationOracle):
-  """Bayesian optimization whose first trial has the values ``first``."""
+  """Bayesian optimization whose first trial (``first_trial_id``) has the
+  values ``first``."""
 
   def __init__(self, *, first: Optional[Mapping[str, object]] = None,
                **kwargs):
     super().__init__(**kwargs)
     self.first = dict(first or {})
+    self.first_trial_id = None
 
   def populate_space(self, trial_id):
     if self.first and not self.trials:
+      self.first_trial_id = trial_id
       return {'status': 'RUNNING',  # keras_tuner's TrialStatus.RUNNING
               'values': dict(self.first)}
     return super().populate_space(trial_id)
@@ -170,27 +228,32 @@ class RegularizationSearch(keras_tuner.Tuner):
   stopped at the budget) and reports its best eval objective itself, and
   records its train-minus-eval gaps on ``train_sample``, and reports the
   ``ranked_score`` of its gaps against ``max_gap`` (the gate's limits).
+  With ``label_info``, each trial's eval predictions are also scored with
+  bootstrap replicates (``eval_replicates``) and its ``improvement`` over
+  the first trial recorded, for ``chosen_index``.
   """
 
   def __init__(self, hypermodel, *, hyperparameters, objective,
-               max_trials: int, num_initial_points: int, seed: int,
-               budget_minutes: float, patience: int,
+               tuning: config_lib.TuningConfig, num_initial_points: int,
+               seed: int, patience: int,
                first: Optional[Mapping[str, object]] = None,
-               train_sample=None, task=None,
-               max_gap: Optional[Mapping[str, float]] = None,
-               gap_fraction: float = 1.0, **kwargs):
+               train_sample=None, task=None, label_info=None,
+               max_gap: Optional[Mapping[str, float]] = None, **kwargs):
     oracle = ConfiguredFirstOracle(
-        first=first, objective=objective, max_trials=max_trials,
+        first=first, objective=objective, max_trials=tuning.max_trials,
         num_initial_points=num_initial_points, seed=seed,
         hyperparameters=hyperparameters)
     super().__init__(oracle=oracle, hypermodel=hypermodel, **kwargs)
-    self.budget_seconds = budget_minutes * 60.0
+    self.tuning = tuning
+    self.budget_seconds = tuning.budget_minutes * 60.0
     self.patience = patience
     self.train_sample = train_sample
     self.task = task
+    self.label_info = label_info
     self.max_gap = dict(max_gap or {})
-    self.gap_fraction = gap_fraction
     self.records = []
+    self._eval_labels = None
+    self._reference = None  # The first trial's eval point and replicates.
     self._start = None
     self._durations = []
     self._pending = {}
@@ -200,7 +263,7 @@ class RegularizationSearch(keras_tuner.Tuner):
     first), then KerasTuner's own order."""
     best = super().get_best_hyperparameters(num_trials)
     i = chosen_index(self.records, self.oracle.objective.direction == 'max',
-                     self.gap_fraction)
+                     self.tuning)
     if i is None:
       return best
     chosen = self.oracle.get_trial(self.records[i]['trial_id']).hyperparameters
@@ -254,13 +317,34 @@ class RegularizationSearch(keras_tuner.Tuner):
       record['gap'] = gaps.get(name, float(self.task.metrics[name].gap(
           record['train'], float(best))))
       record['gaps'] = gaps
-      excess = gap_excess(gaps, self.max_gap, self.gap_fraction)
+      excess = gap_excess(gaps, self.max_gap, self.tuning.gap_fraction)
       ranked = ranked_score(self.task.metrics[name], float(best), excess,
                             self.max_gap.get(name))
       record['excess'] = excess
     record['ranked'] = ranked
+    record['configured'] = trial.trial_id == self.oracle.first_trial_id
+    record.update(self._against_first(
+        model, kwargs.get('validation_data'), target.name[len('val_'):]))
     self._pending[trial.trial_id] = record
     return {target.name: ranked}
+
+  def _against_first(self, model, validation, name: str) -> Dict[str, float]:
+    """The trial's ``improvement`` (and ``improvement_se``) over the first
+    trial's on the eval rows; {} without a task, label info or eval data."""
+    if (self.task is None or self.label_info is None or validation is None
+        or name not in self.task.metrics):
+      return {}
+    if self._eval_labels is None:  # Unshuffled: the same order every pass.
+      self._eval_labels = np.concatenate(
+          [np.asarray(label) for _, label in validation])
+    point, replicates = eval_replicates(
+        self.task, self.label_info, self._eval_labels,
+        model.predict(validation, verbose=0), name)
+    if self._reference is None:
+      self._reference = point, replicates
+    gain, se = improvement(self.task.metrics[name], point, replicates,
+                           *self._reference)
+    return {'eval': point, 'improvement': gain, 'improvement_se': se}
 
   def on_trial_end(self, trial):
     super().on_trial_end(trial)
@@ -345,15 +429,13 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
   space = search_space(cfg.tuning)
   tuner = RegularizationSearch(
       build, hyperparameters=space, first=configured_values(cfg, space),
-      objective=objective(cfg), max_trials=trials,
+      objective=objective(cfg), tuning=cfg.tuning,
       num_initial_points=max(1, min(5, trials // 2)), seed=cfg.model.seed,
-      budget_minutes=cfg.tuning.budget_minutes,
       patience=es.patience if es is not None else DEFAULT_PATIENCE,
       train_sample=inputs.make_dataset(
           train, batch_size, shuffle=False, seed=cfg.model.seed,
           take_batches=max(1, cfg.model.train_eval_sample // batch_size)),
-      task=task, max_gap=cfg.gate.max_gap,
-      gap_fraction=cfg.tuning.gap_fraction,
+      task=task, label_info=label_info, max_gap=cfg.gate.max_gap,
       directory=fn_args.working_dir, project_name=PROJECT)
 
   def dataset(split, shuffle):
