@@ -335,11 +335,12 @@ class TuningConfig:
   # gate's interval on test. A large value ranks by the eval metric alone.
   gap_fraction: float = 0.5
   # A trial other than the first (the configuration as given) reaches the
-  # Trainer only when its eval objective beats the first's by more than this
-  # many standard errors of the paired difference (a bootstrap over the eval
-  # rows): a change eval cannot tell from noise is not handed on. 0 hands on
-  # any trial that scores better.
-  min_improvement_se: float = 1.0
+  # Trainer only when its eval objective beats the first's by more than eval
+  # noise: the chance that a search hands on a change no better than the
+  # configuration is at most this (a one-sided test per trial on the paired
+  # bootstrap standard error, Bonferroni over the trials; see
+  # tuning.improvement_threshold). Larger hands on smaller improvements.
+  change_error_rate: float = 0.05
 
 
 @dataclass(frozen=True)
@@ -622,10 +623,10 @@ def _validate_tuning(t: TuningConfig) -> None:
           math.isfinite(t.gap_fraction) and t.gap_fraction > 0):
     raise ConfigError(f'tuning.gap_fraction: must be a number > 0, got '
                       f'{t.gap_fraction!r}')
-  if not (isinstance(t.min_improvement_se, (int, float)) and
-          math.isfinite(t.min_improvement_se) and t.min_improvement_se >= 0):
-    raise ConfigError(f'tuning.min_improvement_se: must be a number >= 0, '
-                      f'got {t.min_improvement_se!r}')
+  if not (isinstance(t.change_error_rate, (int, float)) and
+          0 < t.change_error_rate < 1):
+    raise ConfigError(f'tuning.change_error_rate: must be a number in (0, 1), '
+                      f'got {t.change_error_rate!r}')
 
 
 def validate(config: PipelineConfig) -> PipelineConfig:

@@ -1288,6 +1288,8 @@ def regularization_path_section(records: Optional[List[dict]],
   trials = trials_of(records, config)
   chosen = chosen_trial(trials)
   compared = any(t.improvement is not None for t in trials)
+  from components.trainer import tuning  # pylint: disable=g-import-not-at-top
+  threshold = tuning.change_threshold(records, config.tuning)
   parts.append(
       f'<p>The search ran {len(trials)} trial(s) in '
       f"{sum(r.get('seconds', 0.0) for r in records):.0f} s (budget "
@@ -1296,11 +1298,13 @@ def regularization_path_section(records: Optional[List[dict]],
       'trial scored at its best epoch; the test split never reached it. '
       'Trial 1 is the configuration as given, so other settings reach the '
       'Trainer only when they rank better on eval'
-      + (f', and beat trial 1 there by more than '
-         f'{config.tuning.min_improvement_se:g} standard error(s) of the '
-         'paired difference (column <em>vs trial 1</em>, a bootstrap over '
-         'the eval rows; <code>tuning.min_improvement_se</code>).'
-         if compared else '.')
+      + (f', and beat trial 1 there by more than {threshold:.2f} standard '
+         'errors of the paired difference (column <em>vs trial 1</em>, a '
+         'bootstrap over the eval rows): the one-sided bound at which a '
+         'search of trials no better than trial 1 hands one on with a '
+         f'chance of at most {config.tuning.change_error_rate:g} '
+         '(<code>tuning.change_error_rate</code>, Bonferroni over the other '
+         'trials).' if compared else '.')
       + (f' The chosen trial, {trials[chosen].number}, scored '
          f'{trials[chosen].score:.4f} with a gap of '
          f'{local_runner.format_gap(metric, trials[chosen].gap) or "-"}; the '

@@ -839,23 +839,26 @@ def search_sentence(m: Measured, o: Outcome) -> str:
   if metric is None:
     return f'Search: {_count(len(m.trials), "trial")}{took}.'
   from components.trainer import tuning  # pylint: disable=g-import-not-at-top
-  chosen = tuning.chosen_index(
-      m.trials, metric.higher_is_better,
-      config_lib.load_config(overrides=o.overrides).tuning)
+  settings = config_lib.load_config(overrides=o.overrides).tuning
+  chosen = tuning.chosen_index(m.trials, metric.higher_is_better, settings)
   if chosen is None:
     return f'Search: {_count(len(m.trials), "trial")}{took}; none completed.'
   best = m.trials[chosen]
-  which = ('trial 1, the configuration as given' if chosen == 0
+  which = ('trial 1, the configuration as given (the Trainer trained the '
+           "default run's configuration again: what differs between the two "
+           'runs is run-to-run variation)' if chosen == 0
            else f'trial {chosen + 1}')
   return (f'Search: {_count(len(m.trials), "trial")}{took}; the one chosen '
           f"(tuning.chosen_index) is {which}, {objective} "
           f"{best['score']:.4f} on eval"
           + (f", train − eval gap {best['gap']:+.4f}" if 'gap' in best
-             else '') + '.' + _versus_first(m.trials, chosen, metric))
+             else '') + '.'
+          + _versus_first(m.trials, chosen, metric,
+                          tuning.change_threshold(m.trials, settings)))
 
 
-def _versus_first(trials: List[dict], chosen: int,
-                  metric: tasks_lib.Metric) -> str:
+def _versus_first(trials: List[dict], chosen: int, metric: tasks_lib.Metric,
+                  threshold: float) -> str:
   """The chosen trial's improvement over trial 1 on eval, or, when trial 1
   was kept, that of the best-ranked trial it was kept over."""
   if chosen != 0:
@@ -872,7 +875,8 @@ def _versus_first(trials: List[dict], chosen: int,
   number = trials.index(other) + 1
   return (f" Trial {number} vs trial 1 on eval: "
           f"{other['improvement']:+.4f} ± {other['improvement_se']:.4f} "
-          f"{metric.name} (standard error of the paired difference).")
+          f"{metric.name} (± the standard error of the paired difference; "
+          f'a change is handed on past {threshold:.2f} of them).')
 
 
 def detail(m: Measured) -> List[str]:
@@ -1012,7 +1016,10 @@ def document(all_measured: List[Measured], command: str, seconds: float,
            'trial stopped early, its first trial the default configuration '
            'itself; the Trainer then trains the chosen '
            'configuration (`tuning.chosen_index`: the best whose eval gaps '
-           'stay within `tuning.gap_fraction` of their limits).'
+           'stay within `tuning.gap_fraction` of their limits and, unless '
+           'it is the first, which beats the first on eval beyond noise, '
+           '`tuning.change_error_rate`; otherwise the default configuration '
+           'is trained again).'
            if budget_minutes is not None else
            'No tuned runs (`--skip-tuned`).')
   lines = [

@@ -153,7 +153,8 @@ def test_a_change_within_eval_noise_is_not_chosen_and_the_table_says_so(
              dict(TRIALS[1], improvement=0.02, improvement_se=0.03)]
   page, _, _ = _page(tmp_path, records)
   text = synthetic._text(page)  # pylint: disable=protected-access
-  assert 'by more than 1 standard error(s) of the paired difference' in text
+  # One other trial at change_error_rate 0.05: z = 1.64.
+  assert 'by more than 1.64 standard errors of the paired difference' in text
   assert 'The chosen trial, 1, scored 0.9100' in text
   start = page.index('Regularization path: what it bought')
   table = page[start:page.index('<h2>Data')]
@@ -163,7 +164,7 @@ def test_a_change_within_eval_noise_is_not_chosen_and_the_table_says_so(
   assert ' +0.0200 ± 0.0300 4' in rows['2']
   (tmp_path / 'loose').mkdir()
   page, _, _ = _page(tmp_path / 'loose', records,
-                     overrides=['tuning.min_improvement_se=0.5'])
+                     overrides=['tuning.change_error_rate=0.45'])
   assert 'The chosen trial, 2, scored 0.9300' in synthetic._text(page)  # pylint: disable=protected-access
 
 

@@ -195,14 +195,19 @@ def test_a_change_reaches_the_trainer_only_past_eval_noise():
   # Better by 0.01 with a standard error of 0.02: the configuration stays.
   assert tuning.chosen_index([first, trial(0.91, 0.01, 0.02)], True,
                              TUNING) == 0
-  # By more than one standard error: the change is handed on, and the best
-  # ranked of those that pass (not the best ranked of all) is chosen.
+  # Two others at 0.05: past 1.96 standard errors the change is handed on,
+  # and the best ranked of those that pass (not of all) is chosen.
   records = [first, trial(0.93, 0.03, 0.04), trial(0.92, 0.02, 0.005)]
   assert tuning.chosen_index(records, True, TUNING) == 2
-  loose = config_lib.TuningConfig(min_improvement_se=0.0)
+  loose = config_lib.TuningConfig(change_error_rate=0.9)  # z = 0.13
   assert tuning.chosen_index(records, True, loose) == 1
-  strict = config_lib.TuningConfig(min_improvement_se=5.0)
+  strict = config_lib.TuningConfig(change_error_rate=1e-5)  # z = 4.42
   assert tuning.chosen_index(records, True, strict) == 0
+  # Two standard errors pass against one other trial, not against 19.
+  passing = trial(0.95, 0.02, 0.01)
+  assert tuning.chosen_index([first, passing], True, TUNING) == 1
+  worse = [trial(0.80, -0.1, 0.01) for _ in range(18)]
+  assert tuning.chosen_index([first, passing, *worse], True, TUNING) == 0
   # An undefined error keeps the configuration.
   assert tuning.chosen_index([first, trial(0.95, 0.05, float('nan'))], True,
                              TUNING) == 0
@@ -248,13 +253,30 @@ def test_improvement_is_paired_on_the_same_eval_rows():
   assert np.isnan(tuning.improvement(auc, 0.9, nan, 0.9, nan)[1])
 
 
-@pytest.mark.parametrize('value', ['-1', 'nan'])
-def test_min_improvement_se_must_be_a_number_at_least_zero(value):
+def test_the_threshold_bounds_the_chance_of_handing_on_noise():
+  assert tuning.improvement_threshold(0.05, 1) == pytest.approx(1.645, 1e-3)
+  assert tuning.improvement_threshold(0.05, 19) == pytest.approx(2.790, 1e-3)
+  assert tuning.improvement_threshold(0.05, 0) == tuning.improvement_threshold(
+      0.05, 1)
+  assert tuning.improvement_threshold(0.6, 1) == 0.0
+  # Measured: 19 trials no better than the first, alike in part (their
+  # differences correlated 0.5); at 0.05 the best is handed on in at most
+  # 5% of searches, at one standard error in most.
+  rng = np.random.RandomState(0)
+  shared = rng.normal(size=(20000, 1))
+  z = np.sqrt(0.5) * shared + np.sqrt(0.5) * rng.normal(size=(20000, 19))
+  threshold = tuning.improvement_threshold(0.05, 19)
+  assert np.mean(z.max(axis=1) > threshold) <= 0.05
+  assert np.mean(z.max(axis=1) > 1.0) > 0.5
+
+
+@pytest.mark.parametrize('value', ['0', '1', '-1', 'nan'])
+def test_change_error_rate_must_be_a_probability(value):
   with pytest.raises(config_lib.ConfigError,
-                     match='tuning.min_improvement_se'):
+                     match='tuning.change_error_rate'):
     config_lib.load_config(overrides=[
         'data.label=y', 'data.features={numeric: [a]}',
-        f'tuning.min_improvement_se={value}'])
+        f'tuning.change_error_rate={value}'])
 
 
 def test_the_tuner_hands_on_the_chosen_trial_not_the_ranked_best(

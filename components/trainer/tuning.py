@@ -22,6 +22,7 @@ first go to ``trials.json`` in the tuner's project directory
 import json
 import math
 import os
+import statistics
 import time
 from typing import Dict, Mapping, Optional, Sequence, Tuple
 
@@ -118,6 +119,33 @@ def improvement(metric: tasks.Metric, point: float, replicates: np.ndarray,
   return sign * (point - reference_point), se
 
 
+def improvement_threshold(error_rate: float, others: int) -> float:
+  """How many standard errors a trial's improvement over the configured one
+  must pass, when ``others`` trials compete with it: the one-sided normal
+  quantile at ``error_rate / others`` (Bonferroni, which holds however
+  alike the trials are), so that a search whose trials are all no better
+  than the configuration hands one on with a chance of at most
+  ``error_rate``. Never below 0."""
+  tail = error_rate / max(1, others)
+  if tail >= 0.5:
+    return 0.0
+  return statistics.NormalDist().inv_cdf(1.0 - tail)
+
+
+def completed(records) -> list:
+  """Indices of the records (``trials.json``) of completed, scored trials."""
+  return [i for i, r in enumerate(records)
+          if r.get('ranked', r.get('score')) is not None
+          and str(r.get('status', 'COMPLETED')) == 'COMPLETED']
+
+
+def change_threshold(records, tuning: config_lib.TuningConfig) -> float:
+  """``improvement_threshold`` for the search of ``records``: every
+  completed trial but the configured one competes with it."""
+  return improvement_threshold(tuning.change_error_rate,
+                               len(completed(records)) - 1)
+
+
 def chosen_index(records, higher_is_better: bool,
                  tuning: config_lib.TuningConfig) -> Optional[int]:
   """Index in ``records`` (``trials.json``) of the trial whose values reach
@@ -131,17 +159,17 @@ def chosen_index(records, higher_is_better: bool,
   Nor is a change from the configuration handed on that eval cannot tell
   from noise: a trial in the configured trial's tier (``configured`` in its
   record) competes only if its ``improvement`` over it passes
-  ``tuning.min_improvement_se`` standard errors (``improvement_se``; a
-  record without them, as from an older search, competes on rank alone)."""
+  ``improvement_threshold`` standard errors (``improvement_se``) at
+  ``tuning.change_error_rate`` over the other completed trials; a record
+  without them, as from an older search, competes on rank alone."""
   def tier(record):
     excess = record.get('excess') or 0.0
     if not excess:
       return 0
     return 1 if excess <= 1.0 - tuning.gap_fraction else 2
-  done = [i for i, r in enumerate(records)
-          if r.get('ranked', r.get('score')) is not None
-          and str(r.get('status', 'COMPLETED')) == 'COMPLETED']
+  done = completed(records)
   configured = next((i for i in done if records[i].get('configured')), None)
+  threshold = change_threshold(records, tuning)
 
   def competes(i):
     record = records[i]
@@ -151,7 +179,7 @@ def chosen_index(records, higher_is_better: bool,
     gain, se = record.get('improvement'), record.get('improvement_se')
     if gain is None or se is None:
       return True
-    return gain > tuning.min_improvement_se * se  # False for a NaN error.
+    return gain > threshold * se  # False for a NaN error.
   done = [i for i in done if competes(i)]
   if not done:
     return None
