@@ -253,6 +253,28 @@ def test_improvement_is_paired_on_the_same_eval_rows():
   assert np.isnan(tuning.improvement(auc, 0.9, nan, 0.9, nan)[1])
 
 
+def test_each_trial_is_compared_with_the_configured_one_on_the_eval_rows():
+  rng = np.random.RandomState(1)
+  labels = rng.randint(0, 2, 400)
+  validation = [(None, labels[:200]), (None, labels[200:])]
+  search = object.__new__(tuning.RegularizationSearch)
+  search.task, search.label_info = tasks.get('binary'), {'positive_rate': 0.5}
+  search._eval_labels = search._reference = None  # pylint: disable=protected-access
+
+  def model(noise):
+    predictions = np.clip(labels * 0.6 + 0.2 + rng.normal(0, noise, 400), 0, 1)
+    return types.SimpleNamespace(predict=lambda data, verbose: predictions)
+  compare = search._against_first  # pylint: disable=protected-access
+  # A trial before the configured one's (it failed): its score only.
+  assert set(compare(model(0.3), validation, 'auc', False)) == {'eval'}
+  first = compare(model(0.3), validation, 'auc', True)
+  assert (first['improvement'], first['improvement_se']) == (0.0, 0.0)
+  worse = compare(model(0.6), validation, 'auc', False)
+  assert worse['improvement'] == pytest.approx(worse['eval'] - first['eval'])
+  assert worse['improvement'] < 0 < worse['improvement_se']
+  assert compare(model(0.3), validation, 'loss', False) == {}
+
+
 def test_the_threshold_bounds_the_chance_of_handing_on_noise():
   assert tuning.improvement_threshold(0.05, 1) == pytest.approx(1.645, 1e-3)
   assert tuning.improvement_threshold(0.05, 19) == pytest.approx(2.790, 1e-3)

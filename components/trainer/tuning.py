@@ -352,13 +352,17 @@ class RegularizationSearch(keras_tuner.Tuner):
     record['ranked'] = ranked
     record['configured'] = trial.trial_id == self.oracle.first_trial_id
     record.update(self._against_first(
-        model, kwargs.get('validation_data'), target.name[len('val_'):]))
+        model, kwargs.get('validation_data'), target.name[len('val_'):],
+        record['configured']))
     self._pending[trial.trial_id] = record
     return {target.name: ranked}
 
-  def _against_first(self, model, validation, name: str) -> Dict[str, float]:
-    """The trial's ``improvement`` (and ``improvement_se``) over the first
-    trial's on the eval rows; {} without a task, label info or eval data."""
+  def _against_first(self, model, validation, name: str,
+                     configured: bool) -> Dict[str, float]:
+    """The trial's eval objective as the gate computes it and, once the
+    configured trial has been scored (``configured``: this is it), its
+    ``improvement`` and ``improvement_se`` over that trial on the same
+    rows; {} without a task, label info or eval data."""
     if (self.task is None or self.label_info is None or validation is None
         or name not in self.task.metrics):
       return {}
@@ -368,8 +372,10 @@ class RegularizationSearch(keras_tuner.Tuner):
     point, replicates = eval_replicates(
         self.task, self.label_info, self._eval_labels,
         model.predict(validation, verbose=0), name)
-    if self._reference is None:
+    if configured:
       self._reference = point, replicates
+    if self._reference is None:  # The configured trial failed.
+      return {'eval': point}
     gain, se = improvement(self.task.metrics[name], point, replicates,
                            *self._reference)
     return {'eval': point, 'improvement': gain, 'improvement_se': se}
