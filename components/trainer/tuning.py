@@ -169,7 +169,7 @@ def chosen_index(records, higher_is_better: bool,
     return 1 if excess <= 1.0 - tuning.gap_fraction else 2
   done = completed(records)
   configured = next((i for i in done if records[i].get('configured')), None)
-  threshold = change_threshold(records, tuning)
+  threshold = improvement_threshold(tuning.change_error_rate, len(done) - 1)
 
   def competes(i):
     record = records[i]
@@ -366,7 +366,9 @@ class RegularizationSearch(keras_tuner.Tuner):
     if (self.task is None or self.label_info is None or validation is None
         or name not in self.task.metrics):
       return {}
-    if self._eval_labels is None:  # Unshuffled: the same order every pass.
+    # From the dataset predict reads (unshuffled, one order every pass), so
+    # labels and predictions line up; inputs.labels streams in its own order.
+    if self._eval_labels is None:
       self._eval_labels = np.concatenate(
           [np.asarray(label) for _, label in validation])
     point, replicates = eval_replicates(
