@@ -20,6 +20,7 @@ from components.gate.component import GeneralizationGate
 from components.ingest import formats
 from components.pusher.component import SafePusher
 from components.statistics.component import StatisticsGen
+from components.transform import Transform
 from components.validation import AnomalyGate
 from core import config as config_lib
 
@@ -120,7 +121,7 @@ def create_pipeline(config: config_lib.PipelineConfig,
       features=json.dumps(sections['data']['features'], sort_keys=True)
   ).with_id(NodeIds.ANOMALY_GATE)
 
-  transform = tfx.components.Transform(
+  transform = Transform(  # The stock component, batching by size.
       examples=example_gen.outputs['examples'],
       schema=schema_gen.outputs['schema'],
       preprocessing_fn=PREPROCESSING_FN,

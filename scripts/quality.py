@@ -825,6 +825,16 @@ def run_detail(m: Measured, kind: str, o: Outcome) -> List[str]:
   return lines
 
 
+def _same_model(m: Measured) -> str:
+  """Whether the default and tuned runs' test metrics agree to the last
+  digit, as one configuration trained on one file should."""
+  if not (_scored(m.default) and _scored(m.tuned)):
+    return ''
+  if _test(m.default) == _test(m.tuned):
+    return ', to the same test metrics'
+  return ': the two runs differ in their test metrics'
+
+
 def search_sentence(m: Measured, o: Outcome) -> str:
   """The Tuner's search: trials, time, the best trial's eval score."""
   seconds = o.result.seconds.get(NodeIds.TUNER)
@@ -844,9 +854,8 @@ def search_sentence(m: Measured, o: Outcome) -> str:
   if chosen is None:
     return f'Search: {_count(len(m.trials), "trial")}{took}; none completed.'
   best = m.trials[chosen]
-  which = ('trial 1, the configuration as given (the Trainer trained the '
-           "default run's configuration again: what differs between the two "
-           'runs is run-to-run variation)' if chosen == 0
+  which = (f'trial 1, the configuration as given (the Trainer trained the '
+           f"default run's configuration again{_same_model(m)})" if chosen == 0
            else f'trial {chosen + 1}')
   return (f'Search: {_count(len(m.trials), "trial")}{took}; the one chosen '
           f"(tuning.chosen_index) is {which}, {objective} "

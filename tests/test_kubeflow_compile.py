@@ -89,6 +89,19 @@ def test_every_node_of_the_factory_is_a_task(config, job):
     assert required in tasks
 
 
+def test_transform_runs_the_size_batching_executor(job):
+  """Kubeflow runs the Transform the local runner runs: the stock one with
+  batches by size, not by timing (components/transform.py)."""
+  spec = job['pipelineSpec']
+  component = spec['components'][_tasks(job)['transform']['componentRef'][
+      'name']]
+  container = spec['deploymentSpec']['executors'][
+      component['executorLabel']]['container']
+  args = container['args']
+  assert (args[args.index('--executor_class_path') + 1]
+          == 'components.transform.Executor')
+
+
 def test_pusher_depends_on_the_gate_blessing(job):
   tasks = _tasks(job)
   pusher = tasks['pusher']
