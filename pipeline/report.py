@@ -1320,7 +1320,12 @@ def regularization_path_section(records: Optional[List[dict]],
         f'{config.tuning.gap_fraction:g} of its <code>gate.max_gap</code> '
         '(<code>tuning.gap_fraction</code>) were ranked by a worse score '
         '(column <em>ranked</em>): the gate measures the gap again on test, '
-        'with an interval.</p>')
+        'with an interval.'
+        + (' Trial 1 passed it by its point estimate, not beyond eval noise '
+           '(by less than z standard errors of its eval side, '
+           '<code>tuning.change_error_rate</code>), so it kept its place '
+           'among the trials within.' if _within_by_noise(records) else '')
+        + '</p>')
   rows = [[t.number, ', '.join(t.techniques) or 'none', _strengths(t),
            _layers(t.hidden_units), f'{t.learning_rate:.2g}', _fmt(t.score), _fmt(t.train),
            _gap_cell(metric, t.gap)] + ([_fmt(t.ranked)] if penalized else [])
@@ -1337,6 +1342,14 @@ def regularization_path_section(records: Optional[List[dict]],
   parts.append(_table(header, rows, ['best' if i == chosen else ''
                                      for i in range(len(trials))]))
   return '\n'.join(parts)
+
+
+def _within_by_noise(records: List[dict]) -> bool:
+  """Whether the configured trial's gaps passed the allowance only within
+  eval noise (tuning.excess_beyond_noise), which keeps its tier."""
+  first = next((r for r in records if r.get('configured')), None)
+  return bool(first and first.get('excess')
+              and first.get('excess_beyond_noise') == 0.0)
 
 
 def label_table(rows: Dict[str, int], labels: LabelSummary):

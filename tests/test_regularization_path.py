@@ -168,6 +168,28 @@ def test_a_change_within_eval_noise_is_not_chosen_and_the_table_says_so(
   assert 'The chosen trial, 2, scored 0.9300' in synthetic._text(page)  # pylint: disable=protected-access
 
 
+def test_a_configuration_past_the_allowance_only_by_noise_keeps_its_tier(
+    tmp_path):
+  """Trial 1's gap passes tuning.gap_fraction by its point estimate but not
+  beyond eval noise (tuning.excess_beyond_noise 0): trial 2, within the
+  allowance, must still beat it beyond noise, and the page says why."""
+  records = [dict(TRIALS[0], configured=True, improvement=0.0,
+                  improvement_se=0.0, ranked=0.90, excess=0.2,
+                  excess_beyond_noise=0.0),
+             dict(TRIALS[1], ranked=0.93, excess=0.0, improvement=0.02,
+                  improvement_se=0.03)]
+  page, _, _ = _page(tmp_path, records)
+  text = synthetic._text(page)  # pylint: disable=protected-access
+  assert 'The chosen trial, 1, scored 0.9100' in text
+  assert 'not beyond eval noise' in text
+  (tmp_path / 'beyond').mkdir()
+  records[0] = dict(records[0], excess_beyond_noise=0.1)
+  page, _, _ = _page(tmp_path / 'beyond', records)
+  text = synthetic._text(page)  # pylint: disable=protected-access
+  assert 'The chosen trial, 2, scored 0.9300' in text
+  assert 'not beyond eval noise' not in text
+
+
 def test_the_figure_keeps_many_combinations_readable(tmp_path):
   """More combinations than colours: the rest share grey and the figure
   still renders (the table names each trial's)."""

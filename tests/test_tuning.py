@@ -221,6 +221,51 @@ def test_a_change_reaches_the_trainer_only_past_eval_noise():
   assert tuning.chosen_index(records, False, TUNING) == 0
 
 
+def test_the_configuration_leaves_its_tier_only_beyond_eval_noise():
+  def trial(score, gain, se, excess, configured=False, **more):
+    return {'score': score, 'ranked': score, 'excess': excess,
+            'improvement': gain, 'improvement_se': se,
+            'configured': configured, **more}
+  rival = trial(0.91, 0.01, 0.02, 0.0)
+  # Past the allowance by its point estimate, within it allowing for noise
+  # (one eval row of a small split): the rival must beat it beyond noise.
+  first = trial(0.90, 0.0, 0.0, 0.1, configured=True, excess_beyond_noise=0.0)
+  assert tuning.chosen_index([first, rival], True, TUNING) == 0
+  assert tuning.chosen_index(
+      [first, trial(0.99, 0.09, 0.02, 0.0)], True, TUNING) == 1
+  # Past it beyond noise: a trial within the allowance competes freely.
+  first = trial(0.90, 0.0, 0.0, 0.3, configured=True, excess_beyond_noise=0.1)
+  assert tuning.chosen_index([first, rival], True, TUNING) == 1
+  # Other trials' tiers are their point estimates: no doubt in a change's
+  # favour, whatever its record says.
+  noisy = trial(0.99, 0.09, 0.02, 0.3, excess_beyond_noise=0.0)
+  first = trial(0.90, 0.0, 0.0, 0.0, configured=True, excess_beyond_noise=0.0)
+  assert tuning.chosen_index([first, noisy], True, TUNING) == 0
+
+
+def test_a_gap_allows_for_its_eval_noise_in_its_own_units():
+  binary, regression = tasks.get('binary'), tasks.get('regression')
+  limits = {'accuracy': 0.03, 'log_loss': 0.05}
+  gaps = {'accuracy': 0.02, 'log_loss': 0.01}  # accuracy: 0.005 past 0.5
+  assert tuning.gap_excess(gaps, limits, 0.5) == pytest.approx(0.5 / 3)
+  errors = tuning.gap_errors(binary.metrics, {'accuracy': 0.9,
+                                              'log_loss': 0.2},
+                             {'accuracy': 0.004, 'log_loss': 0.01, 'x': 1.0})
+  assert errors == {'accuracy': 0.004, 'log_loss': 0.01}
+  # 0.02 - 1.64 * 0.004 = 0.0134, within 0.015.
+  assert tuning.excess_beyond_noise(gaps, errors, limits, 0.5, 1.64) == 0.0
+  assert tuning.excess_beyond_noise(gaps, errors, limits, 0.5, 0.5) > 0.0
+  # An error that cannot be told allows nothing.
+  assert tuning.excess_beyond_noise(
+      gaps, {'accuracy': float('nan')}, limits, 0.5, 1.64) == pytest.approx(
+          0.5 / 3)
+  # RMSE's gap is relative, so is its error: 0.5 on a train RMSE of 10.
+  assert tuning.gap_errors(regression.metrics, {'rmse': 10.0, 'mae': 0.0},
+                           {'rmse': 0.5, 'mae': 0.2}) == pytest.approx(
+                               {'rmse': 0.05, 'mae': float('nan')},
+                               nan_ok=True)
+
+
 def test_improvement_is_paired_on_the_same_eval_rows():
   binary = tasks.get('binary')
   info = {'positive_rate': 0.5}
@@ -266,9 +311,13 @@ def test_each_trial_is_compared_with_the_configured_one_on_the_eval_rows():
     return types.SimpleNamespace(predict=lambda data, verbose: predictions)
   compare = search._against_first  # pylint: disable=protected-access
   # A trial before the configured one's (it failed): its score only.
-  assert set(compare(model(0.3), validation, 'auc', False)) == {'eval'}
+  assert set(compare(model(0.3), validation, 'auc', False)) == {'eval',
+                                                                'eval_se'}
   first = compare(model(0.3), validation, 'auc', True)
   assert (first['improvement'], first['improvement_se']) == (0.0, 0.0)
+  # Every metric's standard error on the 400 eval rows, as the gate's.
+  assert set(first['eval_se']) == set(search.task.metrics)
+  assert 0 < first['eval_se']['accuracy'] < 0.05
   worse = compare(model(0.6), validation, 'auc', False)
   assert worse['improvement'] == pytest.approx(worse['eval'] - first['eval'])
   assert worse['improvement'] < 0 < worse['improvement_se']
@@ -383,6 +432,10 @@ def test_tuner_searches_and_trainer_uses_the_best(transformed_data, tmp_path,
   assert records[1]['improvement_se'] > 0
   for r in records:  # The gate's AUC and Keras' (1,000 thresholds) agree.
     assert r['eval'] == pytest.approx(r['score'], abs=0.01)
+    assert 0 < r['eval_se']['auc'] < 0.05
+  # The configured trial's tier allows for eval noise: never worse.
+  assert 0.0 <= records[0]['excess_beyond_noise'] <= records[0]['excess']
+  assert 'excess_beyond_noise' not in records[1]
   limits = fixtures.small_config().gate.max_gap
   for r in records:
     assert r['objective'] == 'val_auc' and 0.0 <= r['score'] <= 1.0

@@ -97,10 +97,57 @@ def eval_replicates(task: tasks.Task, info: Mapping[str, object],
   the gate scores) and its ``replicates`` bootstrap values. Row ``i`` has
   bootstrap key ``i``: every trial is resampled the same way on the same
   eval rows, so differences between trials are paired."""
+  point, values, _ = eval_scores(task, info, labels, predictions, metric,
+                                 replicates)
+  return point, values
+
+
+def eval_scores(task: tasks.Task, info: Mapping[str, object],
+                labels: Sequence, predictions: Sequence, metric: str,
+                replicates: int = EVAL_REPLICATES
+                ) -> Tuple[float, np.ndarray, Dict[str, float]]:
+  """``eval_replicates``, and the bootstrap standard error of every metric
+  of the task (NaN where a replicate is not a number)."""
   result = task.accumulator(info, replicates).add_batch(
       labels, predictions, keys=range(len(labels))).result()
-  return (float(result[metric]),
-          np.asarray(result[tasks.base.REPLICATES][metric], float))
+  values = {name: np.asarray(v, float)
+            for name, v in result[tasks.base.REPLICATES].items()}
+  errors = {name: (float(np.std(v, ddof=1))
+                   if v.size > 1 and np.all(np.isfinite(v)) else math.nan)
+            for name, v in values.items() if name in task.metrics}
+  return float(result[metric]), values[metric], errors
+
+
+def gap_errors(metrics: Mapping[str, tasks.Metric],
+               train: Mapping[str, float],
+               eval_errors: Mapping[str, float]) -> Dict[str, float]:
+  """The standard error of each train-minus-eval gap from its eval side
+  (``eval_errors``; the train side is scored on rows the model was fitted
+  to), in the gap's units: relative to the train value for RMSE and MAE.
+  NaN when it cannot be told (a train value of 0)."""
+  errors = {}
+  for name, se in eval_errors.items():
+    metric = metrics.get(name)
+    if metric is None or name not in train:
+      continue
+    if metric.relative_gap:
+      se = se / abs(train[name]) if train[name] else math.nan
+    errors[name] = se
+  return errors
+
+
+def excess_beyond_noise(gaps: Mapping[str, float],
+                        errors: Mapping[str, float],
+                        limits: Mapping[str, float], fraction: float,
+                        z: float) -> float:
+  """``gap_excess`` of the gaps each made smaller by ``z`` of its standard
+  error (``gap_errors``; one that cannot be told counts as none): how far
+  they pass ``fraction`` of their limits even allowing for eval noise."""
+  def allowance(name):
+    se = errors.get(name, math.nan)
+    return z * se if math.isfinite(se) else 0.0
+  return gap_excess({m: g - allowance(m) for m, g in gaps.items()}, limits,
+                    fraction)
 
 
 def improvement(metric: tasks.Metric, point: float, replicates: np.ndarray,
@@ -154,7 +201,10 @@ def chosen_index(records, higher_is_better: bool,
   (``excess`` 0); when none is, among those within the limits themselves;
   only then among all. The ranked score alone steers the search, but a
   trial the gate would likely refuse is never handed on over one it would
-  likely bless.
+  likely bless. The configured trial's tier allows for eval noise
+  (``excess_beyond_noise`` in its record, else ``excess``): it is put below
+  the others' only when its gaps pass the allowance beyond noise, lest one
+  eval row of a small split hand a change on.
 
   Nor is a change from the configuration handed on that eval cannot tell
   from noise: a trial in the configured trial's tier (``configured`` in its
@@ -162,19 +212,22 @@ def chosen_index(records, higher_is_better: bool,
   ``improvement_threshold`` standard errors (``improvement_se``) at
   ``tuning.change_error_rate`` over the other completed trials; a record
   without them, as from an older search, competes on rank alone."""
-  def tier(record):
-    excess = record.get('excess') or 0.0
-    if not excess:
-      return 0
-    return 1 if excess <= 1.0 - tuning.gap_fraction else 2
   done = completed(records)
   configured = next((i for i in done if records[i].get('configured')), None)
   threshold = improvement_threshold(tuning.change_error_rate, len(done) - 1)
 
+  def tier(i):
+    record = records[i]
+    excess = record.get('excess') or 0.0
+    if i == configured:
+      excess = record.get('excess_beyond_noise', excess) or 0.0
+    if not excess:
+      return 0
+    return 1 if excess <= 1.0 - tuning.gap_fraction else 2
+
   def competes(i):
     record = records[i]
-    if (configured is None or i == configured
-        or tier(record) < tier(records[configured])):
+    if configured is None or i == configured or tier(i) < tier(configured):
       return True
     gain, se = record.get('improvement'), record.get('improvement_se')
     if gain is None or se is None:
@@ -185,7 +238,7 @@ def chosen_index(records, higher_is_better: bool,
     return None
   sign = -1.0 if higher_is_better else 1.0
   return min(done, key=lambda i: (
-      tier(records[i]), sign * records[i].get('ranked', records[i]['score'])))
+      tier(i), sign * records[i].get('ranked', records[i]['score'])))
 
 
 class Deadline(keras.callbacks.Callback):
@@ -345,6 +398,7 @@ class RegularizationSearch(keras_tuner.Tuner):
       record['gap'] = gaps.get(name, float(self.task.metrics[name].gap(
           record['train'], float(best))))
       record['gaps'] = gaps
+      train_values = {m: float(train[m]) for m in gaps}
       excess = gap_excess(gaps, self.max_gap, self.tuning.gap_fraction)
       ranked = ranked_score(self.task.metrics[name], float(best), excess,
                             self.max_gap.get(name))
@@ -354,12 +408,19 @@ class RegularizationSearch(keras_tuner.Tuner):
     record.update(self._against_first(
         model, kwargs.get('validation_data'), target.name[len('val_'):],
         record['configured']))
+    if record['configured'] and 'gaps' in record and 'eval_se' in record:
+      record['excess_beyond_noise'] = excess_beyond_noise(
+          record['gaps'],
+          gap_errors(self.task.metrics, train_values, record['eval_se']),
+          self.max_gap, self.tuning.gap_fraction,
+          improvement_threshold(self.tuning.change_error_rate, 1))
     self._pending[trial.trial_id] = record
     return {target.name: ranked}
 
   def _against_first(self, model, validation, name: str,
                      configured: bool) -> Dict[str, float]:
-    """The trial's eval objective as the gate computes it and, once the
+    """The trial's eval objective as the gate computes it, every metric's
+    bootstrap standard error on the eval rows (``eval_se``) and, once the
     configured trial has been scored (``configured``: this is it), its
     ``improvement`` and ``improvement_se`` over that trial on the same
     rows; {} without a task, label info or eval data."""
@@ -371,16 +432,17 @@ class RegularizationSearch(keras_tuner.Tuner):
     if self._eval_labels is None:
       self._eval_labels = np.concatenate(
           [np.asarray(label) for _, label in validation])
-    point, replicates = eval_replicates(
+    point, replicates, errors = eval_scores(
         self.task, self.label_info, self._eval_labels,
         model.predict(validation, verbose=0), name)
     if configured:
       self._reference = point, replicates
     if self._reference is None:  # The configured trial failed.
-      return {'eval': point}
+      return {'eval': point, 'eval_se': errors}
     gain, se = improvement(self.task.metrics[name], point, replicates,
                            *self._reference)
-    return {'eval': point, 'improvement': gain, 'improvement_se': se}
+    return {'eval': point, 'eval_se': errors, 'improvement': gain,
+            'improvement_se': se}
 
   def on_trial_end(self, trial):
     super().on_trial_end(trial)
