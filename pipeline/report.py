@@ -1321,10 +1321,11 @@ def regularization_path_section(records: Optional[List[dict]],
         '(<code>tuning.gap_fraction</code>) were ranked by a worse score '
         '(column <em>ranked</em>): the gate measures the gap again on test, '
         'with an interval.'
-        + (' Trial 1 passed it by its point estimate, not beyond eval noise '
-           '(by less than z standard errors of its eval side, '
-           '<code>tuning.change_error_rate</code>), so it kept its place '
-           'among the trials within.' if _within_by_noise(records) else '')
+        + (f' {_within_by_noise(records)} passed it by the point estimate '
+           'only, not beyond eval noise (by less than z standard errors of '
+           'the eval side, <code>tuning.change_error_rate</code>), and so '
+           'competed among the trials within.' if _within_by_noise(records)
+           else '')
         + '</p>')
   rows = [[t.number, ', '.join(t.techniques) or 'none', _strengths(t),
            _layers(t.hidden_units), f'{t.learning_rate:.2g}', _fmt(t.score), _fmt(t.train),
@@ -1344,12 +1345,17 @@ def regularization_path_section(records: Optional[List[dict]],
   return '\n'.join(parts)
 
 
-def _within_by_noise(records: List[dict]) -> bool:
-  """Whether the configured trial's gaps passed the allowance only within
-  eval noise (tuning.excess_beyond_noise), which keeps its tier."""
-  first = next((r for r in records if r.get('configured')), None)
-  return bool(first and first.get('excess')
-              and first.get('excess_beyond_noise') == 0.0)
+def _within_by_noise(records: List[dict]) -> str:
+  """The trials whose gaps passed the allowance only within eval noise
+  (tuning.excess_beyond_noise 0), which keeps their tier: 'Trial 1',
+  'Trials 1 and 3', or '' for none."""
+  numbers = [str(i + 1) for i, r in enumerate(records)
+             if r.get('excess') and r.get('excess_beyond_noise') == 0.0]
+  if not numbers:
+    return ''
+  if len(numbers) == 1:
+    return f'Trial {numbers[0]}'
+  return f"Trials {', '.join(numbers[:-1])} and {numbers[-1]}"
 
 
 def label_table(rows: Dict[str, int], labels: LabelSummary):

@@ -833,13 +833,17 @@ def run_detail(m: Measured, kind: str, o: Outcome) -> List[str]:
 
 
 def _same_model(m: Measured) -> str:
-  """Whether the default and tuned runs' test metrics agree to the last
-  digit, as one configuration trained on one file should."""
+  """How closely the default and tuned runs' test metrics agree, as one
+  configuration trained on one file should."""
   if not (_scored(m.default) and _scored(m.tuned)):
     return ''
-  if _test(m.default) == _test(m.tuned):
+  default, tuned = _test(m.default), _test(m.tuned)
+  largest = max((abs(default[k] - tuned[k]) for k in default
+                 if k in tuned and isinstance(default[k], float)), default=0.0)
+  if largest == 0.0:
     return ', to the same test metrics'
-  return ': the two runs differ in their test metrics'
+  return (', to test metrics no more than '
+          f'{largest:.1g} apart')
 
 
 def _reference_gap(ref: Optional[Reference], name: str,

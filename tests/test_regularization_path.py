@@ -168,7 +168,7 @@ def test_a_change_within_eval_noise_is_not_chosen_and_the_table_says_so(
   assert 'The chosen trial, 2, scored 0.9300' in synthetic._text(page)  # pylint: disable=protected-access
 
 
-def test_a_configuration_past_the_allowance_only_by_noise_keeps_its_tier(
+def test_a_trial_past_the_allowance_only_by_noise_keeps_its_tier(
     tmp_path):
   """Trial 1's gap passes tuning.gap_fraction by its point estimate but not
   beyond eval noise (tuning.excess_beyond_noise 0): trial 2, within the
@@ -181,7 +181,8 @@ def test_a_configuration_past_the_allowance_only_by_noise_keeps_its_tier(
   page, _, _ = _page(tmp_path, records)
   text = synthetic._text(page)  # pylint: disable=protected-access
   assert 'The chosen trial, 1, scored 0.9100' in text
-  assert 'not beyond eval noise' in text
+  assert ('Trial 1 passed it by the point estimate only, not beyond eval '
+          'noise') in text
   (tmp_path / 'beyond').mkdir()
   records[0] = dict(records[0], excess_beyond_noise=0.1)
   page, _, _ = _page(tmp_path / 'beyond', records)

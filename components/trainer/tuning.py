@@ -201,10 +201,11 @@ def chosen_index(records, higher_is_better: bool,
   (``excess`` 0); when none is, among those within the limits themselves;
   only then among all. The ranked score alone steers the search, but a
   trial the gate would likely refuse is never handed on over one it would
-  likely bless. The configured trial's tier allows for eval noise
-  (``excess_beyond_noise`` in its record, else ``excess``): it is put below
-  the others' only when its gaps pass the allowance beyond noise, lest one
-  eval row of a small split hand a change on.
+  likely bless. Tiers allow for eval noise (``excess_beyond_noise`` in a
+  record, else ``excess``): a trial is put in a worse tier only when its
+  gaps pass the allowance beyond noise, lest one eval row of a small split
+  decide which trials compete; alike for every trial, so that two trials
+  whose gaps differ by less than noise share a tier.
 
   Nor is a change from the configuration handed on that eval cannot tell
   from noise: a trial in the configured trial's tier (``configured`` in its
@@ -218,9 +219,7 @@ def chosen_index(records, higher_is_better: bool,
 
   def tier(i):
     record = records[i]
-    excess = record.get('excess') or 0.0
-    if i == configured:
-      excess = record.get('excess_beyond_noise', excess) or 0.0
+    excess = record.get('excess_beyond_noise', record.get('excess')) or 0.0
     if not excess:
       return 0
     return 1 if excess <= 1.0 - tuning.gap_fraction else 2
@@ -408,7 +407,7 @@ class RegularizationSearch(keras_tuner.Tuner):
     record.update(self._against_first(
         model, kwargs.get('validation_data'), target.name[len('val_'):],
         record['configured']))
-    if record['configured'] and 'gaps' in record and 'eval_se' in record:
+    if 'gaps' in record and 'eval_se' in record:
       record['excess_beyond_noise'] = excess_beyond_noise(
           record['gaps'],
           gap_errors(self.task.metrics, train_values, record['eval_se']),
