@@ -1315,17 +1315,17 @@ def regularization_path_section(records: Optional[List[dict]],
                                   directory), 'regularization path'))
   penalized = any(t.ranked != t.score for t in trials)
   if penalized:
+    within_by_noise = _within_by_noise(records)
     parts.append(
         '<p>Trials whose train-minus-eval gap on a gate metric passed '
         f'{config.tuning.gap_fraction:g} of its <code>gate.max_gap</code> '
         '(<code>tuning.gap_fraction</code>) were ranked by a worse score '
         '(column <em>ranked</em>): the gate measures the gap again on test, '
         'with an interval.'
-        + (f' {_within_by_noise(records)} passed it by the point estimate '
-           'only, not beyond eval noise (by less than z standard errors of '
-           'the eval side, <code>tuning.change_error_rate</code>), and so '
-           'competed among the trials within.' if _within_by_noise(records)
-           else '')
+        + (f' {within_by_noise} passed it by the point estimate only, not '
+           'beyond eval noise (by less than z standard errors of the eval '
+           'side, <code>tuning.change_error_rate</code>), and so competed '
+           'among the trials within.' if within_by_noise else '')
         + '</p>')
   rows = [[t.number, ', '.join(t.techniques) or 'none', _strengths(t),
            _layers(t.hidden_units), f'{t.learning_rate:.2g}', _fmt(t.score), _fmt(t.train),

@@ -278,13 +278,13 @@ def test_improvement_is_paired_on_the_same_eval_rows():
   first = 1.0 / (1.0 + np.exp(-signal))
   # Another model, nearly the same predictions with a little more noise.
   second = 1.0 / (1.0 + np.exp(-(signal + rng.normal(0.0, 0.3, labels.size))))
-  point, replicates = tuning.eval_replicates(binary, info, labels, first,
-                                             'auc')
+  point, replicates, _ = tuning.eval_scores(binary, info, labels, first,
+                                            'auc')
   assert replicates.shape == (tuning.EVAL_REPLICATES,)
   assert point == pytest.approx(binary.accumulator(info).add_batch(
       labels, first).result()['auc'])
-  other, other_replicates = tuning.eval_replicates(binary, info, labels,
-                                                   second, 'auc')
+  other, other_replicates, _ = tuning.eval_scores(binary, info, labels,
+                                                  second, 'auc')
   auc = binary.metrics['auc']
   gain, se = tuning.improvement(auc, other, other_replicates, point,
                                 replicates)

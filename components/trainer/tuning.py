@@ -89,25 +89,16 @@ def ranked_score(metric: tasks.Metric, score: float, excess: float,
   return score - penalty if metric.higher_is_better else score + penalty
 
 
-def eval_replicates(task: tasks.Task, info: Mapping[str, object],
-                    labels: Sequence, predictions: Sequence, metric: str,
-                    replicates: int = EVAL_REPLICATES
-                    ) -> Tuple[float, np.ndarray]:
-  """``metric`` of ``predictions`` on ``labels`` (the task's accumulator, as
-  the gate scores) and its ``replicates`` bootstrap values. Row ``i`` has
-  bootstrap key ``i``: every trial is resampled the same way on the same
-  eval rows, so differences between trials are paired."""
-  point, values, _ = eval_scores(task, info, labels, predictions, metric,
-                                 replicates)
-  return point, values
-
-
 def eval_scores(task: tasks.Task, info: Mapping[str, object],
                 labels: Sequence, predictions: Sequence, metric: str,
                 replicates: int = EVAL_REPLICATES
                 ) -> Tuple[float, np.ndarray, Dict[str, float]]:
-  """``eval_replicates``, and the bootstrap standard error of every metric
-  of the task (NaN where a replicate is not a number)."""
+  """``metric`` of ``predictions`` on ``labels`` (the task's accumulator, as
+  the gate scores), its ``replicates`` bootstrap values, and the bootstrap
+  standard error of every metric of the task (NaN where a replicate is not
+  a number). Row ``i`` has bootstrap key ``i``: every trial is resampled
+  the same way on the same eval rows, so differences between trials are
+  paired."""
   result = task.accumulator(info, replicates).add_batch(
       labels, predictions, keys=range(len(labels))).result()
   values = {name: np.asarray(v, float)
@@ -309,7 +300,7 @@ class RegularizationSearch(keras_tuner.Tuner):
   records its train-minus-eval gaps on ``train_sample``, and reports the
   ``ranked_score`` of its gaps against ``max_gap`` (the gate's limits).
   With ``label_info``, each trial's eval predictions are also scored with
-  bootstrap replicates (``eval_replicates``) and its ``improvement`` over
+  bootstrap replicates (``eval_scores``) and its ``improvement`` over
   the first trial recorded, for ``chosen_index``.
   """
 
