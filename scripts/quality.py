@@ -319,6 +319,12 @@ class Reference:
   # Train rows whose label ``parse_label`` reads differently from Transform.
   parse_disagreements: int = 0
 
+  def gap(self, name: str, metric: tasks_lib.Metric) -> Optional[float]:
+    """Its train-vs-test gap on ``name`` (None: not scored on both)."""
+    if name not in self.train_metrics or name not in self.metrics:
+      return None
+    return metric.gap(self.train_metrics[name], self.metrics[name])
+
 
 def hgb_reference(result: local_runner.RunResult,
                   config: config_lib.PipelineConfig) -> Reference:
@@ -848,10 +854,8 @@ def _same_model(m: Measured) -> str:
 
 def _reference_gap(ref: Optional[Reference], name: str,
                    metric: tasks_lib.Metric) -> str:
-  if ref is None or name not in ref.train_metrics or name not in ref.metrics:
-    return 'n/a'
-  return local_runner.format_gap(
-      metric, metric.gap(ref.train_metrics[name], ref.metrics[name]))
+  gap = ref.gap(name, metric) if ref else None
+  return 'n/a' if gap is None else local_runner.format_gap(metric, gap)
 
 
 def reference_gaps_sentence(all_measured: List[Measured]) -> str:
@@ -866,11 +870,10 @@ def reference_gaps_sentence(all_measured: List[Measured]) -> str:
     over = []
     for name, check in _gaps(m.default.result.gate).items():
       metric = task.metrics[name]
-      if name in ref.train_metrics and name in ref.metrics:
-        gap = metric.gap(ref.train_metrics[name], ref.metrics[name])
-        if not gap <= check['threshold']:
-          over.append(f'{name} {local_runner.format_gap(metric, gap)} (max '
-                      f"{_limit(metric, check['threshold'])})")
+      gap = ref.gap(name, metric)
+      if gap is not None and not gap <= check['threshold']:
+        over.append(f'{name} {local_runner.format_gap(metric, gap)} (max '
+                    f"{_limit(metric, check['threshold'])})")
     (beyond if over else within).append(
         f"{m.experiment.key}" + (f" ({', '.join(over)})" if over else ''))
   if not within and not beyond:
