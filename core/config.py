@@ -220,6 +220,19 @@ class EarlyStoppingConfig:
 
 
 @dataclass(frozen=True)
+class PeriodicEmbeddingConfig:
+  """Periodic embeddings of numeric features (Gorishniy et al., 2022, "PLR"):
+  each numeric feature x becomes ReLU(W [cos 2πcx, sin 2πcx] + b), with its
+  own learned frequencies c (``frequencies`` of them, initialized from
+  N(0, sigma^2)) and its own ``dim``-wide linear layer (under the kernels'
+  L1/L2 penalty), in place of the raw value, which the first layer can only
+  use as a line."""
+  frequencies: int = 16
+  sigma: float = 0.1
+  dim: int = 16
+
+
+@dataclass(frozen=True)
 class RegularizationConfig:
   """Every technique is off at its zero value; ``none`` is all of them off."""
   l1: float = 0.0
@@ -299,6 +312,9 @@ class ModelConfig:
   # training ensemble_size networks where each takes seconds.
   ensemble_size: int = 5
   ensemble_max_rows: int = 5000
+  # Numeric features through periodic embeddings (``true`` for the defaults
+  # of PeriodicEmbeddingConfig); null: the encoded value as it is.
+  numeric_embedding: Optional[PeriodicEmbeddingConfig] = None
 
   @property
   def in_memory_max_bytes(self) -> int:
@@ -506,7 +522,7 @@ def _coerce(value: Any, annotation: str, where: str) -> Any:
   optional = annotation.startswith('Optional[')
   if optional:
     if value is None or (value is False and annotation in (
-        'Optional[EarlyStoppingConfig]',)):
+        'Optional[EarlyStoppingConfig]', 'Optional[PeriodicEmbeddingConfig]')):
       return None  # ``early_stopping: false`` turns it off, as null does.
     annotation = annotation[len('Optional['):-1]
   if annotation in _DATACLASSES:
@@ -555,8 +571,8 @@ def _build(cls, raw: Any, where: str):
     return raw
   if cls is RegularizationConfig and raw == 'none':
     return RegularizationConfig()
-  if cls is EarlyStoppingConfig and raw is True:
-    return EarlyStoppingConfig()
+  if cls in (EarlyStoppingConfig, PeriodicEmbeddingConfig) and raw is True:
+    return cls()
   if cls is LabelConfig and isinstance(raw, str):
     raw = {'name': raw}
   if cls is FeaturesConfig:
@@ -603,8 +619,8 @@ def _features_raw(raw: Any) -> Any:
 
 _DATACLASSES = {cls.__name__: cls for cls in (
     LabelConfig, FeaturesConfig, SplitsConfig, DataConfig, EarlyStoppingConfig,
-    RegularizationConfig, ModelConfig, TuningConfig, ReportConfig,
-    DistributionConfig,
+    PeriodicEmbeddingConfig, RegularizationConfig, ModelConfig, TuningConfig,
+    ReportConfig, DistributionConfig,
     GateConfig, BeamConfig, OutputConfig, PipelineConfig)}
 
 
@@ -726,6 +742,11 @@ def validate(config: PipelineConfig) -> PipelineConfig:
   if m.calibration not in CALIBRATIONS:
     raise ConfigError(f'model.calibration: unknown {m.calibration!r}; expected '
                       f'one of {", ".join(CALIBRATIONS)}')
+  pe = m.numeric_embedding
+  if pe is not None and (pe.frequencies <= 0 or pe.dim <= 0 or pe.sigma <= 0):
+    raise ConfigError(
+        'model.numeric_embedding: frequencies, dim and sigma must be > 0, got '
+        f'{pe.frequencies}, {pe.dim} and {pe.sigma}')
   d = config.data
   if d.format not in DATA_FORMATS:
     raise ConfigError(f'data.format: unknown format {d.format!r}; expected '

@@ -511,13 +511,16 @@ def trials_of(records: List[dict],
     tuned = trainer_run.config_with(config, record.get('hyperparameters') or {})
     reg = tuned.regularization
     values = {name: getattr(reg, name) for name in trainer_run.TUNABLE}
+    # Floats are strengths; bools and names (batch_norm, the schedule,
+    # the averaging) are in ``techniques`` already.
+    strengths = {k: v for k, v in values.items() if isinstance(v, float) and v}
+    techniques = reg.active
+    if tuned.model.numeric_embedding is not None:
+      techniques += ('periodic_embedding',)
+      strengths['periodic_sigma'] = tuned.model.numeric_embedding.sigma
     trials.append(Trial(
         number=i + 1, trial_id=str(record.get('trial_id', i)),
-        techniques=reg.active,
-        # Floats are strengths; bools and names (batch_norm, the schedule,
-        # the averaging) are in ``techniques`` already.
-        strengths={k: v for k, v in values.items()
-                   if isinstance(v, float) and v},
+        techniques=techniques, strengths=strengths,
         hidden_units=tuned.model.hidden_units,
         learning_rate=tuned.model.learning_rate,
         score=record.get('score'), train=record.get('train'),
@@ -1414,8 +1417,12 @@ def encoding_section(training: Optional[Mapping[str, Any]]) -> str:
   if not encoding:
     return '<p class="muted">No encodings recorded (the Trainer did not run).</p>'
   rows = []
+  periodic = encoding.get('numeric_embedding')
+  embedded = (f"then a periodic embedding: {periodic['frequencies']} "
+              f"frequencies (initial sd {periodic['sigma']:g}), a "
+              f"{periodic['dim']}-wide ReLU layer" if periodic else '')
   for name, chosen in encoding.get('numeric', {}).items():
-    rows.append([name, 'numeric', chosen, ''])
+    rows.append([name, 'numeric', chosen, embedded])
   for name, spec in encoding.get('categorical', {}).items():
     if spec.get('encoding') == 'embedding':
       detail = (f"{spec['tokens']} tokens, width {spec['dim']}, L2 "

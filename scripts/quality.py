@@ -604,6 +604,10 @@ def _settings(training: dict) -> str:
   if model:
     parts.append('hidden units ' + '-'.join(map(str, model['hidden_units']))
                  + f", learning rate {model['learning_rate']:.3g}")
+  periodic = (training.get('encoding') or {}).get('numeric_embedding')
+  if periodic:
+    parts.append(f"numeric features through periodic embeddings (sigma "
+                 f"{periodic['sigma']:.3g})")
   techniques = [f'{name} {reg[name]:.3g}' if isinstance(reg.get(name), float)
                 else name for name in reg['active']]
   parts.append('regularization ' + (', '.join(techniques) or 'none'))

@@ -21,7 +21,7 @@ import two_cpus
 TASK = tasks.get('binary')
 INFO = {'positive_rate': 0.5}
 
-SPECS = [model_lib.InputSpec(f'x{i}') for i in range(8)] + [
+SPECS = [model_lib.InputSpec(f'x{i}', continuous=True) for i in range(8)] + [
     model_lib.InputSpec('cat', num_tokens=12)]
 HIDDEN = (32, 16)
 
@@ -526,8 +526,9 @@ def test_warmup_and_one_cycle_schedules():
     fit.learning_rate_schedule(1e-2, 'cosine', None)
 
 
-# Every technique at once, on two replicas (MirroredStrategy; logical
-# devices can only be set before TensorFlow initialises: a child process).
+# Every technique at once, periodic embeddings of the numeric inputs too, on
+# two replicas (MirroredStrategy; logical devices can only be set before
+# TensorFlow initialises: a child process).
 _CHILD = 'REGULARIZATION_TWO_CPUS'
 TWO_REPLICAS = two_cpus.strategy(_CHILD)
 
@@ -543,9 +544,10 @@ def test_in_child_the_cocktail_trains_and_exports_on_two_replicas(averaging):
   epochs = 4
   keras.utils.set_random_seed(3)
   with TWO_REPLICAS.scope():
-    model = model_lib.build_model(SPECS, HIDDEN, task=TASK, label_info=INFO,
-                                  **model_lib.regularization_kwargs(reg),
-                                  seed=3)
+    model = model_lib.build_model(
+        SPECS, HIDDEN, task=TASK, label_info=INFO,
+        **model_lib.regularization_kwargs(reg),
+        numeric_embedding=config_lib.PeriodicEmbeddingConfig(), seed=3)
     fit.compile_model(model, config_lib.ModelConfig(learning_rate=1e-2), reg,
                       TASK, INFO, total_steps=epochs * 16)
   assert TWO_REPLICAS.num_replicas_in_sync == 2

@@ -44,7 +44,7 @@ TRIALS = [
     _trial('02', 0.92, 0.93, use_mixup=True, mixup=0.3, batch_norm=True,
            lr_schedule='cosine', width=32, depth=1, learning_rate=1e-3),
     _trial('03', 0.90, 0.97, use_weight_decay=True, weight_decay=1e-3,
-           input_noise=0.1),
+           input_noise=0.1, periodic_embedding=True, periodic_sigma=0.5),
 ]
 
 
@@ -103,7 +103,9 @@ def test_trials_figure_and_table_from_trials_json(tmp_path):
                               'dropout 0.3 64 x 2 0.003 0.9300')
   assert ('early_stopping, batch_norm, mixup, cosine_lr dropout 0.1, mixup '
           '0.3 32 x 1 0.001' in rows['3'])
-  assert 'weight_decay 0.001, input_noise 0.1' in rows['4']
+  assert 'weight_decay 0.001, input_noise 0.1, periodic_sigma 0.5' in rows['4']
+  assert 'early_stopping, input_noise, periodic_embedding dropout' in (
+      rows['4'])
   assert 'Trial 1 is the configuration as given' in text
   best = [row for row in page.split('<tr')[1:]
           if row.startswith(' class="best"')]

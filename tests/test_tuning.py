@@ -32,21 +32,24 @@ from pipeline.factory import NodeIds
 TUNING = config_lib.TuningConfig()
 
 
-def test_search_space_covers_the_cocktail_width_depth_and_rate():
+def test_search_space_covers_the_cocktail_width_depth_rate_and_embedding():
   hp = tuning.search_space(config_lib.TuningConfig(max_width=128, max_depth=2))
   space = {p.name: p for p in hp.space}
   assert set(space) == {
       'use_l2', 'l2', 'use_weight_decay', 'weight_decay', 'dropout',
       'batch_norm', 'input_noise', 'use_mixup', 'mixup', 'lr_schedule',
-      'learning_rate', 'width', 'depth'}
+      'learning_rate', 'width', 'depth', 'periodic_embedding',
+      'periodic_sigma'}
   assert (space['width'].min_value, space['width'].max_value) == (32, 128)
   assert (space['depth'].min_value, space['depth'].max_value) == (1, 2)
   assert space['dropout'].max_value == 0.5
   assert space['input_noise'].max_value == 0.3
   assert (space['mixup'].min_value, space['mixup'].max_value) == (0.1, 0.4)
   assert space['lr_schedule'].values == ['constant', 'cosine', 'one_cycle']
-  for name in ('l2', 'weight_decay', 'learning_rate'):
+  for name in ('l2', 'weight_decay', 'learning_rate', 'periodic_sigma'):
     assert space[name].sampling == 'log'
+  assert (space['periodic_sigma'].min_value,
+          space['periodic_sigma'].max_value) == (0.01, 1.0)
   assert (space['learning_rate'].min_value,
           space['learning_rate'].max_value) == (1e-4, 1e-2)
 
@@ -63,7 +66,14 @@ def test_config_with_applies_model_and_typed_regularization_values():
       0.0, True, 'cosine', 0.2, 0.25)
   assert tuned.model.hidden_units == (96, 96, 96)
   assert tuned.model.learning_rate == 1e-3
+  assert tuned.model.numeric_embedding is None
   assert trainer_run.config_with(cfg, {}) == cfg
+  embedded = trainer_run.config_with(
+      cfg, {'periodic_embedding': True, 'periodic_sigma': 0.03})
+  assert embedded.model.numeric_embedding == (
+      config_lib.PeriodicEmbeddingConfig(sigma=0.03))
+  assert trainer_run.config_with(
+      embedded, {'periodic_embedding': False}).model.numeric_embedding is None
 
 
 @pytest.mark.parametrize('overrides', [
@@ -72,7 +82,8 @@ def test_config_with_applies_model_and_typed_regularization_values():
      'regularization.l2=0', 'regularization.weight_decay=0.02',
      'regularization.mixup=0.3', 'regularization.lr_schedule=one_cycle',
      'regularization.batch_norm=true', 'regularization.input_noise=0.1',
-     'regularization.l1=1e-4']])
+     'regularization.l1=1e-4'],
+    ['model.numeric_embedding={frequencies: 8, sigma: 0.5}']])
 def test_the_configured_values_give_the_configuration_back(overrides):
   cfg = config_lib.load_config(overrides=[
       'data.label=y', 'data.features={numeric: [a]}', *overrides])

@@ -5,9 +5,11 @@ explicit parameters: L1/L2 (elastic net when both)
 kernel penalties, dropout after each hidden layer and a max-norm constraint,
 batch normalization in the hidden layers, Gaussian noise on the encoded
 features and mixup (``mixup.py``, a train step that mixes the encoded
-features). Decoupled weight decay, weight averaging, the learning-rate
-schedule and label smoothing belong to the optimizer, loss and fit loop
-(see ``fit.py``), early stopping to the fit loop.
+features). Numeric features can enter through periodic embeddings
+(``PeriodicEmbedding``, ``model.numeric_embedding``). Decoupled weight
+decay, weight averaging, the learning-rate schedule and label smoothing
+belong to the optimizer, loss and fit loop (see ``fit.py``), early stopping
+to the fit loop.
 """
 
 import dataclasses
@@ -27,6 +29,9 @@ from core import tasks
 class InputSpec:
   """One model input: a transformed feature of shape [batch, 1]."""
   name: str
+  # A numeric column's encoded value (not its missing-value indicator or its
+  # linear part): what a numeric embedding embeds.
+  continuous: bool = False
   num_tokens: Optional[int] = None  # Categorical index when set.
   # A categorical index with a learned embedding of this width (else one-hot),
   # with its own L2 penalty and dropout.
@@ -60,7 +65,8 @@ def input_specs(tf_transform_output: tft.TFTransformOutput,
   linear = preprocessing.with_linear(numeric_encodings)
   specs = []
   for name in features.numeric:
-    specs.append(InputSpec(preprocessing.transformed_name(name)))
+    specs.append(InputSpec(preprocessing.transformed_name(name),
+                           continuous=True))
     if name in linear:
       specs.append(InputSpec(preprocessing.linear_name(name)))
     if preprocessing.missing_name(name) in produced:
@@ -122,6 +128,8 @@ def build_model(specs: Sequence[InputSpec],
                 batch_norm: bool = False,
                 input_noise: float = 0.0,
                 mixup: float = 0.0,
+                numeric_embedding: Optional[
+                    config_lib.PeriodicEmbeddingConfig] = None,
                 seed: int = 0) -> keras.Model:
   """An uncompiled network with the task's head; call inside
   ``strategy.scope()``.
@@ -129,12 +137,18 @@ def build_model(specs: Sequence[InputSpec],
   ``batch_norm``: Dense, BatchNormalization, ReLU in each hidden layer;
   ``input_noise``: the stddev of Gaussian noise on the encoded features
   (training only); ``mixup``: Beta(mixup, mixup) mixing of pairs of
-  examples and their labels in the train step (``mixup.MixupModel``).
+  examples and their labels in the train step (``mixup.MixupModel``);
+  ``numeric_embedding``: each continuous input through its own periodic
+  embedding, its linear layer under the kernels' penalty.
   """
   inputs = _inputs(specs)
   encoded = []
   for spec in specs:
-    if spec.embedding_dim:
+    if spec.continuous and numeric_embedding is not None:
+      encoded.append(_periodic(inputs[spec.name], spec, numeric_embedding,
+                               kernel_regularizer(l1, l2),
+                               seed + len(encoded)))
+    elif spec.embedding_dim:
       encoded.append(_embedded(inputs[spec.name], spec, seed + len(encoded)))
     elif spec.num_tokens:
       encoded.append(keras.layers.CategoryEncoding(
@@ -202,6 +216,49 @@ def regularization_kwargs(reg: config_lib.RegularizationConfig) -> Dict[str, Any
   return dict(l1=reg.l1, l2=reg.l2, dropout=reg.dropout,
               max_norm=reg.max_norm, batch_norm=reg.batch_norm,
               input_noise=reg.input_noise, mixup=reg.mixup)
+
+
+@keras.utils.register_keras_serializable(package='generalize')
+class PeriodicEmbedding(keras.layers.Layer):
+  """[batch, 1] -> [batch, 2k]: [cos 2πcx, sin 2πcx] for ``k`` learned
+  frequencies c, initialized from N(0, sigma^2) (Gorishniy et al., 2022)."""
+
+  def __init__(self, frequencies: int, sigma: float, seed: int = 0, **kwargs):
+    super().__init__(**kwargs)
+    self.frequencies, self.sigma, self.seed = frequencies, sigma, seed
+
+  # Keras runs build through AutoGraph, which has nothing to convert here
+  # and trips on the zero-argument super().
+  @tf.autograph.experimental.do_not_convert
+  def build(self, input_shape):
+    self.coefficients = self.add_weight(
+        name='coefficients', shape=(1, self.frequencies),
+        initializer=keras.initializers.RandomNormal(0.0, self.sigma,
+                                                    seed=self.seed))
+    super().build(input_shape)
+
+  def call(self, x):
+    angles = 2 * np.pi * tf.matmul(tf.cast(x, self.coefficients.dtype),
+                                   self.coefficients)
+    return tf.concat([tf.cos(angles), tf.sin(angles)], axis=-1)
+
+  def get_config(self):
+    return {**super().get_config(), 'frequencies': self.frequencies,
+            'sigma': self.sigma, 'seed': self.seed}
+
+
+def _periodic(value, spec: InputSpec,
+              embedding: config_lib.PeriodicEmbeddingConfig,
+              regularizer: Optional[keras.regularizers.Regularizer],
+              seed: int):
+  """A [batch, 1] numeric value as ReLU(Dense(periodic features)), PLR."""
+  name = layer_name(spec.name)
+  x = PeriodicEmbedding(embedding.frequencies, embedding.sigma, seed=seed + 600,
+                        name=f'{name}_periodic')(value)
+  return keras.layers.Dense(
+      embedding.dim, activation='relu', name=f'{name}_periodic_linear',
+      kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 700),
+      kernel_regularizer=regularizer)(x)
 
 
 def _embedded(index, spec: InputSpec, seed: int):

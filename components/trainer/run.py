@@ -81,12 +81,21 @@ def regularization_with(reg: config_lib.RegularizationConfig,
 def config_with(cfg: config_lib.PipelineConfig,
                 hyperparameters: Dict[str, Any]) -> config_lib.PipelineConfig:
   """``cfg`` with the Tuner's values applied: the regularization
-  (``regularization_with``), and the model's ``learning_rate`` and
+  (``regularization_with``), and the model's ``learning_rate``,
   ``hidden_units`` (``depth`` layers of ``width`` units, or ``hidden_units``
-  itself). The Tuner's trials and ``run_fn`` both build from this."""
+  itself) and numeric embedding (``periodic_embedding`` on or off, its
+  ``periodic_sigma``; the configured frequencies and width). The Tuner's
+  trials and ``run_fn`` both build from this."""
   hp = hyperparameters or {}
   model = cfg.model
   changes = {}
+  if 'periodic_embedding' in hp:
+    embedding = None
+    if hp['periodic_embedding']:
+      embedding = dataclasses.replace(
+          model.numeric_embedding or config_lib.PeriodicEmbeddingConfig(),
+          sigma=float(hp.get('periodic_sigma', 0.1)))
+    changes['numeric_embedding'] = embedding
   if 'learning_rate' in hp:
     changes['learning_rate'] = float(hp['learning_rate'])
   if 'hidden_units' in hp:
@@ -164,7 +173,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
       member = model_lib.build_model(
           specs,
           cfg.model.hidden_units, task=task, label_info=label_info,
-          **model_lib.regularization_kwargs(reg), seed=seed)
+          **model_lib.regularization_kwargs(reg),
+          numeric_embedding=cfg.model.numeric_embedding, seed=seed)
       fit.compile_model(member, cfg.model, reg, task, label_info,
                         total_steps=total_steps)
     backup = strategy_lib.backup_callback(
@@ -200,7 +210,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                           if name in scores})
   result.update(
       task=task.name, label_info=label_info,
-      encoding=feature_encodings(cfg.data.features, numeric, specs),
+      encoding=feature_encodings(cfg.data.features, numeric, specs,
+                                 cfg.model.numeric_embedding),
       model={'hidden_units': list(cfg.model.hidden_units),
              'learning_rate': cfg.model.learning_rate},
       regularization={**config_lib.to_plain(reg),
@@ -264,8 +275,9 @@ def unregularized_comparison(cfg: config_lib.PipelineConfig, task: tasks.Task,
            for spec in specs]
   start = time.monotonic()
   with strategy.scope():
-    model = model_lib.build_model(plain, cfg.model.hidden_units, task=task,
-                                  label_info=label_info, seed=cfg.model.seed)
+    model = model_lib.build_model(
+        plain, cfg.model.hidden_units, task=task, label_info=label_info,
+        numeric_embedding=cfg.model.numeric_embedding, seed=cfg.model.seed)
     fit.compile_model(model, cfg.model, none, task, label_info)
   fit.EPOCH_LOGGER.info('unregularized comparison (report.compare_'
                         'unregularized): the same network, no regularization')
@@ -313,14 +325,18 @@ def task_label_info(task: tasks.Task, label: config_lib.LabelConfig,
 
 
 def feature_encodings(features: config_lib.FeaturesConfig,
-                      numeric: Dict[str, str], specs) -> Dict[str, Any]:
+                      numeric: Dict[str, str], specs,
+                      numeric_embedding: Optional[
+                          config_lib.PeriodicEmbeddingConfig] = None
+                      ) -> Dict[str, Any]:
   """How each feature reached the network, for the report: the numeric
-  scaling Transform chose (preprocessing.numeric_encodings), the
-  categorical one-hot or embedding."""
+  scaling Transform chose (preprocessing.numeric_encodings) and the model's
+  periodic embedding of it, if any; the categorical one-hot or embedding."""
   categorical = model_lib.input_encodings(specs)
   return {
       'numeric_encoding': features.numeric_encoding,
       'numeric': numeric,
+      'numeric_embedding': config_lib.to_plain(numeric_embedding),
       'categorical': {name: categorical.get(
           preprocessing.transformed_name(name), {})
                       for name in features.categorical},

@@ -279,7 +279,10 @@ def configured_values(cfg: config_lib.PipelineConfig,
   values.update(dropout=reg.dropout, batch_norm=reg.batch_norm,
                 input_noise=reg.input_noise, lr_schedule=reg.lr_schedule,
                 learning_rate=model.learning_rate,
-                hidden_units=list(model.hidden_units))
+                hidden_units=list(model.hidden_units),
+                periodic_embedding=model.numeric_embedding is not None)
+  if model.numeric_embedding is not None:
+    values['periodic_sigma'] = model.numeric_embedding.sigma
   # The nearest width and depth the space has, for the optimizer.
   width, depth = space_of['width'], space_of['depth']
   units = min(max(model.hidden_units[0], width.min_value), width.max_value)
@@ -464,6 +467,11 @@ def search_space(tuning: config_lib.TuningConfig) -> keras_tuner.HyperParameters
   - ``learning_rate``: log-uniform in [1e-4, 1e-2]
   - ``width``: min_width..max_width in steps of min_width; ``depth``:
     1..max_depth; hidden_units = depth layers of width units.
+  - ``periodic_embedding``: numeric features through periodic embeddings
+    (``model.numeric_embedding``), their initial frequencies' spread
+    ``periodic_sigma`` log-uniform in [0.01, 1]: measured, 1 helped on the
+    taxi sample's 10,490 train rows and hurt on a few hundred (one seeded
+    run each, docs/configuration.md), so which to use is the data's call.
   """
   hp = keras_tuner.HyperParameters()
   hp.Boolean('use_l2', default=False)
@@ -481,6 +489,8 @@ def search_space(tuning: config_lib.TuningConfig) -> keras_tuner.HyperParameters
   hp.Int('width', tuning.min_width, tuning.max_width, step=tuning.min_width,
          default=width - width % tuning.min_width)
   hp.Int('depth', 1, tuning.max_depth, default=min(2, tuning.max_depth))
+  hp.Boolean('periodic_embedding', default=False)
+  hp.Float('periodic_sigma', 0.01, 1.0, sampling='log', default=0.1)
   return hp
 
 
@@ -506,7 +516,9 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
     reg = trial_cfg.regularization
     model = model_lib.build_model(
         specs, trial_cfg.model.hidden_units, task=task, label_info=label_info,
-        **model_lib.regularization_kwargs(reg), seed=cfg.model.seed)
+        **model_lib.regularization_kwargs(reg),
+        numeric_embedding=trial_cfg.model.numeric_embedding,
+        seed=cfg.model.seed)
     fit.compile_model(model, trial_cfg.model, reg, task, label_info,
                       total_steps=cfg.tuning.epochs * max(
                           1, len(train_labels) // batch_size))
