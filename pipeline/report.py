@@ -1318,17 +1318,17 @@ def regularization_path_section(records: Optional[List[dict]],
                                   directory), 'regularization path'))
   penalized = any(t.ranked != t.score for t in trials)
   if penalized:
-    within_by_noise = _within_by_noise(records)
+    within_by_noise = _within_by_noise(records, config.tuning.gap_fraction)
     parts.append(
         '<p>Trials whose train-minus-eval gap on a gate metric passed '
         f'{config.tuning.gap_fraction:g} of its <code>gate.max_gap</code> '
         '(<code>tuning.gap_fraction</code>) were ranked by a worse score '
         '(column <em>ranked</em>): the gate measures the gap again on test, '
         'with an interval.'
-        + (f' {within_by_noise} passed it by the point estimate only, not '
-           'beyond eval noise (by less than z standard errors of the eval '
-           'side, <code>tuning.change_error_rate</code>), and so competed '
-           'among the trials within.' if within_by_noise else '')
+        + (f' {within_by_noise} passed it, or a limit, by the point '
+           'estimate only, not beyond eval noise (by less than z standard '
+           'errors of the eval side, <code>tuning.change_error_rate</code>), '
+           'and so competed as if within.' if within_by_noise else '')
         + '</p>')
   rows = [[t.number, ', '.join(t.techniques) or 'none', _strengths(t),
            _layers(t.hidden_units), f'{t.learning_rate:.2g}', _fmt(t.score), _fmt(t.train),
@@ -1348,12 +1348,15 @@ def regularization_path_section(records: Optional[List[dict]],
   return '\n'.join(parts)
 
 
-def _within_by_noise(records: List[dict]) -> str:
-  """The trials whose gaps passed the allowance only within eval noise
-  (tuning.excess_beyond_noise 0), which keeps their tier: 'Trial 1',
-  'Trials 1 and 3', or '' for none."""
+def _within_by_noise(records: List[dict], gap_fraction: float) -> str:
+  """The trials that eval noise kept in a better tier than their gaps'
+  point estimates (tuning.gap_tier of ``excess`` against that of
+  ``excess_beyond_noise``): 'Trial 1', 'Trials 1 and 3', or '' for none."""
+  from components.trainer import tuning  # pylint: disable=g-import-not-at-top
   numbers = [str(i + 1) for i, r in enumerate(records)
-             if r.get('excess') and r.get('excess_beyond_noise') == 0.0]
+             if 'excess_beyond_noise' in r and tuning.gap_tier(
+                 r.get('excess') or 0.0, gap_fraction) > tuning.gap_tier(
+                     r['excess_beyond_noise'] or 0.0, gap_fraction)]
   if not numbers:
     return ''
   if len(numbers) == 1:

@@ -196,9 +196,12 @@ def _multi_worker(data, tmp_path, overrides):
                          ids=['in_memory', 'streamed'])
 def test_multi_worker_two_processes_only_chief_exports(transformed_data,
                                                         tmp_path, in_memory):
+  # Periodic numeric embeddings too: their variables are mirrored as the
+  # others are.
   codes, logs, model, model_run = _multi_worker(
       transformed_data, tmp_path,
-      {'model.in_memory_max_mb': '256' if in_memory else '0'})
+      {'model.in_memory_max_mb': '256' if in_memory else '0',
+       'model.numeric_embedding': 'true'})
   assert codes == [0, 0], logs
 
   # The chief (worker 0: the cluster has no chief task) wrote everything once.
@@ -211,6 +214,8 @@ def test_multi_worker_two_processes_only_chief_exports(transformed_data,
                                 'workers': 2, 'replicas': 2,
                                 'global_batch_size': 32}
   assert result['epochs_run'] == 2
+  assert result['encoding']['numeric_embedding'] == {
+      'frequencies': 16, 'sigma': 0.1, 'dim': 16}
   assert os.path.isdir(os.path.join(model_run, 'logs'))
   # The finished run's backup is gone, the chief's and the worker's.
   assert not os.listdir(os.path.join(model_run, 'backup'))

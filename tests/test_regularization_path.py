@@ -15,6 +15,7 @@ import os
 import re
 
 import numpy as np
+import pytest
 from matplotlib import image as mpimg
 from ml_metadata.proto import metadata_store_pb2
 
@@ -183,14 +184,26 @@ def test_a_trial_past_the_allowance_only_by_noise_keeps_its_tier(
   page, _, _ = _page(tmp_path, records)
   text = synthetic._text(page)  # pylint: disable=protected-access
   assert 'The chosen trial, 1, scored 0.9100' in text
-  assert ('Trial 1 passed it by the point estimate only, not beyond eval '
-          'noise') in text
+  assert ('Trial 1 passed it, or a limit, by the point estimate only, not '
+          'beyond eval noise') in text
   (tmp_path / 'beyond').mkdir()
   records[0] = dict(records[0], excess_beyond_noise=0.1)
   page, _, _ = _page(tmp_path / 'beyond', records)
   text = synthetic._text(page)  # pylint: disable=protected-access
   assert 'The chosen trial, 2, scored 0.9300' in text
   assert 'not beyond eval noise' not in text
+
+
+@pytest.mark.parametrize('excess, beyond_noise, named', [
+    (0.7, 0.3, True),    # Past a limit by its point estimate only: tier 2 -> 1.
+    (0.7, 0.0, True),    # Tier 2 -> 0.
+    (0.4, 0.2, False),   # Past the allowance either way: tier 1 both.
+    (0.7, 0.6, False)])  # Past a limit either way.
+def test_the_page_names_each_trial_noise_moved_to_a_better_tier(
+    excess, beyond_noise, named):
+  records = [dict(TRIALS[0], excess=excess, excess_beyond_noise=beyond_noise),
+             dict(TRIALS[1], excess=0.0, excess_beyond_noise=0.0)]
+  assert report._within_by_noise(records, 0.5) == ('Trial 1' if named else '')  # pylint: disable=protected-access
 
 
 def test_the_figure_keeps_many_combinations_readable(tmp_path):

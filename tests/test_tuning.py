@@ -232,6 +232,14 @@ def test_a_change_reaches_the_trainer_only_past_eval_noise():
   assert tuning.chosen_index(records, False, TUNING) == 0
 
 
+@pytest.mark.parametrize('excess, tier', [
+    (0.0, 0), (0.2, 1), (0.5, 1), (0.5001, 2), (3.0, 2)])
+def test_gap_tiers_at_the_default_gap_fraction(excess, tier):
+  # The excess is gap / limit - gap_fraction (gap_excess): at 0.5, an
+  # excess of 0.5 is a gap at its limit.
+  assert tuning.gap_tier(excess, 0.5) == tier
+
+
 def test_a_trial_leaves_its_tier_only_beyond_eval_noise():
   def trial(score, gain, se, excess, configured=False, **more):
     return {'score': score, 'ranked': score, 'excess': excess,

@@ -184,6 +184,15 @@ def change_threshold(records, tuning: config_lib.TuningConfig) -> float:
                                len(completed(records)) - 1)
 
 
+def gap_tier(excess: float, gap_fraction: float) -> int:
+  """Where a trial of this gap ``excess`` (``gap_excess``) competes: 0 with
+  every gap within ``gap_fraction`` of its limit, 1 within the limits, 2
+  beyond one."""
+  if not excess:
+    return 0
+  return 1 if excess <= 1.0 - gap_fraction else 2
+
+
 def chosen_index(records, higher_is_better: bool,
                  tuning: config_lib.TuningConfig) -> Optional[int]:
   """Index in ``records`` (``trials.json``) of the trial whose values reach
@@ -210,10 +219,9 @@ def chosen_index(records, higher_is_better: bool,
 
   def tier(i):
     record = records[i]
-    excess = record.get('excess_beyond_noise', record.get('excess')) or 0.0
-    if not excess:
-      return 0
-    return 1 if excess <= 1.0 - tuning.gap_fraction else 2
+    return gap_tier(
+        record.get('excess_beyond_noise', record.get('excess')) or 0.0,
+        tuning.gap_fraction)
 
   def competes(i):
     record = records[i]
