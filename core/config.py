@@ -521,8 +521,8 @@ def _coerce(value: Any, annotation: str, where: str) -> Any:
   """Coerces a YAML value to the field's annotated type, or raises."""
   optional = annotation.startswith('Optional[')
   if optional:
-    if value is None or (value is False and annotation in (
-        'Optional[EarlyStoppingConfig]', 'Optional[PeriodicEmbeddingConfig]')):
+    if value is None or (value is False and annotation[
+        len('Optional['):-1] in _SWITCHED):
       return None  # ``early_stopping: false`` turns it off, as null does.
     annotation = annotation[len('Optional['):-1]
   if annotation in _DATACLASSES:
@@ -571,7 +571,7 @@ def _build(cls, raw: Any, where: str):
     return raw
   if cls is RegularizationConfig and raw == 'none':
     return RegularizationConfig()
-  if cls in (EarlyStoppingConfig, PeriodicEmbeddingConfig) and raw is True:
+  if cls.__name__ in _SWITCHED and raw is True:
     return cls()
   if cls is LabelConfig and isinstance(raw, str):
     raw = {'name': raw}
@@ -616,6 +616,10 @@ def _features_raw(raw: Any) -> Any:
     return {**raw, 'auto': True}
   return raw
 
+
+# Optional sections that ``true`` turns on with their defaults and
+# ``false`` turns off.
+_SWITCHED = ('EarlyStoppingConfig', 'PeriodicEmbeddingConfig')
 
 _DATACLASSES = {cls.__name__: cls for cls in (
     LabelConfig, FeaturesConfig, SplitsConfig, DataConfig, EarlyStoppingConfig,

@@ -1355,8 +1355,8 @@ def _within_by_noise(records: List[dict], gap_fraction: float) -> str:
   from components.trainer import tuning  # pylint: disable=g-import-not-at-top
   numbers = [str(i + 1) for i, r in enumerate(records)
              if 'excess_beyond_noise' in r and tuning.gap_tier(
-                 r.get('excess') or 0.0, gap_fraction) > tuning.gap_tier(
-                     r['excess_beyond_noise'] or 0.0, gap_fraction)]
+                 r.get('excess'), gap_fraction) > tuning.gap_tier(
+                     r['excess_beyond_noise'], gap_fraction)]
   if not numbers:
     return ''
   if len(numbers) == 1:

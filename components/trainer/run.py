@@ -92,9 +92,11 @@ def config_with(cfg: config_lib.PipelineConfig,
   if 'periodic_embedding' in hp:
     embedding = None
     if hp['periodic_embedding']:
-      embedding = dataclasses.replace(
-          model.numeric_embedding or config_lib.PeriodicEmbeddingConfig(),
-          sigma=float(hp.get('periodic_sigma', 0.1)))
+      embedding = (model.numeric_embedding
+                   or config_lib.PeriodicEmbeddingConfig())
+      if 'periodic_sigma' in hp:
+        embedding = dataclasses.replace(embedding,
+                                        sigma=float(hp['periodic_sigma']))
     changes['numeric_embedding'] = embedding
   if 'learning_rate' in hp:
     changes['learning_rate'] = float(hp['learning_rate'])

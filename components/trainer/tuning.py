@@ -184,10 +184,10 @@ def change_threshold(records, tuning: config_lib.TuningConfig) -> float:
                                len(completed(records)) - 1)
 
 
-def gap_tier(excess: float, gap_fraction: float) -> int:
-  """Where a trial of this gap ``excess`` (``gap_excess``) competes: 0 with
-  every gap within ``gap_fraction`` of its limit, 1 within the limits, 2
-  beyond one."""
+def gap_tier(excess: Optional[float], gap_fraction: float) -> int:
+  """Where a trial of this gap ``excess`` (``gap_excess``; None: not
+  measured) competes: 0 with every gap within ``gap_fraction`` of its
+  limit, 1 within the limits, 2 beyond one."""
   if not excess:
     return 0
   return 1 if excess <= 1.0 - gap_fraction else 2
@@ -219,9 +219,8 @@ def chosen_index(records, higher_is_better: bool,
 
   def tier(i):
     record = records[i]
-    return gap_tier(
-        record.get('excess_beyond_noise', record.get('excess')) or 0.0,
-        tuning.gap_fraction)
+    return gap_tier(record.get('excess_beyond_noise', record.get('excess')),
+                    tuning.gap_fraction)
 
   def competes(i):
     record = records[i]
